@@ -1,0 +1,43 @@
+"""nuttrio: a UPS management system compatible with Network UPS Tools, on Trio.
+
+The public API for embedding in other Trio programs::
+
+    async with nuttrio.open_daemon(nuttrio.DaemonOptions(confdir=path)) as daemon:
+        ...
+
+The names below are imported lazily, so that ``import nuttrio.protocol`` (the sans-IO
+protocol) does not load Trio or the daemon.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__ as __version__
+
+if TYPE_CHECKING:
+    from .daemon import Daemon as Daemon
+    from .daemon import DaemonOptions as DaemonOptions
+    from .daemon import open_daemon as open_daemon
+    from .daemon import run_daemon as run_daemon
+    from .state import StateStore as StateStore
+    from .state import UpsSnapshot as UpsSnapshot
+
+_LAZY = {
+    "Daemon": "daemon",
+    "DaemonOptions": "daemon",
+    "open_daemon": "daemon",
+    "run_daemon": "daemon",
+    "StateStore": "state",
+    "UpsSnapshot": "state",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:  # noqa: ANN401 - module attributes of any type
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nuttrio' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)

@@ -1,0 +1,23 @@
+"""The NUT network protocol (upsd 2.8.0 and RFC 9271), sans-IO.
+
+Bytes in, events out; replies in, bytes out. Nothing here performs I/O or imports Trio, so
+the same code serves nuttrio's server, its clients and any other event loop.
+"""
+
+from __future__ import annotations
+
+from . import events as events
+from . import replies as replies
+from .connection import DEFAULT_MAX_LINE as DEFAULT_MAX_LINE
+from .connection import ServerConnection as ServerConnection
+from .connection import Signal as Signal
+from .errors import ErrCode as ErrCode
+from .errors import LocalProtocolError as LocalProtocolError
+from .quoting import encode as encode
+from .quoting import quote as quote
+from .replies import Reply as Reply
+from .tokenizer import Line as Line
+from .tokenizer import LineError as LineError
+from .tokenizer import LineTooLong as LineTooLong
+from .tokenizer import Tokenizer as Tokenizer
+from .tokenizer import split_text as split_text

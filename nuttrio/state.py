@@ -1,0 +1,516 @@
+"""The state store: per-UPS variables and metadata, shared by drivers, server and manager.
+
+General theory of operation
+---------------------------
+Each UPS has a :class:`UpsEntry`. Its driver changes it through a :class:`DriverLink`: the
+changes made in one ``with link.update() as u:`` block are published together as a new
+immutable :class:`UpsSnapshot`. Readers never see half an update:
+
+* the server reads :meth:`UpsEntry.snapshot` synchronously and formats its whole reply from
+  that one object (never a torn reply);
+* the manager and the web dashboard iterate :meth:`UpsEntry.watch`, a *latest-value* watch:
+  a slow reader skips intermediate snapshots instead of slowing the driver, which never
+  blocks on publishing.
+
+Commands (SET VAR, INSTCMD) travel the other way, from the server or manager to the driver,
+as :class:`DriverCommand` objects on a small per-UPS channel; the driver resolves each one's
+:class:`CommandResult`, which the sender may await (RFC 9271 TRACKING).
+
+The entry also holds what upsd keeps per UPS outside the driver's data: the description, the
+forced-shutdown latch, the list of clients that did LOGIN, and when the driver was last heard.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from types import MappingProxyType
+from typing import Generic, TypeVar
+
+import attrs
+import trio
+
+__all__ = [
+    "CommandKind",
+    "CommandResult",
+    "CommandStatus",
+    "DriverCommand",
+    "DriverLink",
+    "LoginRecord",
+    "StateStore",
+    "Update",
+    "UpsEntry",
+    "UpsSnapshot",
+    "Variable",
+    "Watch",
+]
+
+T = TypeVar("T")
+
+
+class Watch(Generic[T]):
+    """A latest-value broadcast: producers never block, readers see the newest value.
+
+    Each value carries a version number; readers ask for anything newer than what they
+    saw. Intermediate values may be skipped (eventual consistency), the latest never is.
+
+    Args:
+        value: The initial value (version 0).
+    """
+
+    def __init__(self, value: T) -> None:
+        self._value = value
+        self._version = 0
+        self._changed = trio.Event()
+
+    def get(self) -> tuple[int, T]:
+        """Return ``(version, value)`` without blocking."""
+        return self._version, self._value
+
+    def set(self, value: T) -> None:
+        """Publish a new value and wake every waiting reader. Never blocks."""
+        self._value = value
+        self._version += 1
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_newer(self, seen: int) -> tuple[int, T]:
+        """Wait until the version is newer than ``seen``; return ``(version, value)``.
+
+        Always a checkpoint, even when a newer value is already there. Cancellation leaves
+        the watch unchanged.
+        """
+        if self._version > seen:
+            await trio.lowlevel.checkpoint()
+        while self._version <= seen:
+            await self._changed.wait()
+        return self._version, self._value
+
+    async def values(self) -> AsyncIterator[T]:
+        """Yield the current value, then each newer one, skipping those missed meanwhile."""
+        version, value = self.get()
+        yield value
+        while True:
+            version, value = await self.wait_newer(version)
+            yield value
+
+
+@attrs.frozen
+class Variable:
+    """One UPS variable as a driver publishes it (NUT's dstate entry).
+
+    Attributes:
+        name: The canonical spelling.
+        value: The value, unescaped.
+        rw: Writable with SET VAR.
+        string: Flagged STRING (``aux`` is then its maximum length).
+        number: Flagged NUMBER.
+        aux: Maximum length of a STRING value.
+        enums: Allowed values, in the driver's order.
+        ranges: Allowed integer ranges ``(min, max)``, in the driver's order.
+    """
+
+    name: str
+    value: str
+    rw: bool = False
+    string: bool = False
+    number: bool = False
+    aux: int = 0
+    enums: tuple[str, ...] = ()
+    ranges: tuple[tuple[int, int], ...] = ()
+
+
+@attrs.frozen
+class UpsSnapshot:
+    """An immutable, consistent view of one UPS.
+
+    Attributes:
+        name: The UPS name as configured.
+        variables: Variables keyed by lower-cased name.
+        commands: Instant commands in the driver's order.
+        connected: Whether a driver is running for the UPS.
+        stale: Whether the driver declared its data stale (DATASTALE).
+        fsd: The forced-shutdown latch (set by FSD, kept until the UPS is dropped).
+        dumped: Whether the driver has published its first complete state.
+    """
+
+    name: str
+    variables: Mapping[str, Variable] = attrs.field(factory=lambda: MappingProxyType({}))
+    commands: tuple[str, ...] = ()
+    connected: bool = False
+    stale: bool = False
+    fsd: bool = False
+    dumped: bool = False
+
+    def get(self, name: str) -> Variable | None:
+        """Return the variable called ``name`` (any case), or ``None``."""
+        return self.variables.get(name.lower())
+
+    def value(self, name: str) -> str | None:
+        """Return the value of ``name`` (any case), or ``None``."""
+        var = self.variables.get(name.lower())
+        return None if var is None else var.value
+
+    def has_command(self, name: str) -> bool:
+        """Whether the UPS offers the instant command ``name`` (any case)."""
+        low = name.lower()
+        return any(c.lower() == low for c in self.commands)
+
+    @property
+    def status(self) -> str:
+        """``ups.status`` as clients read it: with ``FSD`` in front while the latch is set."""
+        raw = self.value("ups.status") or ""
+        if not self.fsd:
+            return raw
+        return f"FSD {raw}" if raw else "FSD"
+
+
+class CommandKind(enum.Enum):
+    """What a :class:`DriverCommand` asks for."""
+
+    SET = "SET"
+    INSTCMD = "INSTCMD"
+
+
+class CommandStatus(enum.IntEnum):
+    """Outcome of a driver command, with NUT's TRACKING status numbers."""
+
+    SUCCESS = 0
+    UNKNOWN = 1
+    INVALID_ARGUMENT = 2
+    FAILED = 3
+
+
+class CommandResult:
+    """The outcome slot of one :class:`DriverCommand`, resolved once by the driver."""
+
+    def __init__(self) -> None:
+        self._status: CommandStatus | None = None
+        self._done = trio.Event()
+
+    @property
+    def status(self) -> CommandStatus | None:
+        """The outcome, or ``None`` while the driver has not answered."""
+        return self._status
+
+    def resolve(self, status: CommandStatus) -> None:
+        """Record the outcome; later calls are ignored (the first answer counts)."""
+        if self._status is None:
+            self._status = status
+            self._done.set()
+
+    async def wait(self) -> CommandStatus:
+        """Wait for the outcome. Cancellation leaves the result unresolved."""
+        await self._done.wait()
+        assert self._status is not None
+        return self._status
+
+
+@attrs.frozen
+class DriverCommand:
+    """A request for a driver: set a variable or run an instant command.
+
+    Attributes:
+        kind: SET or INSTCMD.
+        name: The variable or command, as the client spelt it.
+        value: The new value (SET) or the optional parameter (INSTCMD).
+        tracking: The TRACKING id, if the sender asked for one.
+        result: Resolved by the driver with the outcome.
+    """
+
+    kind: CommandKind
+    name: str
+    value: str | None = None
+    tracking: str | None = None
+    result: CommandResult = attrs.field(factory=CommandResult, eq=False)
+
+
+@attrs.frozen
+class LoginRecord:
+    """A client connection that did LOGIN (ATTACH) on a UPS.
+
+    Attributes:
+        address: The peer address as text, e.g. ``127.0.0.1``.
+        username: The USERNAME it gave.
+    """
+
+    address: str
+    username: str | None = attrs.field(default=None, eq=False)
+
+
+class Update:
+    """Changes to one UPS, collected by :meth:`DriverLink.update` and published together."""
+
+    def __init__(self, snap: UpsSnapshot) -> None:
+        self._vars = dict(snap.variables)
+        self._cmds = list(snap.commands)
+        self.stale = snap.stale
+        self.dumped = snap.dumped
+
+    def set(self, name: str, value: str) -> None:
+        """Set ``name`` to ``value``, creating it with no flags if it is new."""
+        key = name.lower()
+        old = self._vars.get(key)
+        if old is None:
+            self._vars[key] = Variable(name=name, value=value)
+        elif old.value != value:
+            self._vars[key] = attrs.evolve(old, value=value)
+
+    def delete(self, name: str) -> None:
+        """Remove ``name`` if present."""
+        self._vars.pop(name.lower(), None)
+
+    def set_flags(
+        self, name: str, *, rw: bool = False, string: bool = False, number: bool = False
+    ) -> None:
+        """Replace the flags of an existing variable (NUT's SETFLAGS)."""
+        old = self._vars.get(name.lower())
+        if old is not None:
+            self._vars[name.lower()] = attrs.evolve(old, rw=rw, string=string, number=number)
+
+    def set_aux(self, name: str, aux: int) -> None:
+        """Set the maximum STRING length of an existing variable (NUT's SETAUX)."""
+        old = self._vars.get(name.lower())
+        if old is not None:
+            self._vars[name.lower()] = attrs.evolve(old, aux=aux)
+
+    def set_enums(self, name: str, values: tuple[str, ...]) -> None:
+        """Replace the allowed values of an existing variable."""
+        old = self._vars.get(name.lower())
+        if old is not None:
+            self._vars[name.lower()] = attrs.evolve(old, enums=values)
+
+    def set_ranges(self, name: str, ranges: tuple[tuple[int, int], ...]) -> None:
+        """Replace the allowed ranges of an existing variable."""
+        old = self._vars.get(name.lower())
+        if old is not None:
+            self._vars[name.lower()] = attrs.evolve(old, ranges=ranges)
+
+    def get(self, name: str) -> Variable | None:
+        """Return the variable as it stands in this update."""
+        return self._vars.get(name.lower())
+
+    def add_command(self, name: str) -> None:
+        """Offer instant command ``name`` (no duplicates, any case)."""
+        if all(c.lower() != name.lower() for c in self._cmds):
+            self._cmds.append(name)
+
+    def delete_command(self, name: str) -> None:
+        """Withdraw instant command ``name``."""
+        self._cmds = [c for c in self._cmds if c.lower() != name.lower()]
+
+    def clear(self) -> None:
+        """Remove every variable and command."""
+        self._vars.clear()
+        self._cmds.clear()
+
+    def _build(self, base: UpsSnapshot) -> UpsSnapshot:
+        return attrs.evolve(
+            base,
+            variables=MappingProxyType(dict(self._vars)),
+            commands=tuple(self._cmds),
+            stale=self.stale,
+            dumped=self.dumped,
+        )
+
+
+class UpsEntry:
+    """Everything the store keeps for one UPS. Created by :meth:`StateStore.add`.
+
+    Args:
+        name: The UPS name.
+        desc: The ``desc`` from ups.conf, if any.
+        clock: Returns the current time in seconds (Trio's clock by default).
+        command_buffer: How many driver commands may wait before senders see a full queue.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        desc: str | None = None,
+        *,
+        clock: Callable[[], float] = trio.current_time,
+        command_buffer: int = 16,
+    ) -> None:
+        self.name = name
+        self.desc = desc
+        self._clock = clock
+        self._watch: Watch[UpsSnapshot] = Watch(UpsSnapshot(name=name))
+        self._send, self._receive = trio.open_memory_channel[DriverCommand](command_buffer)
+        self.last_heard = -math.inf
+        self._logins: list[tuple[object, LoginRecord]] = []
+        self._link: DriverLink | None = None
+
+    # -- readers -----------------------------------------------------------------------------
+
+    def snapshot(self) -> UpsSnapshot:
+        """The current snapshot (sync, consistent)."""
+        return self._watch.get()[1]
+
+    def watch(self) -> AsyncIterator[UpsSnapshot]:
+        """Iterate the current snapshot and then newer ones (latest-value semantics)."""
+        return self._watch.values()
+
+    @property
+    def versioned(self) -> Watch[UpsSnapshot]:
+        """The underlying watch, for readers that track versions themselves."""
+        return self._watch
+
+    def is_stale(self, maxage: float) -> bool:
+        """Whether data is stale: declared so, or not heard from for more than ``maxage``."""
+        snap = self.snapshot()
+        return snap.stale or (self._clock() - self.last_heard) > maxage
+
+    # -- the forced-shutdown latch and logins ----------------------------------------------
+
+    def set_fsd(self) -> None:
+        """Set the FSD latch; it stays set for the life of this entry."""
+        snap = self.snapshot()
+        if not snap.fsd:
+            self._watch.set(attrs.evolve(snap, fsd=True))
+
+    def add_login(self, token: object, record: LoginRecord) -> None:
+        """Record a LOGIN by the connection identified by ``token``."""
+        self._logins.insert(0, (token, record))
+
+    def remove_login(self, token: object) -> None:
+        """Forget the LOGIN of ``token`` (its connection closed)."""
+        self._logins = [(t, r) for t, r in self._logins if t is not token]
+
+    @property
+    def logins(self) -> list[LoginRecord]:
+        """Connections that did LOGIN, newest first."""
+        return [r for _, r in self._logins]
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def submit(self, command: DriverCommand) -> bool:
+        """Queue ``command`` for the driver without blocking.
+
+        Returns:
+            ``False`` if no driver is connected or its queue is full (upsd's "write to the
+            driver failed").
+        """
+        if not self.snapshot().connected:
+            return False
+        try:
+            self._send.send_nowait(command)
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        return True
+
+    # -- the driver side -------------------------------------------------------------------
+
+    @contextmanager
+    def connect(self) -> Iterator[DriverLink]:
+        """Attach a driver for the duration of the ``with`` block.
+
+        On entry the UPS reads as connected but without data; on exit (however the driver
+        ends) it reads as not connected and queued commands are answered FAILED.
+
+        Raises:
+            RuntimeError: If another driver is already attached.
+        """
+        if self._link is not None:
+            raise RuntimeError(f"UPS {self.name} already has a driver")
+        link = DriverLink(self, self._receive)
+        self._link = link
+        self.last_heard = self._clock()
+        self._watch.set(attrs.evolve(self.snapshot(), connected=True))
+        try:
+            yield link
+        finally:
+            self._link = None
+            self._watch.set(attrs.evolve(self.snapshot(), connected=False))
+            while True:
+                try:
+                    self._receive.receive_nowait().result.resolve(CommandStatus.FAILED)
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+
+    def _publish(self, update: Update) -> None:
+        self.last_heard = self._clock()
+        self._watch.set(update._build(self.snapshot()))
+
+    def _heartbeat(self) -> None:
+        self.last_heard = self._clock()
+
+
+class DriverLink:
+    """A driver's handle on its UPS entry. Obtained from :meth:`UpsEntry.connect`.
+
+    Attributes:
+        commands: Where SET VAR and INSTCMD requests arrive.
+    """
+
+    def __init__(self, entry: UpsEntry, commands: trio.MemoryReceiveChannel[DriverCommand]) -> None:
+        self._entry = entry
+        self.commands = commands
+
+    @property
+    def name(self) -> str:
+        """The UPS name."""
+        return self._entry.name
+
+    def snapshot(self) -> UpsSnapshot:
+        """The UPS as last published."""
+        return self._entry.snapshot()
+
+    @contextmanager
+    def update(self) -> Iterator[Update]:
+        """Collect changes; they are published as one snapshot when the block ends.
+
+        If the block raises, nothing is published.
+        """
+        update = Update(self._entry.snapshot())
+        yield update
+        self._entry._publish(update)
+
+    def heartbeat(self) -> None:
+        """Say the driver is alive without changing data (upsd's PING/PONG)."""
+        self._entry._heartbeat()
+
+
+class StateStore:
+    """All UPS entries of one daemon, by name (case-insensitive), in configuration order.
+
+    Args:
+        clock: Returns the current time in seconds (Trio's clock by default).
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = trio.current_time) -> None:
+        self._clock = clock
+        self._entries: dict[str, UpsEntry] = {}
+
+    def add(self, name: str, desc: str | None = None) -> UpsEntry:
+        """Create the entry for ``name``.
+
+        Raises:
+            ValueError: If a UPS of that name (any case) exists.
+        """
+        key = name.lower()
+        if key in self._entries:
+            raise ValueError(f"UPS {name} is already defined")
+        entry = UpsEntry(name, desc, clock=self._clock)
+        self._entries[key] = entry
+        return entry
+
+    def remove(self, name: str) -> None:
+        """Drop the entry for ``name`` (its FSD latch and logins go with it)."""
+        self._entries.pop(name.lower(), None)
+
+    def get(self, name: str) -> UpsEntry | None:
+        """Return the entry for ``name`` (any case), or ``None``."""
+        return self._entries.get(name.lower())
+
+    def __iter__(self) -> Iterator[UpsEntry]:
+        return iter(list(self._entries.values()))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def names(self) -> list[str]:
+        """UPS names in configuration order."""
+        return [e.name for e in self._entries.values()]
