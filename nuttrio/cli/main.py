@@ -1,0 +1,152 @@
+"""The ``nuttrio`` command: the only place that calls :func:`trio.run` and handles signals."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from .. import __version__
+from ..config import ConfigError
+from ..daemon import DEFAULT_PORT, Daemon, DaemonOptions, run_daemon
+from ..protocol import DEFAULT_MAX_LINE
+from ..server import ConnectionLimits
+
+__all__ = ["main", "parse_listen"]
+
+log = logging.getLogger("nuttrio")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """Parse ``HOST[:PORT]`` (``[v6addr]:PORT`` for IPv6); the port defaults to 3493.
+
+    Raises:
+        argparse.ArgumentTypeError: If the text is not of that form.
+    """
+    host, port = text, str(DEFAULT_PORT)
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or (end + 1 < len(text) and text[end + 1] != ":"):
+            raise argparse.ArgumentTypeError(f"bad address {text!r}: use [v6addr]:PORT")
+        host = text[1:end]
+        if end + 1 < len(text):
+            port = text[end + 2 :]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"bad address {text!r}: use HOST:PORT")
+    return host, int(port)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nuttrio",
+        description=(
+            "A UPS management system compatible with Network UPS Tools. With no configuration, "
+            "serves a simulated UPS named 'sim' on 127.0.0.1:3493."
+        ),
+    )
+    role = parser.add_argument_group("role")
+    role.add_argument(
+        "--attach",
+        action="store_true",
+        help="run the attachment daemon: drivers and the NUT protocol server (the default)",
+    )
+    parser.add_argument(
+        "--nut-config",
+        metavar="DIR",
+        type=Path,
+        help="read NUT's ups.conf, upsd.conf and upsd.users from DIR "
+        "(default: $NUT_CONFPATH if set, else the built-in simulated UPS)",
+    )
+    parser.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        type=parse_listen,
+        action="append",
+        default=[],
+        help="listen here instead of upsd.conf's LISTEN lines (repeatable; port 0 picks one)",
+    )
+    parser.add_argument(
+        "--max-line",
+        metavar="BYTES",
+        type=int,
+        default=DEFAULT_MAX_LINE,
+        help=f"longest request line accepted (default {DEFAULT_MAX_LINE})",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more")
+    parser.add_argument("--version", action="version", version=f"nuttrio {__version__}")
+    return parser
+
+
+def _hint(daemon: Daemon) -> str:
+    names = daemon.store.names()
+    addresses = daemon.addresses
+    listening = ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in addresses)
+    if not names:
+        return f"nuttrio: listening on {listening} (no UPS configured)"
+    host, port = next(((h, p) for h, p in addresses if ":" not in h), addresses[0])
+    target = f"{names[0]}@{host}" if port == DEFAULT_PORT else f"{names[0]}@{host}:{port}"
+    served = names[0] if len(names) == 1 else f"{len(names)} UPS ({', '.join(names)})"
+    return f"nuttrio: serving {served} on {listening}; query it with: upsc {target}"
+
+
+async def _run(options: DaemonOptions) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        async with trio.open_nursery() as nursery:
+            daemon: Daemon = await nursery.start(run_daemon, options)
+            print(_hint(daemon), flush=True)
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    log.info("SIGHUP: reloading ups.conf and upsd.users")
+                    await daemon.reload()
+                else:
+                    log.info("%s: stopping", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``nuttrio`` command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+    )
+    confdir: Path | None = args.nut_config
+    if confdir is None and os.environ.get("NUT_CONFPATH"):
+        confdir = Path(os.environ["NUT_CONFPATH"])
+    options = DaemonOptions(
+        confdir=confdir,
+        listen=tuple(args.listen),
+        limits=ConnectionLimits(max_line=args.max_line),
+    )
+    status = 0
+    try:
+        trio.run(_run, options)
+    except* ConfigError as group:
+        for exc in _leaves(group):
+            print(f"nuttrio: configuration error: {exc}", file=sys.stderr)
+        status = 2
+    except* OSError as group:
+        for exc in _leaves(group):
+            print(f"nuttrio: {exc}", file=sys.stderr)
+        status = status or 1
+    return status
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

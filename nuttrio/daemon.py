@@ -1,0 +1,266 @@
+"""The daemon: drivers, the protocol server (and later the manager) in one Trio nursery.
+
+Embedding::
+
+    async with nuttrio.open_daemon(options) as daemon:
+        ...                       # daemon.store, daemon.addresses, await daemon.reload()
+
+or ``await nursery.start(run_daemon, options)``, which returns the :class:`Daemon` once every
+driver has published its first state (or failed once) and the listeners are bound.
+
+Drivers run under supervision: a driver that raises is logged, its UPS reads as
+DRIVER-NOT-CONNECTED, and it is restarted after a back-off (1 s doubling up to 30 s, reset
+after a minute of good running), for as long as the daemon runs, as upsd keeps retrying a
+driver socket. Cancelling the daemon stops everything; nothing here installs signal
+handlers or calls :func:`trio.run` (that is the CLI's job).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import attrs
+import trio
+
+from .config import ConfigError, NutConfig, UpsSection, load_nut_config, reload_nut_config
+from .descriptions import Descriptions
+from .hw import dummy
+from .hw.base import Driver, create_driver
+from .server import ConnectionLimits, ServerCore, ServerSettings, open_listeners, serve_nut
+from .state import StateStore, UpsEntry
+
+__all__ = ["DEFAULT_PORT", "Daemon", "DaemonOptions", "open_daemon", "run_daemon"]
+
+log = logging.getLogger("nuttrio")
+
+#: The NUT port (IANA "nut").
+DEFAULT_PORT = 3493
+
+
+@attrs.frozen
+class DaemonOptions:
+    """How to run the daemon.
+
+    Attributes:
+        confdir: A NUT configuration directory to read, or ``None`` for the built-in
+            simulated UPS ``sim``.
+        listen: ``(host, port)`` pairs overriding upsd.conf's LISTEN lines; port 0 picks one.
+        limits: Connection limits; ``max_clients`` is taken from MAXCONN when not set.
+    """
+
+    confdir: Path | None = None
+    listen: tuple[tuple[str, int], ...] = ()
+    limits: ConnectionLimits = ConnectionLimits()
+
+
+@attrs.define
+class _Running:
+    section: UpsSection
+    scope: trio.CancelScope
+
+
+class Daemon:
+    """A running attachment daemon. Obtained from :func:`open_daemon` or :func:`run_daemon`.
+
+    Attributes:
+        store: The UPS data.
+        core: The request handling of the server.
+        config: The NUT configuration in force, or ``None`` when running the simulator.
+        listeners: The bound listeners.
+    """
+
+    def __init__(
+        self,
+        options: DaemonOptions,
+        config: NutConfig | None,
+        store: StateStore,
+        core: ServerCore,
+        nursery: trio.Nursery,
+    ) -> None:
+        self.options = options
+        self.config = config
+        self.store = store
+        self.core = core
+        self.listeners: Sequence[trio.SocketListener] = ()
+        self._nursery = nursery
+        self._drivers: dict[str, _Running] = {}
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The ``(host, port)`` of every listener, after binding."""
+        out = []
+        for listener in self.listeners:
+            host, port = listener.socket.getsockname()[:2]
+            out.append((str(host), int(port)))
+        return out
+
+    async def start_driver(self, section: UpsSection, driver: Driver) -> None:
+        """Create the UPS entry if needed and run ``driver`` for it under supervision.
+
+        Returns once the driver has published its first state or failed once.
+        """
+        entry = self.store.get(section.name) or self.store.add(section.name, section.desc)
+        scope = await self._nursery.start(_supervise, entry, driver)
+        self._drivers[section.name.lower()] = _Running(section, scope)
+
+    def stop_driver(self, name: str) -> None:
+        """Stop the driver of UPS ``name`` and drop the UPS (its FSD latch and logins too)."""
+        running = self._drivers.pop(name.lower(), None)
+        if running is not None:
+            running.scope.cancel()
+        self.store.remove(name)
+
+    async def reload(self) -> None:
+        """Re-read ups.conf and upsd.users, as upsd does on SIGHUP.
+
+        Connections stay open. New UPSes start, removed ones stop, changed ones restart
+        their driver; users take effect at each connection's next action. If the new
+        configuration is bad, it is logged and the running one stays in force.
+        """
+        if self.config is None:
+            return
+        try:
+            new = reload_nut_config(self.config)
+            drivers = {s.name.lower(): (s, create_driver(s, new.confdir)) for s in new.ups}
+        except (ConfigError, OSError) as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            return
+        for warning in new.warnings:
+            log.warning("%s", warning)
+        self.config = new
+        self.core.users = new.users
+        self.core.settings = _settings(new)
+        for name in list(self._drivers):
+            if name not in drivers:
+                log.info("UPS %s removed", self._drivers[name].section.name)
+                self.stop_driver(name)
+        for name, (section, driver) in drivers.items():
+            running = self._drivers.get(name)
+            if running is not None and _same_driver(running.section, section):
+                entry = self.store.get(name)
+                if entry is not None:
+                    entry.desc = section.desc
+                running.section = section
+                continue
+            if running is not None:
+                log.info("UPS %s changed; restarting its driver", section.name)
+                running.scope.cancel()
+                self._drivers.pop(name)
+            else:
+                log.info("UPS %s added", section.name)
+            await self.start_driver(section, driver)
+        log.info("configuration reloaded")
+
+
+def _same_driver(a: UpsSection, b: UpsSection) -> bool:
+    return (a.driver, a.port, dict(a.options)) == (b.driver, b.port, dict(b.options))
+
+
+async def _supervise(
+    entry: UpsEntry,
+    driver: Driver,
+    *,
+    task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    backoff = 1.0
+    with trio.CancelScope() as scope:
+        reported = False
+        while True:
+            began = trio.current_time()
+            try:
+                with entry.connect() as link:
+                    async with trio.open_nursery() as nursery:
+                        await nursery.start(driver.run, link)
+                        if not reported:
+                            reported = True
+                            task_status.started(scope)
+                log.warning("driver for UPS %s stopped", entry.name)
+            except Exception:
+                log.exception("driver for UPS %s failed", entry.name)
+            if not reported:
+                reported = True
+                task_status.started(scope)
+            if trio.current_time() - began > 60:
+                backoff = 1.0
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+
+def _settings(config: NutConfig) -> ServerSettings:
+    return ServerSettings(maxage=config.upsd.maxage, trackingdelay=config.upsd.trackingdelay)
+
+
+def _listen_addresses(options: DaemonOptions, config: NutConfig | None) -> list[tuple[str, int]]:
+    if options.listen:
+        return list(options.listen)
+    if config is None:
+        return [("127.0.0.1", DEFAULT_PORT)]
+    return [(item.host, item.port) for item in config.upsd.listen]
+
+
+def _limits(options: DaemonOptions, config: NutConfig | None) -> ConnectionLimits:
+    limits = options.limits
+    if limits.max_clients is None and config is not None and config.upsd.maxconn is not None:
+        # upsd counts driver sockets in MAXCONN; nuttrio counts its in-process drivers alike.
+        clients = max(config.upsd.maxconn - len(config.ups), 1)
+        limits = attrs.evolve(limits, max_clients=clients)
+    return limits
+
+
+async def run_daemon(
+    options: DaemonOptions,
+    *,
+    task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the attachment daemon until cancelled.
+
+    Raises:
+        ConfigError: Before ``task_status.started``, for a bad configuration.
+        OSError: Before ``task_status.started``, if a listener cannot be bound.
+    """
+    config = load_nut_config(options.confdir) if options.confdir is not None else None
+    if config is not None:
+        sections: list[tuple[UpsSection, Driver]] = [
+            (s, create_driver(s, config.confdir)) for s in config.ups
+        ]
+        for warning in config.warnings:
+            log.warning("%s", warning)
+        descriptions = Descriptions.load(config.upsd.datapath)
+        settings = _settings(config)
+        users = config.users
+    else:
+        section, driver = dummy.simulated_ups()
+        sections = [(section, driver)]
+        descriptions = Descriptions.load(None)
+        settings = ServerSettings()
+        users = {}
+    store = StateStore()
+    core = ServerCore(store, users, descriptions, settings)
+    async with trio.open_nursery() as nursery:
+        daemon = Daemon(options, config, store, core, nursery)
+        for section, driver in sections:
+            await daemon.start_driver(section, driver)
+        listeners = await open_listeners(_listen_addresses(options, config))
+        daemon.listeners = await nursery.start(
+            serve_nut, core, listeners, _limits(options, config)
+        )
+        task_status.started(daemon)
+        await trio.sleep(math.inf)
+
+
+@asynccontextmanager
+async def open_daemon(options: DaemonOptions) -> AsyncIterator[Daemon]:
+    """Run the daemon for the duration of the ``async with`` block.
+
+    Leaving the block stops drivers and closes every connection.
+    """
+    async with trio.open_nursery() as nursery:
+        daemon: Daemon = await nursery.start(run_daemon, options)
+        try:
+            yield daemon
+        finally:
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,172 @@
+"""The ``nuttrio`` command, run as a real process: start-up, errors, signals, reload."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nuttrio.cli.main import parse_listen
+
+from .nuttrio_proc import NuttrioProcess
+
+
+def ask(port: int, data: bytes, *, end: bytes = b"\n", sock: socket.socket | None = None) -> bytes:
+    own = sock is None
+    sock = sock or socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        sock.sendall(data)
+        reply = b""
+        while not reply.endswith(end):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+        return reply
+    finally:
+        if own:
+            sock.close()
+
+
+def port_of(ready_line: str) -> int:
+    match = re.search(r"127\.0\.0\.1:(\d+)", ready_line)
+    assert match, ready_line
+    return int(match.group(1))
+
+
+def write_conf(d: Path, ups: str, users: str = "[mon]\n password = pw\n upsmon secondary\n") -> Path:
+    d.mkdir(exist_ok=True)
+    (d / "upsd.conf").write_text("LISTEN 127.0.0.1 0\n")
+    (d / "ups.conf").write_text(ups)
+    (d / "upsd.users").write_text(users)
+    (d / "a.dev").write_text("ups.status: OL\nbattery.charge: 90\n")
+    for name in ("upsd.conf", "upsd.users"):
+        (d / name).chmod(0o600)
+    return d
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:3493", ("127.0.0.1", 3493)),
+        ("localhost", ("localhost", 3493)),
+        ("[::1]:0", ("::1", 0)),
+        ("[::1]", ("::1", 3493)),
+        ("0.0.0.0:1", ("0.0.0.0", 1)),
+    ],
+)
+def test_parse_listen(text, expected):
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", ":1", "h:x", "h:70000", "[::1", "[::1]x", "a:b:c"])
+def test_parse_listen_rejects(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_listen(text)
+
+
+def test_help_lists_the_options():
+    out = subprocess.run(
+        [sys.executable, "-m", "nuttrio", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for option in ("--attach", "--nut-config", "--listen", "--max-line", "--version"):
+        assert option in out
+
+
+def test_default_serves_the_simulated_ups_and_stops_on_sigterm():
+    with NuttrioProcess(["--listen", "127.0.0.1:0"]) as proc:
+        port = port_of(proc.ready_line)
+        assert f"upsc sim@127.0.0.1:{port}" in proc.ready_line
+        assert ask(port, b"GET VAR sim ups.status\n") == b'VAR sim ups.status "OL"\n'
+        held = socket.create_connection(("127.0.0.1", port), timeout=5)
+        assert ask(port, b"VER\n", sock=held).startswith(b"Network UPS Tools upsd 2.8.0")
+        assert proc.stop(signal.SIGTERM) == 0
+        assert held.recv(100) == b""  # the connection was closed on the way out
+        held.close()
+
+
+def test_sigint_stops_cleanly_too():
+    with NuttrioProcess(["--listen", "127.0.0.1:0"]) as proc:
+        assert proc.stop(signal.SIGINT) == 0
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"ups.conf": "[a]\n driver = dummy-ups\n port = a.dev\n desc = \"x#y\"\n"}, "ups.conf:4"),
+        ({"ups.conf": "[a]\n driver = apc_modbus\n port = auto\n"}, "apc_modbus"),
+        ({"ups.conf": "[a]\n driver = dummy-ups\n port = missing.dev\n"}, "missing.dev"),
+        ({"upsd.conf": "LISTEN 127.0.0.1 0\nMAXAGE soon\n"}, "upsd.conf:2"),
+        ({"ups.conf": "# none\n"}, "at least one UPS"),
+    ],
+)
+def test_bad_configuration_is_refused_with_file_and_line(tmp_path, files, message):
+    d = write_conf(tmp_path / "conf", "[a]\n driver = dummy-ups\n port = a.dev\n")
+    for name, text in files.items():
+        (d / name).write_text(text)
+    result = subprocess.run(
+        [sys.executable, "-m", "nuttrio", "--attach", "--nut-config", str(d)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "configuration error" in result.stderr
+    assert message in result.stderr
+
+
+def test_missing_upsd_conf_is_fatal(tmp_path):
+    d = write_conf(tmp_path / "conf", "[a]\n driver = dummy-ups\n port = a.dev\n")
+    (d / "upsd.conf").unlink()
+    result = subprocess.run(
+        [sys.executable, "-m", "nuttrio", "--nut-config", str(d)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "upsd.conf" in result.stderr
+
+
+def test_nut_confpath_is_read(tmp_path):
+    d = write_conf(tmp_path / "conf", "[fromenv]\n driver = dummy-ups\n port = a.dev\n")
+    with NuttrioProcess(["--listen", "127.0.0.1:0"], env={"NUT_CONFPATH": str(d)}) as proc:
+        port = port_of(proc.ready_line)
+        assert "fromenv" in proc.ready_line
+        assert ask(port, b"GET VAR fromenv battery.charge\n") == (
+            b'VAR fromenv battery.charge "90"\n'
+        )
+
+
+def test_sighup_reloads_ups_conf_and_users_without_dropping_connections(tmp_path):
+    d = write_conf(tmp_path / "conf", "[a]\n driver = dummy-ups\n port = a.dev\n")
+    with NuttrioProcess(["--nut-config", str(d), "--listen", "127.0.0.1:0"]) as proc:
+        port = port_of(proc.ready_line)
+        held = socket.create_connection(("127.0.0.1", port), timeout=5)
+        assert ask(port, b"USERNAME mon\nPASSWORD new\n", end=b"OK\nOK\n", sock=held)
+        assert ask(port, b"LOGIN a\n", sock=held) == b"ERR ACCESS-DENIED\n"
+        (d / "ups.conf").write_text(
+            "[a]\n driver = dummy-ups\n port = a.dev\n"
+            "[b]\n driver = dummy-ups\n port = a.dev\n desc = added\n"
+        )
+        (d / "upsd.users").write_text("[mon]\n password = new\n upsmon secondary\n")
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while b"UPS b" not in ask(port, b"LIST UPS\n", end=b"END LIST UPS\n"):
+            assert time.monotonic() < deadline, "reload did not add UPS b"
+            time.sleep(0.05)
+        assert ask(port, b"LOGIN a\n", sock=held) == b"OK\n"  # same connection, new users
+        assert ask(port, b"GET UPSDESC b\n") == b'UPSDESC b "added"\n'
+        # A broken file on reload keeps the running configuration.
+        (d / "ups.conf").write_text("[a]\n driver = dummy-ups\n")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert b"UPS b" in ask(port, b"LIST UPS\n", end=b"END LIST UPS\n")
+        held.close()
