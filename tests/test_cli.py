@@ -43,7 +43,7 @@ def port_of(ready_line: str) -> int:
 
 def write_conf(d: Path, ups: str, users: str = "[mon]\n password = pw\n upsmon secondary\n") -> Path:
     d.mkdir(exist_ok=True)
-    (d / "upsd.conf").write_text("LISTEN 127.0.0.1 0\n")
+    (d / "upsd.conf").write_text("LISTEN 127.0.0.1 3493\n")
     (d / "ups.conf").write_text(ups)
     (d / "upsd.users").write_text(users)
     (d / "a.dev").write_text("ups.status: OL\nbattery.charge: 90\n")
@@ -60,13 +60,14 @@ def write_conf(d: Path, ups: str, users: str = "[mon]\n password = pw\n upsmon s
         ("[::1]:0", ("::1", 0)),
         ("[::1]", ("::1", 3493)),
         ("0.0.0.0:1", ("0.0.0.0", 1)),
+        ("::1", ("::1", 3493)),
     ],
 )
 def test_parse_listen(text, expected):
     assert parse_listen(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", ":1", "h:x", "h:70000", "[::1", "[::1]x", "a:b:c"])
+@pytest.mark.parametrize("text", ["", ":1", "h:x", "h:70000", "[::1", "[::1]x"])
 def test_parse_listen_rejects(text):
     with pytest.raises(argparse.ArgumentTypeError):
         parse_listen(text)
@@ -103,8 +104,8 @@ def test_sigint_stops_cleanly_too():
         ({"ups.conf": "[a]\n driver = dummy-ups\n port = a.dev\n desc = \"x#y\"\n"}, "ups.conf:4"),
         ({"ups.conf": "[a]\n driver = apc_modbus\n port = auto\n"}, "apc_modbus"),
         ({"ups.conf": "[a]\n driver = dummy-ups\n port = missing.dev\n"}, "missing.dev"),
-        ({"upsd.conf": "LISTEN 127.0.0.1 0\nMAXAGE soon\n"}, "upsd.conf:2"),
-        ({"ups.conf": "# none\n"}, "at least one UPS"),
+        ({"upsd.conf": "LISTEN 127.0.0.1 3493\nMAXAGE soon\n"}, "upsd.conf:2"),
+        ({"ups.conf": "# none\n"}, "no UPS is defined"),
     ],
 )
 def test_bad_configuration_is_refused_with_file_and_line(tmp_path, files, message):

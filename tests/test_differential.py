@@ -250,7 +250,7 @@ def run_script(port: int, script: Script) -> bytes:
         for chunk in script.chunks:
             sock.sendall(chunk)
             if len(script.chunks) > 1:
-                time.sleep(0.05)  # separate reads on the server side
+                time.sleep(0.01)  # separate reads on the server side
         if not script.closes:
             sock.sendall(SENTINEL)
         data = b""
