@@ -28,8 +28,7 @@ import trio
 
 from .config import ConfigError, NutConfig, UpsSection, load_nut_config, reload_nut_config
 from .descriptions import Descriptions
-from .hw import dummy
-from .hw.base import Driver, create_driver
+from .hw import Driver, create_driver, dummy
 from .server import ConnectionLimits, ServerCore, ServerSettings, open_listeners, serve_nut
 from .state import StateStore, UpsEntry
 
@@ -54,13 +53,14 @@ class DaemonOptions:
 
     confdir: Path | None = None
     listen: tuple[tuple[str, int], ...] = ()
-    limits: ConnectionLimits = ConnectionLimits()
+    limits: ConnectionLimits = attrs.field(factory=ConnectionLimits)
 
 
 @attrs.define
 class _Running:
     section: UpsSection
     scope: trio.CancelScope
+    done: trio.Event
 
 
 class Daemon:
@@ -104,15 +104,35 @@ class Daemon:
         Returns once the driver has published its first state or failed once.
         """
         entry = self.store.get(section.name) or self.store.add(section.name, section.desc)
-        scope = await self._nursery.start(_supervise, entry, driver)
-        self._drivers[section.name.lower()] = _Running(section, scope)
+        done = trio.Event()
+        scope = await self._nursery.start(_supervise, entry, driver, done)
+        self._drivers[section.name.lower()] = _Running(section, scope, done)
 
-    def stop_driver(self, name: str) -> None:
-        """Stop the driver of UPS ``name`` and drop the UPS (its FSD latch and logins too)."""
+    async def start_drivers(self, items: Sequence[tuple[UpsSection, Driver]]) -> None:
+        """Start several drivers concurrently; returns when each has started or failed once.
+
+        The UPS entries are created first, in the order given (LIST UPS shows that order).
+        """
+        for section, _ in items:
+            if self.store.get(section.name) is None:
+                self.store.add(section.name, section.desc)
+        async with trio.open_nursery() as nursery:
+            for section, driver in items:
+                nursery.start_soon(self.start_driver, section, driver)
+
+    async def stop_driver(self, name: str, *, drop: bool = True) -> None:
+        """Stop the driver of UPS ``name`` and wait until it has let go of the UPS.
+
+        Args:
+            name: The UPS.
+            drop: Also remove the UPS from the store (its FSD latch and logins go too).
+        """
         running = self._drivers.pop(name.lower(), None)
         if running is not None:
             running.scope.cancel()
-        self.store.remove(name)
+            await running.done.wait()
+        if drop:
+            self.store.remove(name)
 
     async def reload(self) -> None:
         """Re-read ups.conf and upsd.users, as upsd does on SIGHUP.
@@ -137,34 +157,51 @@ class Daemon:
         for name in list(self._drivers):
             if name not in drivers:
                 log.info("UPS %s removed", self._drivers[name].section.name)
-                self.stop_driver(name)
+                await self.stop_driver(name)
+        to_start = []
         for name, (section, driver) in drivers.items():
             running = self._drivers.get(name)
+            entry = self.store.get(name)
+            if entry is not None:
+                entry.desc = section.desc
             if running is not None and _same_driver(running.section, section):
-                entry = self.store.get(name)
-                if entry is not None:
-                    entry.desc = section.desc
                 running.section = section
                 continue
             if running is not None:
                 log.info("UPS %s changed; restarting its driver", section.name)
-                running.scope.cancel()
-                self._drivers.pop(name)
+                await self.stop_driver(name, drop=False)
             else:
                 log.info("UPS %s added", section.name)
-            await self.start_driver(section, driver)
+            to_start.append((section, driver))
+        await self.start_drivers(to_start)
+        self.store.reorder([section.name for section in new.ups])
         log.info("configuration reloaded")
 
 
 def _same_driver(a: UpsSection, b: UpsSection) -> bool:
-    return (a.driver, a.port, dict(a.options)) == (b.driver, b.port, dict(b.options))
+    """Whether two sections run the same driver the same way (``desc`` aside)."""
+
+    def key(s: UpsSection) -> tuple[str, str, dict[str, str]]:
+        return s.driver, s.port, {k: v for k, v in s.options.items() if k != "desc"}
+
+    return key(a) == key(b)
 
 
 async def _supervise(
     entry: UpsEntry,
     driver: Driver,
+    done: trio.Event,
     *,
     task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    try:
+        await _supervise_loop(entry, driver, task_status)
+    finally:
+        done.set()
+
+
+async def _supervise_loop(
+    entry: UpsEntry, driver: Driver, task_status: trio.TaskStatus[trio.CancelScope]
 ) -> None:
     backoff = 1.0
     with trio.CancelScope() as scope:
@@ -242,12 +279,9 @@ async def run_daemon(
     core = ServerCore(store, users, descriptions, settings)
     async with trio.open_nursery() as nursery:
         daemon = Daemon(options, config, store, core, nursery)
-        for section, driver in sections:
-            await daemon.start_driver(section, driver)
+        await daemon.start_drivers(sections)
         listeners = await open_listeners(_listen_addresses(options, config))
-        daemon.listeners = await nursery.start(
-            serve_nut, core, listeners, _limits(options, config)
-        )
+        daemon.listeners = await nursery.start(serve_nut, core, listeners, _limits(options, config))
         task_status.started(daemon)
         await trio.sleep(math.inf)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Generic, TypeVar
@@ -504,6 +504,12 @@ class StateStore:
     def get(self, name: str) -> UpsEntry | None:
         """Return the entry for ``name`` (any case), or ``None``."""
         return self._entries.get(name.lower())
+
+    def reorder(self, names: Iterable[str]) -> None:
+        """Put the entries in the order of ``names``; entries not named keep their place last."""
+        first = [key for key in (n.lower() for n in names) if key in self._entries]
+        rest = [key for key in self._entries if key not in set(first)]
+        self._entries = {key: self._entries[key] for key in first + rest}
 
     def __iter__(self) -> Iterator[UpsEntry]:
         return iter(list(self._entries.values()))

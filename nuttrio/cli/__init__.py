@@ -1,0 +1,1 @@
+"""The command line: the only part of nuttrio that calls ``trio.run`` and handles signals."""
