@@ -1,6 +1,6 @@
 """Run nuttrio's attachment daemon inside another Trio program and follow the UPS status.
 
-    python examples/embed_in_trio_app.py
+python examples/embed_in_trio_app.py
 """
 
 from __future__ import annotations
@@ -19,7 +19,12 @@ async def main() -> None:
         assert entry is not None
         with trio.move_on_after(10):
             async for snapshot in entry.watch():
-                print("ups.status:", snapshot.status, "battery.charge:", snapshot.value("battery.charge"))
+                print(
+                    "ups.status:",
+                    snapshot.status,
+                    "battery.charge:",
+                    snapshot.value("battery.charge"),
+                )
 
 
 if __name__ == "__main__":

@@ -41,7 +41,9 @@ def port_of(ready_line: str) -> int:
     return int(match.group(1))
 
 
-def write_conf(d: Path, ups: str, users: str = "[mon]\n password = pw\n upsmon secondary\n") -> Path:
+def write_conf(
+    d: Path, ups: str, users: str = "[mon]\n password = pw\n upsmon secondary\n"
+) -> Path:
     d.mkdir(exist_ok=True)
     (d / "upsd.conf").write_text("LISTEN 127.0.0.1 3493\n")
     (d / "ups.conf").write_text(ups)
@@ -101,7 +103,7 @@ def test_sigint_stops_cleanly_too():
 @pytest.mark.parametrize(
     ("files", "message"),
     [
-        ({"ups.conf": "[a]\n driver = dummy-ups\n port = a.dev\n desc = \"x#y\"\n"}, "ups.conf:4"),
+        ({"ups.conf": '[a]\n driver = dummy-ups\n port = a.dev\n desc = "x#y"\n'}, "ups.conf:4"),
         ({"ups.conf": "[a]\n driver = apc_modbus\n port = auto\n"}, "apc_modbus"),
         ({"ups.conf": "[a]\n driver = dummy-ups\n port = missing.dev\n"}, "missing.dev"),
         ({"upsd.conf": "LISTEN 127.0.0.1 3493\nMAXAGE soon\n"}, "upsd.conf:2"),

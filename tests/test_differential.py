@@ -104,11 +104,27 @@ def scripts() -> list[Script]:
         one_by_one(
             "basic",
             [
-                "VER", "NETVER", "PROTVER", "HELP", "ver x", "HELP me", "NETVER 1", "",
-                "   ", "# comment only", "VER # trailing comment", "BOGUS", "NUMLOGINS dummy",
-                "REQ", "LISTVARS", "vEr", "STARTTLS", "STARTTLS now please", "LOGOUT x",
+                "VER",
+                "NETVER",
+                "PROTVER",
+                "HELP",
+                "ver x",
+                "HELP me",
+                "NETVER 1",
+                "",
+                "   ",
+                "# comment only",
+                "VER # trailing comment",
+                "BOGUS",
+                "NUMLOGINS dummy",
+                "REQ",
+                "LISTVARS",
+                "vEr",
+                "STARTTLS",
+                "STARTTLS now please",
+                "LOGOUT x",
             ],
-        ),  # fmt: skip
+        ),
         Script("control-bytes", (b"\x01 VER\n", b"V\x00ER\n", b"V\xe9ER\n", b"VER\r\n")),
     ]
     for sub in ("VAR", "TYPE", "DESC"):
@@ -121,88 +137,182 @@ def scripts() -> list[Script]:
     out.append(
         one_by_one(
             "get-other",
-            [f"GET CMDDESC {u} {c}" for u in UPS_SPELLINGS for c in ("load.off", "LOAD.OFF", "nope")]
+            [
+                f"GET CMDDESC {u} {c}"
+                for u in UPS_SPELLINGS
+                for c in ("load.off", "LOAD.OFF", "nope")
+            ]
             + [f"GET {s} {u}" for s in ("UPSDESC", "NUMLOGINS", "upsdesc") for u in UPS_SPELLINGS]
             + [
-                "GET", "GET VAR", "GET VAR dummy", "GET TYPE dummy", "GET BOGUS dummy x",
-                "GET UPSDESC", "GET NUMLOGINS", "GET TRACKING", "GET TRACKING abc",
-                "get var dummy ups.status extra args", 'GET VAR "dummy" "ups.status"',
-                'GET VAR "dummy"ups.status', "GET VAR dummy=ups.status", 'GET VAR dum"my ups.status',
-                r"GET VAR dum\my ups.status", r"GET\ VAR dummy ups.status", 'GET VAR "" ""',
-                "GET VAR nope server.version", "GET CMDDESC dummy", "GET DESC dummy a b",
-            ]
-        )  # fmt: skip
+                "GET",
+                "GET VAR",
+                "GET VAR dummy",
+                "GET TYPE dummy",
+                "GET BOGUS dummy x",
+                "GET UPSDESC",
+                "GET NUMLOGINS",
+                "GET TRACKING",
+                "GET TRACKING abc",
+                "get var dummy ups.status extra args",
+                'GET VAR "dummy" "ups.status"',
+                'GET VAR "dummy"ups.status',
+                "GET VAR dummy=ups.status",
+                'GET VAR dum"my ups.status',
+                r"GET VAR dum\my ups.status",
+                r"GET\ VAR dummy ups.status",
+                'GET VAR "" ""',
+                "GET VAR nope server.version",
+                "GET CMDDESC dummy",
+                "GET DESC dummy a b",
+            ],
+        )
     )
     out.append(
         one_by_one(
             "list",
             [
-                "LIST", "LIST UPS", "list ups", "LIST UPS extra", "LIST VAR dummy",
-                "LIST VAR DUMMY", "LIST VAR nope", "LIST VAR nodesc", "LIST RW dummy",
-                "LIST RW nodesc", "LIST CMD dummy", "LIST CMD Dummy", "LIST CLIENT dummy",
-                "LIST CLIENT nope", "LIST CLIENTS dummy", "LIST ENUM dummy ups.status",
-                "LIST ENUM dummy nope", "LIST RANGE dummy ups.load", "LIST RANGE dummy",
-                "LIST VAR", "LIST BOGUS dummy", "LIST ENUM nope x", "list var dummy extra",
+                "LIST",
+                "LIST UPS",
+                "list ups",
+                "LIST UPS extra",
+                "LIST VAR dummy",
+                "LIST VAR DUMMY",
+                "LIST VAR nope",
+                "LIST VAR nodesc",
+                "LIST RW dummy",
+                "LIST RW nodesc",
+                "LIST CMD dummy",
+                "LIST CMD Dummy",
+                "LIST CLIENT dummy",
+                "LIST CLIENT nope",
+                "LIST CLIENTS dummy",
+                "LIST ENUM dummy ups.status",
+                "LIST ENUM dummy nope",
+                "LIST RANGE dummy ups.load",
+                "LIST RANGE dummy",
+                "LIST VAR",
+                "LIST BOGUS dummy",
+                "LIST ENUM nope x",
+                "list var dummy extra",
             ],
-        )  # fmt: skip
+        )
     )
     out.append(
         one_by_one(
             "auth-order",
             [
-                "LOGIN dummy", "FSD dummy", "SET VAR dummy ups.load 5", "INSTCMD dummy load.off",
-                "PRIMARY dummy", "MASTER dummy", "SET TRACKING ON", "SET", "INSTCMD",
-                "PASSWORD wrong", "LOGIN dummy", "USERNAME admin", "USERNAME again",
-                "PASSWORD again", "LOGIN dummy", "FSD dummy", "PRIMARY dummy", "LOGIN",
-                "SET TRACKING ON", "GET TRACKING",
+                "LOGIN dummy",
+                "FSD dummy",
+                "SET VAR dummy ups.load 5",
+                "INSTCMD dummy load.off",
+                "PRIMARY dummy",
+                "MASTER dummy",
+                "SET TRACKING ON",
+                "SET",
+                "INSTCMD",
+                "PASSWORD wrong",
+                "LOGIN dummy",
+                "USERNAME admin",
+                "USERNAME again",
+                "PASSWORD again",
+                "LOGIN dummy",
+                "FSD dummy",
+                "PRIMARY dummy",
+                "LOGIN",
+                "SET TRACKING ON",
+                "GET TRACKING",
             ],
-        )  # fmt: skip
+        )
     )
     out.append(
         one_by_one(
             "admin",
             [
-                "USERNAME admin", "PASSWORD adminpass", "LOGIN dummy", "LOGIN nope",
-                "GET NUMLOGINS dummy", "LIST CLIENT dummy", "LIST CLIENT DUMMY",
-                "PRIMARY dummy", "MASTER dummy", "primary DUMMY", "PRIMARY nope", "PRIMARY",
-                "PRIMARY a b", "SET VAR dummy nope x", "SET VAR dummy driver.name x",
+                "USERNAME admin",
+                "PASSWORD adminpass",
+                "LOGIN dummy",
+                "LOGIN nope",
+                "GET NUMLOGINS dummy",
+                "LIST CLIENT dummy",
+                "LIST CLIENT DUMMY",
+                "PRIMARY dummy",
+                "MASTER dummy",
+                "primary DUMMY",
+                "PRIMARY nope",
+                "PRIMARY",
+                "PRIMARY a b",
+                "SET VAR dummy nope x",
+                "SET VAR dummy driver.name x",
                 "SET VAR dummy device.type x",
                 "SET VAR dummy ups.test.result a-value-longer-than-sixteen",
-                "SET VAR nope ups.load 1", "SET VAR dummy", "SET VAR dummy ups.load", "SET",
-                "SET BOGUS x", "SET TRACKING maybe", "SET TRACKING", "INSTCMD dummy nope.cmd",
-                "INSTCMD dummy", "INSTCMD nope load.off", "INSTCMD dummy load.off",
-                "INSTCMD dummy LOAD.OFF", "INSTCMD dummy load.off 5",
-                "INSTCMD dummy load.off 5 6", "SET TRACKING ON", "GET TRACKING",
-                "INSTCMD dummy load.off", "SET VAR dummy ups.load 24", "SET TRACKING off",
-                "GET TRACKING", "GET TRACKING 00000000-0000-0000-0000-000000000000",
+                "SET VAR nope ups.load 1",
+                "SET VAR dummy",
+                "SET VAR dummy ups.load",
+                "SET",
+                "SET BOGUS x",
+                "SET TRACKING maybe",
+                "SET TRACKING",
+                "INSTCMD dummy nope.cmd",
+                "INSTCMD dummy",
+                "INSTCMD nope load.off",
+                "INSTCMD dummy load.off",
+                "INSTCMD dummy LOAD.OFF",
+                "INSTCMD dummy load.off 5",
+                "INSTCMD dummy load.off 5 6",
+                "SET TRACKING ON",
+                "GET TRACKING",
+                "INSTCMD dummy load.off",
+                "SET VAR dummy ups.load 24",
+                "SET TRACKING off",
+                "GET TRACKING",
+                "GET TRACKING 00000000-0000-0000-0000-000000000000",
                 "LOGOUT",
             ],
-        )  # fmt: skip
+        )
     )
     out[-1] = attrs.evolve(out[-1], closes=True)
     out.append(
         one_by_one(
             "secondary",
             [
-                "USERNAME mon", "PASSWORD monpass", "PRIMARY dummy", "FSD dummy",
-                "SET VAR dummy ups.load 5", "INSTCMD dummy load.off", "LOGIN DUMMY",
-                "GET NUMLOGINS DUMMY", "LIST CLIENT dummy", "LOGIN dummy",
+                "USERNAME mon",
+                "PASSWORD monpass",
+                "PRIMARY dummy",
+                "FSD dummy",
+                "SET VAR dummy ups.load 5",
+                "INSTCMD dummy load.off",
+                "LOGIN DUMMY",
+                "GET NUMLOGINS DUMMY",
+                "LIST CLIENT dummy",
+                "LOGIN dummy",
             ],
-        )  # fmt: skip
+        )
     )
     out.append(
         one_by_one(
             "instcmd-only",
             [
-                "USERNAME cmdonly", "PASSWORD cmdpass", "INSTCMD dummy beeper.disable",
-                "INSTCMD dummy load.off", "SET VAR dummy nope.var x", "LOGIN dummy",
+                "USERNAME cmdonly",
+                "PASSWORD cmdpass",
+                "INSTCMD dummy beeper.disable",
+                "INSTCMD dummy load.off",
+                "SET VAR dummy nope.var x",
+                "LOGIN dummy",
             ],
-        )  # fmt: skip
+        )
     )
     out.append(
         pipelined(
             "pipelined",
-            ["VER", "NETVER", "GET VAR dummy ups.status", "LIST UPS", "BOGUS", "", "GET VAR nope x"],
+            [
+                "VER",
+                "NETVER",
+                "GET VAR dummy ups.status",
+                "LIST UPS",
+                "BOGUS",
+                "",
+                "GET VAR nope x",
+            ],
         )
     )
     out.append(Script("split-packets", (b"GET VA", b"R dummy ups.st", b"atus\n")))
@@ -217,11 +327,18 @@ def scripts() -> list[Script]:
         one_by_one(
             "fsd-latch",
             [
-                "USERNAME admin", "PASSWORD adminpass", "GET VAR fsdups ups.status", "FSD fsdups",
-                "GET VAR fsdups ups.status", "GET VAR FSDUPS UPS.STATUS", "LIST VAR fsdups",
-                "LIST RW fsdups", "FSD fsdups", "GET VAR dummy ups.status",
+                "USERNAME admin",
+                "PASSWORD adminpass",
+                "GET VAR fsdups ups.status",
+                "FSD fsdups",
+                "GET VAR fsdups ups.status",
+                "GET VAR FSDUPS UPS.STATUS",
+                "LIST VAR fsdups",
+                "LIST RW fsdups",
+                "FSD fsdups",
+                "GET VAR dummy ups.status",
             ],
-        )  # fmt: skip
+        )
     )
     return out
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,10 +17,14 @@ from nuttrio.protocol import (
     ServerConnection,
     Signal,
     Tokenizer,
-    events as ev,
     quote,
-    replies as rp,
     split_text,
+)
+from nuttrio.protocol import (
+    events as ev,
+)
+from nuttrio.protocol import (
+    replies as rp,
 )
 
 
@@ -117,7 +123,7 @@ def test_any_bytes_any_split_gives_lines_or_errors_never_an_exception(data, cuts
     points = sorted({0, len(data), *(c for c in cuts if c <= len(data))})
     tok = Tokenizer(max_line=128)
     conn = ServerConnection(max_line=128)
-    for a, b in zip(points, points[1:], strict=False):
+    for a, b in itertools.pairwise(points):
         tok.feed(data[a:b])
         conn.receive_data(data[a:b])
         while (item := tok.next_line()) is not None:

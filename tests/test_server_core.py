@@ -21,7 +21,12 @@ FAKE_VARS = [
     Variable(name="ups.status", value="OL", rw=True, string=True, aux=32),
     Variable(name="input.sensitivity", value="normal", rw=True, enums=("low", "normal", "high")),
     Variable(
-        name="output.voltage.nominal", value="230", rw=True, string=True, aux=3, enums=("120", "230")
+        name="output.voltage.nominal",
+        value="230",
+        rw=True,
+        string=True,
+        aux=3,
+        enums=("120", "230"),
     ),
     Variable(name="battery.charge.low", value="20", rw=True, ranges=((10, 50), (60, 80))),
     Variable(name="ups.ro.string", value="ro", string=True, aux=10),
@@ -32,7 +37,9 @@ FAKE_VARS = [
 ]
 
 USERS = {
-    "admin": SimpleUser("adminpass", frozenset({"set", "fsd", "login", "master"}), frozenset({"all"})),
+    "admin": SimpleUser(
+        "adminpass", frozenset({"set", "fsd", "login", "master"}), frozenset({"all"})
+    ),
     "cmdonly": SimpleUser("cmdpass", frozenset(), frozenset({"load.off"})),
     "mon": SimpleUser("pw", frozenset({"login"})),
 }
@@ -82,7 +89,10 @@ def admin(core):
         ("GET TYPE fake ups.status", "TYPE fake ups.status RW STRING:32"),
         ("GET TYPE fake driver.name", "TYPE fake driver.name NUMBER"),
         ("GET TYPE fake input.sensitivity", "TYPE fake input.sensitivity RW ENUM NUMBER"),
-        ("GET TYPE fake output.voltage.nominal", "TYPE fake output.voltage.nominal RW ENUM STRING:3"),
+        (
+            "GET TYPE fake output.voltage.nominal",
+            "TYPE fake output.voltage.nominal RW ENUM STRING:3",
+        ),
         ("GET TYPE fake battery.charge.low", "TYPE fake battery.charge.low RW RANGE NUMBER"),
         ("GET TYPE fake ups.ro.string", "TYPE fake ups.ro.string STRING:10"),
         ("GET TYPE fake ups.rw.noaux", "TYPE fake ups.rw.noaux RW STRING:0"),
@@ -290,7 +300,7 @@ async def test_tracking_expires_after_trackingdelay(world, autojump_clock):
 
 
 async def test_stale_after_maxage_and_when_declared(world, autojump_clock):
-    core, store, _ = world
+    core, _store, _ = world
     s = new_session()
     assert ask(core, s, "GET VAR fake ups.status").startswith("VAR")
     await trio.sleep(16)
