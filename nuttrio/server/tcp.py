@@ -37,6 +37,15 @@ __all__ = ["ConnectionLimits", "handle_stream", "open_listeners", "serve_nut"]
 
 log = logging.getLogger("nuttrio.server")
 
+# What a misbehaving or vanished client can cause.
+_CLIENT_ERRORS = (
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    trio.TooSlowError,
+    OSError,
+    ssl.SSLError,
+)
+
 _ACCEPT_RETRY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
 
@@ -83,7 +92,9 @@ async def handle_stream(
     """Serve one client connection until it closes, times out or logs out.
 
     The stream is closed on return. Errors of the client's making (resets, broken pipes,
-    a failed TLS handshake) end the connection quietly; they never propagate.
+    a failed or timed-out TLS handshake) end the connection quietly; any other error is
+    logged with its traceback and ends only this connection. Nothing but cancellation
+    propagates, so one connection can never stop the server.
 
     Args:
         core: Answers the requests.
@@ -97,8 +108,10 @@ async def handle_stream(
     session = Session(conn, address if address is not None else _peer_address(stream))
     try:
         await _serve_session(core, session, stream, limits, tls_context)
-    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as exc:
+    except _CLIENT_ERRORS as exc:
         log.debug("connection from %s ended: %r", session.address, exc)
+    except Exception:
+        log.exception("connection from %s failed", session.address)
     finally:
         core.closed(session)
         await trio.aclose_forcefully(stream)
