@@ -21,3 +21,13 @@ from .tokenizer import LineError as LineError
 from .tokenizer import LineTooLong as LineTooLong
 from .tokenizer import Tokenizer as Tokenizer
 from .tokenizer import split_text as split_text
+
+# isort: split
+# The client side.
+from .client import DEFAULT_MAX_LIST_ITEMS as DEFAULT_MAX_LIST_ITEMS
+from .client import ClientConnection as ClientConnection
+from .client import ClientReply as ClientReply
+from .client import ClientSignal as ClientSignal
+from .client import ClientState as ClientState
+from .client import RemoteProtocolError as RemoteProtocolError
+from .client import ReplyError as ReplyError
