@@ -37,6 +37,10 @@ def secondary(policy: Policy | None = None, **kw) -> Machine:
     return Machine([MonitorSpec(U, 1, primary=False)], policy or Policy(**kw), start=0)
 
 
+def secondary_with(**triggers) -> Machine:
+    return Machine([MonitorSpec(U, 1, primary=False, **triggers)], Policy(), start=0)
+
+
 def notes(actions) -> list[str]:
     return [a.type for a in actions if isinstance(a, Notify)]
 
@@ -279,20 +283,20 @@ def test_never_reached_ups_counts_as_feeding():
 
 
 def test_nuttrio_thresholds():
-    m = secondary(runtime_below=300)
+    m = secondary_with(runtime_below=300)
     m.step(Observed(U, "OB", 1, {"battery.runtime": "600"}))
     assert m.phase is Phase.MONITORING
     m.step(Observed(U, "OB", 2, {"battery.runtime": "299"}))
     assert m.phase is Phase.FINAL_DELAY
     assert "NUTTRIO_RUNTIME_BELOW" in m.shutdown_reason
 
-    m = secondary(charge_below=40)
+    m = secondary_with(charge_below=40)
     m.step(Observed(U, "OL", 1, {"battery.charge": "20"}))  # on line power: fine
     assert m.phase is Phase.MONITORING
     m.step(Observed(U, "OB", 2, {"battery.charge": "39.5"}))
     assert "NUTTRIO_CHARGE_BELOW" in m.shutdown_reason
 
-    m = secondary(onbatt_after=120)
+    m = secondary_with(onbatt_after=120)
     m.step(Observed(U, "OB", 10))
     m.step(Observed(U, "OL", 100))  # back on line: the count restarts
     m.step(Observed(U, "OB", 200))

@@ -65,11 +65,17 @@ class MonitorSpec:
         system: The UPS as written (``ups@host:port``); notifications name it.
         power_value: How many power supplies of this host the UPS feeds (0 = watch only).
         primary: Whether this host is the primary for the UPS (sets FSD, waits for others).
+        runtime_below: nuttrio: critical when on battery with battery.runtime below this.
+        charge_below: nuttrio: critical when on battery with battery.charge below this.
+        onbatt_after: nuttrio: critical after this long continuously on battery.
     """
 
     system: str
     power_value: int = 1
     primary: bool = False
+    runtime_below: float | None = None
+    charge_below: float | None = None
+    onbatt_after: float | None = None
 
 
 @attrs.frozen
@@ -87,9 +93,6 @@ class Policy:
         alarmcritical: ALARM without communications is critical.
         rbwarntime: Interval between REPLBATT notifications while RB lasts.
         nocommwarntime: Interval between NOCOMM notifications while a UPS is unreachable.
-        runtime_below: nuttrio: critical when on battery with battery.runtime below this.
-        charge_below: nuttrio: critical when on battery with battery.charge below this.
-        onbatt_after: nuttrio: critical after this long continuously on battery.
     """
 
     minsupplies: int = 1
@@ -102,9 +105,6 @@ class Policy:
     alarmcritical: bool = True
     rbwarntime: float = 43200
     nocommwarntime: float = 300
-    runtime_below: float | None = None
-    charge_below: float | None = None
-    onbatt_after: float | None = None
 
 
 # -- events in -------------------------------------------------------------------------------
@@ -390,8 +390,8 @@ class Machine:
                 times.append(ups.off_since + p.offduration + _EPSILON)
             if ups.over_since is not None and p.overduration >= 0:
                 times.append(ups.over_since + p.overduration + _EPSILON)
-            if ups.onbatt_since is not None and p.onbatt_after is not None:
-                times.append(ups.onbatt_since + p.onbatt_after)
+            if ups.onbatt_since is not None and ups.spec.onbatt_after is not None:
+                times.append(ups.onbatt_since + ups.spec.onbatt_after)
             if "RB" in ups.symbols:
                 times.append(ups.lastrbwarn + p.rbwarntime + _EPSILON)
         return min((t for t in times if t > self._now), default=math.inf)
@@ -514,33 +514,34 @@ class Machine:
             )
         if ups.off_since is not None and p.offduration >= 0 and now - ups.off_since > p.offduration:
             return True, f"OFF for more than OFFDURATION ({p.offduration:g} s)"
+        t = ups.spec
         if ups.onbatt and "CAL" not in ups.symbols:
             if (
-                p.runtime_below is not None
+                t.runtime_below is not None
                 and ups.runtime is not None
-                and ups.runtime < p.runtime_below
+                and ups.runtime < t.runtime_below
             ):
                 return (
                     True,
                     f"battery.runtime {ups.runtime:g} s below "
-                    f"NUTTRIO_RUNTIME_BELOW {p.runtime_below:g}",
+                    f"NUTTRIO_RUNTIME_BELOW {t.runtime_below:g}",
                 )
             if (
-                p.charge_below is not None
+                t.charge_below is not None
                 and ups.charge is not None
-                and ups.charge < p.charge_below
+                and ups.charge < t.charge_below
             ):
                 return (
                     True,
                     f"battery.charge {ups.charge:g} % below "
-                    f"NUTTRIO_CHARGE_BELOW {p.charge_below:g}",
+                    f"NUTTRIO_CHARGE_BELOW {t.charge_below:g}",
                 )
             if (
-                p.onbatt_after is not None
+                t.onbatt_after is not None
                 and ups.onbatt_since is not None
-                and now - ups.onbatt_since >= p.onbatt_after
+                and now - ups.onbatt_since >= t.onbatt_after
             ):
-                return True, f"on battery for NUTTRIO_ONBATT_AFTER ({p.onbatt_after:g} s)"
+                return True, f"on battery for NUTTRIO_ONBATT_AFTER ({t.onbatt_after:g} s)"
         if not (ups.onbatt and ups.lowbatt):
             state = (
                 "on battery" if ups.onbatt else "on line power" if ups.online else "status known"

@@ -1,0 +1,544 @@
+"""The manager on Trio: follows each MONITOR, feeds the state machine, carries out actions.
+
+General theory of operation
+---------------------------
+Every MONITOR line gets a *source* task that turns what it sees into machine events:
+
+* a UPS attached in this process (``--primary``: its name is in the local state store and
+  the MONITOR host is this machine) is followed through the store's latest-value watch, so a
+  status change at the driver reaches the machine at once, without polling; the manager
+  counts itself as a login on it, as upsmon's LOGIN does;
+* any other UPS is polled over the NUT protocol as upsmon does: STARTTLS attempt, USERNAME,
+  PASSWORD, LOGIN, PRIMARY (MASTER if refused) for a primary, then ``GET VAR <ups>
+  ups.status`` every POLLFREQ (POLLFREQALERT while on battery or unreachable), reconnecting
+  after any failure with a back-off.
+
+One decision task owns the :class:`~nuttrio.mgmt.machine.Machine`: it waits for the next
+event or the machine's next deadline, steps the machine and carries out the actions.
+Notifications go to a non-blocking notifier; FSD, NUMLOGINS and LOGOUT requests run in
+their own tasks; the shutdown (POWERDOWNFLAG, then SHUTDOWNCMD) runs in the decision task
+itself, so nothing a notification command does can delay or stop it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shlex
+import ssl
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+import trio
+
+from ..protocol import ClientConnection, ClientReply, ClientSignal, RemoteProtocolError
+from ..state import LoginRecord, StateStore, UpsEntry
+from .conf import Monitor, UpsmonConfig
+from .machine import (
+    Action,
+    Event,
+    Logout,
+    Machine,
+    MonitorSpec,
+    Notify,
+    NumLogins,
+    Observed,
+    Policy,
+    PollFailed,
+    QueryNumLogins,
+    RunShutdown,
+    SetFsd,
+    Tick,
+    UserFsd,
+    policy_fields,
+)
+
+__all__ = [
+    "POWERDOWN_MAGIC",
+    "Manager",
+    "NotifySink",
+    "check_powerdown_flag",
+    "machine_for",
+    "run_manager",
+]
+
+log = logging.getLogger("nuttrio.mgmt")
+
+#: What upsmon writes into POWERDOWNFLAG (and ``upsmon -K`` looks for).
+POWERDOWN_MAGIC = "upsmon-shutdown-file"
+#: The wall message upsmon sends, whatever NOTIFYFLAG says, when the shutdown starts.
+SHUTDOWN_WALL = "Executing automatic power-fail shutdown"
+#: Seconds allowed for each request to a remote attachment daemon (libupsclient: 5 s).
+REQUEST_TIMEOUT = 5.0
+#: Seconds allowed for SHUTDOWNCMD to return (it normally only starts the OS shutdown).
+SHUTDOWNCMD_TIMEOUT = 120.0
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+_EXTRA_VARS = ("battery.charge", "battery.runtime")
+# What a remote server or the network can do to a request (ConnectionError and ssl.SSLError
+# are OSErrors; RemoteProtocolError is a server speaking nonsense).
+_CONNECTION_ERRORS = (
+    OSError,
+    RemoteProtocolError,
+    trio.TooSlowError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+)
+
+
+class NotifySink(Protocol):
+    """Where notifications go (see :class:`nuttrio.mgmt.notify.Notifier`)."""
+
+    def send(self, type: str, system: str | None, detail: str = "") -> None:
+        """Queue a notification; never blocks."""
+        ...
+
+    async def wall(self, message: str) -> None:
+        """Send ``message`` to every terminal, whatever NOTIFYFLAG says."""
+        ...
+
+
+def machine_for(config: UpsmonConfig, start: float) -> Machine:
+    """Build the state machine for an upsmon.conf (per-UPS thresholds resolved)."""
+    policy = Policy(**{name: getattr(config, name) for name in policy_fields()})
+    specs = []
+    for mon in config.monitors:
+        triggers = config.triggers_for(mon.system)
+        specs.append(
+            MonitorSpec(
+                mon.system,
+                mon.power_value,
+                mon.primary,
+                runtime_below=triggers.runtime_below,
+                charge_below=triggers.charge_below,
+                onbatt_after=triggers.onbatt_after,
+            )
+        )
+    return Machine(specs, policy, start)
+
+
+def check_powerdown_flag(config: UpsmonConfig) -> bool:
+    """``upsmon -K``: whether POWERDOWNFLAG is configured, exists and holds the flag."""
+    path = config.powerdownflag
+    if path is None:
+        return False
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return f.read(len(POWERDOWN_MAGIC)) == POWERDOWN_MAGIC
+    except OSError:
+        return False
+
+
+def _write_powerdown_flag(path: Path) -> None:
+    """Write the flag atomically: a reader sees no file or the whole flag, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(POWERDOWN_MAGIC)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+# -- sources -------------------------------------------------------------------------------
+
+
+class _Source(Protocol):
+    system: str
+
+    async def run(
+        self, manager: Manager, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None: ...
+
+    async def set_fsd(self) -> bool: ...
+
+    async def numlogins(self) -> int | None: ...
+
+    async def logout(self) -> None: ...
+
+
+class _LocalSource:
+    """A UPS attached in this process, followed through the state store."""
+
+    def __init__(self, mon: Monitor, entry: UpsEntry, maxage: float) -> None:
+        self.system = mon.system
+        self.mon = mon
+        self.entry = entry
+        self.maxage = maxage
+        self._token = object()
+
+    def _event(self, now: float) -> Event:
+        snap = self.entry.snapshot()
+        if not snap.connected:
+            return PollFailed(self.system, now, "driver not connected")
+        if not snap.dumped or self.entry.is_stale(self.maxage):
+            return PollFailed(self.system, now, "data stale")
+        variables = {
+            name: value
+            for name in (*_EXTRA_VARS, "ups.alarm")
+            if (value := snap.value(name)) is not None
+        }
+        return Observed(self.system, snap.status, now, variables)
+
+    async def run(
+        self, manager: Manager, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        self.entry.add_login(self._token, LoginRecord("local", self.mon.username))
+        task_status.started()
+        try:
+            version, _ = self.entry.versioned.get()
+            while True:
+                await manager.submit(self._event(trio.current_time()))
+                # Wake at once on a change; otherwise re-read at the poll interval so that a
+                # driver going stale (no change at all) is noticed as upsmon would.
+                with trio.move_on_after(manager.interval(self.system)):
+                    version, _ = await self.entry.versioned.wait_newer(version)
+        finally:
+            self.entry.remove_login(self._token)
+
+    async def set_fsd(self) -> bool:
+        self.entry.set_fsd()
+        return True
+
+    async def numlogins(self) -> int | None:
+        return len(self.entry.logins)
+
+    async def logout(self) -> None:
+        self.entry.remove_login(self._token)
+
+
+class _RemoteSource:
+    """A UPS at another attachment daemon, polled over the NUT protocol."""
+
+    def __init__(self, mon: Monitor, config: UpsmonConfig) -> None:
+        self.system = mon.system
+        self.mon = mon
+        self.config = config
+        self._stream: trio.abc.Stream | None = None
+        self._conn: ClientConnection | None = None
+        self._lock = trio.Lock()
+        self._logged_out = False
+
+    # -- connection ----------------------------------------------------------------------
+
+    async def _close(self) -> None:
+        if self._stream is not None:
+            await trio.aclose_forcefully(self._stream)
+        self._stream = self._conn = None
+
+    def _tls_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        if self.config.certpath is not None:
+            path = Path(self.config.certpath)
+            if path.is_dir():
+                ctx.load_verify_locations(capath=str(path))
+            else:
+                ctx.load_verify_locations(cafile=str(path))
+        if not self.config.certverify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+    async def _roundtrip(self, *words: str) -> ClientReply:
+        if self._stream is None or self._conn is None:
+            raise ConnectionError("not connected")
+        await self._stream.send_all(self._conn.send(*words))
+        while True:
+            reply = self._conn.next_reply()
+            if isinstance(reply, ClientReply):
+                return reply
+            if reply is ClientSignal.NEED_DATA:
+                self._conn.receive_data(await self._stream.receive_some(65536))
+                continue
+            if reply is ClientSignal.PAUSED:  # OK STARTTLS: the caller does the handshake
+                return ClientReply(request=words, words=("OK", "STARTTLS"))
+            raise ConnectionError("the server closed the connection")
+
+    async def _connect(self) -> None:
+        mon = self.mon
+        stream: trio.abc.Stream = await trio.open_tcp_stream(mon.host, mon.port)
+        self._stream, self._conn = stream, ClientConnection()
+        reply = await self._roundtrip("STARTTLS")
+        if reply.ok:
+            tls = trio.SSLStream(stream, self._tls_context(), server_hostname=mon.host)
+            await tls.do_handshake()
+            self._stream = tls
+            self._conn.tls_started()
+        elif self.config.forcessl:
+            raise ConnectionError(f"{mon.host} refused STARTTLS and FORCESSL is set")
+        for words in (("USERNAME", mon.username), ("PASSWORD", mon.password), ("LOGIN", mon.ups)):
+            reply = await self._roundtrip(*words)
+            if not reply.ok:
+                # upsmon goes on polling; the primary just won't count this host.
+                log.warning("%s: %s refused: %s", self.system, words[0], " ".join(reply.words))
+                break
+        if mon.primary:
+            reply = await self._roundtrip("PRIMARY", mon.ups)
+            if not reply.ok:
+                reply = await self._roundtrip("MASTER", mon.ups)
+            if not reply.ok:
+                log.warning("%s: not allowed to be primary: %s", self.system, reply.words)
+
+    async def request(self, *words: str) -> ClientReply:
+        """Send one request (connecting first if needed) and return the reply.
+
+        Raises:
+            OSError, ConnectionError, trio.TooSlowError, trio.BrokenResourceError: The
+                connection failed; it is closed and will be reopened by the next request.
+        """
+        async with self._lock:
+            try:
+                with trio.fail_after(REQUEST_TIMEOUT * 4):
+                    if self._conn is None:
+                        await self._connect()
+                with trio.fail_after(REQUEST_TIMEOUT):
+                    return await self._roundtrip(*words)
+            except BaseException:
+                await self._close()
+                raise
+
+    # -- the source ----------------------------------------------------------------------
+
+    async def poll(self, now_extra: bool) -> Event:
+        """Read ``ups.status`` (and the battery figures when thresholds need them)."""
+        try:
+            reply = await self.request("GET", "VAR", self.mon.ups, "ups.status")
+            if not reply.ok:
+                return PollFailed(self.system, trio.current_time(), reply.error_token or "ERR")
+            status = reply.value()
+            variables: dict[str, str] = {}
+            names = list(_EXTRA_VARS if now_extra else ())
+            if "ALARM" in status.split():
+                names.append("ups.alarm")
+            for name in names:
+                extra = await self.request("GET", "VAR", self.mon.ups, name)
+                if extra.ok:
+                    variables[name] = extra.value()
+            return Observed(self.system, status, trio.current_time(), variables)
+        except _CONNECTION_ERRORS as exc:
+            log.debug("%s: poll failed: %r", self.system, exc)
+            return PollFailed(self.system, trio.current_time(), str(exc) or type(exc).__name__)
+
+    async def run(
+        self, manager: Manager, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        extra = manager.needs_battery_figures(self.system)
+        try:
+            while not self._logged_out:
+                await manager.submit(await self.poll(extra))
+                await trio.sleep(manager.interval(self.system))
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await self._close()
+
+    async def set_fsd(self) -> bool:
+        try:
+            reply = await self.request("FSD", self.mon.ups)
+        except _CONNECTION_ERRORS:
+            return False
+        if not reply.ok:
+            log.error("%s: FSD refused: %s", self.system, " ".join(reply.words))
+        return reply.ok
+
+    async def numlogins(self) -> int | None:
+        try:
+            reply = await self.request("GET", "NUMLOGINS", self.mon.ups)
+            return int(reply.value()) if reply.ok else None
+        except (*_CONNECTION_ERRORS, ValueError):
+            return None
+
+    async def logout(self) -> None:
+        self._logged_out = True
+        try:
+            async with self._lock:
+                if self._conn is not None:
+                    with trio.move_on_after(REQUEST_TIMEOUT):
+                        await self._roundtrip("LOGOUT")
+        except _CONNECTION_ERRORS:
+            pass
+        finally:
+            await self._close()
+
+
+# -- the manager ---------------------------------------------------------------------------
+
+
+class Manager:
+    """A running manager. Obtained from :func:`run_manager` through ``task_status``.
+
+    Attributes:
+        machine: The decisions (read it for ``nuttrio why``-style reports).
+        done: Set once the shutdown command has been run.
+        shutdown_started: When (Trio time) the shutdown began: POWERDOWNFLAG, SHUTDOWNCMD.
+    """
+
+    def __init__(
+        self,
+        config: UpsmonConfig,
+        notifier: NotifySink,
+        store: StateStore | None,
+        maxage: float,
+        nursery: trio.Nursery,
+    ) -> None:
+        self.config = config
+        self.notifier = notifier
+        self.machine = machine_for(config, trio.current_time())
+        self.done = trio.Event()
+        self.shutdown_started: float | None = None
+        self._nursery = nursery
+        self._send, self._receive = trio.open_memory_channel[Event](256)
+        self._sources: dict[str, _Source] = {}
+        for mon in config.monitors:
+            entry = store.get(mon.ups) if store is not None else None
+            if entry is not None and mon.host.lower() in _LOCAL_HOSTS:
+                self._sources[mon.system] = _LocalSource(mon, entry, maxage)
+            else:
+                self._sources[mon.system] = _RemoteSource(mon, config)
+
+    def interval(self, system: str) -> float:
+        """Seconds until the next reading of ``system`` (POLLFREQ or POLLFREQALERT)."""
+        alert = self.machine.is_alert(system)
+        return float(self.config.pollfreqalert if alert else self.config.pollfreq)
+
+    def needs_battery_figures(self, system: str) -> bool:
+        """Whether thresholds need battery.charge/battery.runtime for ``system``."""
+        t = self.config.triggers_for(system)
+        return t.runtime_below is not None or t.charge_below is not None
+
+    async def submit(self, event: Event) -> None:
+        """Give an event to the decision task (waits if it is behind)."""
+        await self._send.send(event)
+
+    def request_fsd(self) -> None:
+        """Start the shutdown now, as ``upsmon -c fsd`` does."""
+        self._send.send_nowait(UserFsd(trio.current_time()))
+
+    async def _decide(self) -> None:
+        while True:
+            with trio.move_on_at(self.machine.next_deadline()) as scope:
+                event = await self._receive.receive()
+            if scope.cancelled_caught:
+                event = Tick(trio.current_time())
+            for action in self.machine.step(event):
+                await self._carry_out(action)
+
+    async def _carry_out(self, action: Action) -> None:
+        if isinstance(action, Notify):
+            self.notifier.send(action.type, action.system, action.detail)
+            if action.type == "SHUTDOWN":
+                log.critical("shutting down: %s", self.machine.shutdown_reason)
+                self._nursery.start_soon(self.notifier.wall, SHUTDOWN_WALL)
+        elif isinstance(action, SetFsd):
+            self._nursery.start_soon(self._set_fsd, action.system)
+        elif isinstance(action, QueryNumLogins):
+            self._nursery.start_soon(self._query_numlogins, action.system)
+        elif isinstance(action, Logout):
+            self._nursery.start_soon(self._sources[action.system].logout)
+        elif isinstance(action, RunShutdown):
+            await self._shutdown()
+
+    async def _set_fsd(self, system: str) -> None:
+        if await self._sources[system].set_fsd():
+            log.warning("FSD set on %s", system)
+
+    async def _query_numlogins(self, system: str) -> None:
+        count = await self._sources[system].numlogins()
+        await self.submit(NumLogins(system, count, trio.current_time()))
+
+    async def _shutdown(self) -> None:
+        """Write POWERDOWNFLAG and run SHUTDOWNCMD; failures are logged, never raised."""
+        self.shutdown_started = trio.current_time()
+        if self.config.powerdownflag is not None:
+            try:
+                _write_powerdown_flag(Path(self.config.powerdownflag))
+            except OSError as exc:
+                log.error("cannot write POWERDOWNFLAG %s: %s", self.config.powerdownflag, exc)
+        command = self.config.shutdowncmd
+        if command is None:
+            log.critical("no SHUTDOWNCMD configured: nothing to run")
+        else:
+            line = " ".join([command, *(shlex.quote(a) for a in self.config.shutdowncmd_args)])
+            log.critical("running SHUTDOWNCMD: %s", line)
+            try:
+                with trio.move_on_after(SHUTDOWNCMD_TIMEOUT):
+                    result = await trio.run_process(["/bin/sh", "-c", line], check=False)
+                    if result.returncode:
+                        log.error("SHUTDOWNCMD exited with status %s", result.returncode)
+            except OSError as exc:
+                log.error("cannot run SHUTDOWNCMD: %s", exc)
+        self.done.set()
+
+
+def _clear_stale_flag(config: UpsmonConfig) -> None:
+    """At start-up, remove a POWERDOWNFLAG left by the last shutdown (only if it is ours)."""
+    if config.powerdownflag is not None and check_powerdown_flag(config):
+        with contextlib.suppress(OSError):
+            os.unlink(config.powerdownflag)
+
+
+async def run_manager(
+    config: UpsmonConfig,
+    notifier: NotifySink,
+    *,
+    store: StateStore | None = None,
+    maxage: float = 15.0,
+    task_status: trio.TaskStatus[Manager] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the manager until the shutdown is done (then per SHUTDOWNEXIT) or cancelled.
+
+    Returns after the shutdown command ran and SHUTDOWNEXIT seconds passed; with a negative
+    SHUTDOWNEXIT it keeps running (and logged in) until cancelled. Cancelling stops every
+    source; remote connections are closed (a LOGOUT is sent only as part of a shutdown).
+
+    Args:
+        config: upsmon.conf.
+        notifier: Where notifications go; its own task must be running.
+        store: The local state store (``--primary``), for UPSes attached in this process.
+        maxage: MAXAGE of the local attachment daemon (staleness of local UPSes).
+        task_status: Receives the :class:`Manager` once every source is started.
+    """
+    _clear_stale_flag(config)
+    async with trio.open_nursery() as nursery:
+        manager = Manager(config, notifier, store, maxage, nursery)
+        nursery.start_soon(manager._decide)
+        for source in manager._sources.values():
+            await nursery.start(source.run, manager)
+        task_status.started(manager)
+        await manager.done.wait()
+        if config.shutdownexit < 0:
+            await trio.sleep_forever()
+        await trio.sleep(config.shutdownexit)
+        nursery.cancel_scope.cancel()
+
+
+async def read_once(config: UpsmonConfig) -> Machine:
+    """Read every MONITOR once over the protocol and return the machine fed with it.
+
+    For ``nuttrio why``: nothing is notified or acted on; failed readings count as failures.
+    """
+    machine = machine_for(config, trio.current_time())
+    results: dict[str, Event] = {}
+
+    async def read(mon: Monitor) -> None:
+        source = _RemoteSource(mon, config)
+        try:
+            t = config.triggers_for(mon.system)
+            extra = t.runtime_below is not None or t.charge_below is not None
+            results[mon.system] = await source.poll(extra)
+        finally:
+            await source.logout()
+
+    async with trio.open_nursery() as nursery:
+        for mon in config.monitors:
+            nursery.start_soon(read, mon)
+    for mon in config.monitors:
+        machine.step(results[mon.system])
+    return machine

@@ -1,0 +1,236 @@
+"""The manager's Trio runner: local UPSes through the store, remote ones over TCP, on MockClock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+import trio.testing
+
+from nuttrio.mgmt.conf import load_upsmon_conf
+from nuttrio.mgmt.runner import POWERDOWN_MAGIC, check_powerdown_flag, run_manager
+from nuttrio.server import ServerCore, open_listeners, serve_nut
+from nuttrio.state import LoginRecord, StateStore
+
+from .helpers import NoDescriptions, SimpleUser
+
+
+@attrs.define
+class FakeNotifier:
+    sent: list[tuple[float, str, str | None]] = attrs.Factory(list)
+    walls: list[str] = attrs.Factory(list)
+    changed: trio.Event = attrs.Factory(trio.Event)
+
+    def send(self, type, system, detail=""):
+        self.sent.append((trio.current_time(), type, system))
+        self.changed.set()
+        self.changed = trio.Event()
+
+    async def wait_type(self, notify_type):
+        while notify_type not in self.types():
+            await self.changed.wait()
+
+    async def wall(self, message):
+        self.walls.append(message)
+
+    def types(self):
+        return [t for _, t, _ in self.sent]
+
+
+def write_upsmon(tmp_path: Path, monitors: str, extra: str = "") -> Path:
+    conf = tmp_path / "upsmon.conf"
+    conf.write_text(
+        f"{monitors}\n"
+        f'SHUTDOWNCMD "echo done >> {tmp_path}/shutdown"\n'
+        f"POWERDOWNFLAG {tmp_path}/killpower\n"
+        "POLLFREQ 5\nPOLLFREQALERT 5\nHOSTSYNC 15\nDEADTIME 15\nFINALDELAY 5\n" + extra
+    )
+    conf.chmod(0o600)
+    return conf
+
+
+class Ups:
+    """A UPS in a local store whose status the test sets."""
+
+    def __init__(self, store: StateStore, name: str):
+        self.entry = store.add(name)
+        self._ctx = self.entry.connect()
+        self.link = self._ctx.__enter__()
+
+    def set(self, status: str, **extra: str) -> None:
+        with self.link.update() as u:
+            u.set("ups.status", status)
+            for k, v in extra.items():
+                u.set(k.replace("_", "."), v)
+            u.dumped = True
+
+
+async def wait_for(predicate):
+    """Wait for state that has no event to wait on (logins made by socket peers)."""
+    while not predicate():  # noqa: ASYNC110
+        await trio.sleep(0.01)
+
+
+async def test_local_primary_acts_at_once_and_waits_for_secondaries(
+    tmp_path, nursery, autojump_clock
+):
+    store = StateStore()
+    ups = Ups(store, "u")
+    ups.set("OL")
+    config = load_upsmon_conf(write_upsmon(tmp_path, "MONITOR u@localhost 1 admin pw primary"))
+    notifier = FakeNotifier()
+    manager = await nursery.start(
+        lambda task_status: run_manager(config, notifier, store=store, task_status=task_status)
+    )
+    assert [r.address for r in ups.entry.logins] == ["local"]  # the primary counts itself
+    ups.entry.add_login("secondary", LoginRecord("10.0.0.2"))
+    await trio.testing.wait_all_tasks_blocked()
+    t0 = trio.current_time()
+    ups.set("OB")
+    await trio.testing.wait_all_tasks_blocked()
+    assert notifier.sent[-1] == (t0, "ONBATT", "u@localhost")  # no polling delay at all
+    ups.set("OB LB")
+    await trio.testing.wait_all_tasks_blocked()
+    assert ups.entry.snapshot().fsd  # FSD set on the local UPS in the same instant
+    assert "SHUTDOWN_HOSTSYNC" in notifier.types()
+    await trio.sleep(3)
+    assert "SHUTDOWN" not in notifier.types()  # the secondary is still logged in
+    ups.entry.remove_login("secondary")
+    await notifier.wait_type("SHUTDOWN")
+    shutdown_at = next(t for t, ty, _ in notifier.sent if ty == "SHUTDOWN")
+    assert shutdown_at - t0 == pytest.approx(3, abs=0.3)  # within one NUMLOGINS interval
+    # No virtual-time limit: the real shutdown subprocess lets the autojump clock run ahead.
+    await manager.done.wait()
+    assert manager.shutdown_started - shutdown_at == pytest.approx(5)  # FINALDELAY
+    assert (tmp_path / "shutdown").read_text() == "done\n"
+    assert (tmp_path / "killpower").read_text() == POWERDOWN_MAGIC
+    assert check_powerdown_flag(config)
+    assert notifier.walls == ["Executing automatic power-fail shutdown"]
+
+
+async def test_primary_stops_waiting_after_hostsync(tmp_path, nursery, autojump_clock):
+    store = StateStore()
+    ups = Ups(store, "u")
+    ups.set("OL")
+    config = load_upsmon_conf(write_upsmon(tmp_path, "MONITOR u@localhost 1 admin pw primary"))
+    notifier = FakeNotifier()
+    manager = await nursery.start(
+        lambda task_status: run_manager(config, notifier, store=store, task_status=task_status)
+    )
+    ups.entry.add_login("stuck secondary", LoginRecord("10.0.0.3"))
+    t0 = trio.current_time()
+    ups.set("OB LB")
+    # No virtual-time limit: the real shutdown subprocess lets the autojump clock run ahead.
+    await manager.done.wait()
+    assert manager.shutdown_started - t0 == pytest.approx(15 + 5, abs=0.3)
+
+
+async def test_stale_local_driver_counts_as_lost_communications(tmp_path, nursery, autojump_clock):
+    store = StateStore()
+    ups = Ups(store, "u")
+    ups.set("OB")
+    config = load_upsmon_conf(write_upsmon(tmp_path, "MONITOR u@localhost 1 admin pw primary"))
+    notifier = FakeNotifier()
+    manager = await nursery.start(
+        lambda task_status: run_manager(
+            config, notifier, store=store, maxage=15, task_status=task_status
+        )
+    )
+    t0 = trio.current_time()
+    # The driver hangs: nothing more is published. Stale after MAXAGE, dead after DEADTIME.
+    await notifier.wait_type("COMMBAD")
+    # No virtual-time limit: the real shutdown subprocess lets the autojump clock run ahead.
+    await manager.done.wait()
+    # Stale after MAXAGE (15 s, noticed at the next 5 s re-read), dead DEADTIME (15 s)
+    # after the last good reading, then FINALDELAY (5 s).
+    assert 15 + 5 <= manager.shutdown_started - t0 <= 15 + 5 + 15 + 5
+
+
+async def test_leftover_powerdown_flag_is_removed_at_start(tmp_path, nursery, autojump_clock):
+    config = load_upsmon_conf(write_upsmon(tmp_path, "MONITOR u@localhost 1 admin pw primary"))
+    (tmp_path / "killpower").write_text(POWERDOWN_MAGIC)
+    store = StateStore()
+    Ups(store, "u").set("OL")
+    await nursery.start(
+        lambda task_status: run_manager(
+            config, FakeNotifier(), store=store, task_status=task_status
+        )
+    )
+    assert not (tmp_path / "killpower").exists()
+    assert not check_powerdown_flag(config)
+
+
+@pytest.fixture
+async def server(nursery):
+    """nuttrio's own server on 127.0.0.1 for remote MONITOR lines."""
+    store = StateStore()
+    ups = Ups(store, "r")
+    ups.set("OL")
+    users = {
+        "mon": SimpleUser("pw", frozenset({"login"})),
+        "admin": SimpleUser("pw", frozenset({"login", "master", "fsd"})),
+    }
+    core = ServerCore(store, users, NoDescriptions())
+    listeners = await open_listeners([("127.0.0.1", 0)])
+    await nursery.start(serve_nut, core, listeners)
+    return ups, listeners[0].socket.getsockname()[1]
+
+
+async def test_remote_secondary_shuts_down_on_fsd_and_logs_out(tmp_path, nursery, server):
+    ups, port = server
+    config = load_upsmon_conf(
+        write_upsmon(
+            tmp_path,
+            f"MONITOR r@127.0.0.1:{port} 1 mon pw secondary",
+            "POLLFREQ 1\nPOLLFREQALERT 1\nFINALDELAY 0\n",
+        )
+    )
+    notifier = FakeNotifier()
+    manager = await nursery.start(
+        lambda task_status: run_manager(config, notifier, task_status=task_status)
+    )
+    with trio.fail_after(5):
+        await wait_for(lambda: len(ups.entry.logins) == 1)
+    ups.entry.set_fsd()
+    with trio.fail_after(5):
+        await manager.done.wait()
+    assert notifier.types()[-2:] == ["FSD", "SHUTDOWN"]
+    with trio.fail_after(5):
+        await wait_for(lambda: not ups.entry.logins)  # LOGOUT after the command
+    assert (tmp_path / "shutdown").exists()
+
+
+async def test_remote_primary_sets_fsd_over_the_protocol(tmp_path, nursery, server):
+    ups, port = server
+    config = load_upsmon_conf(
+        write_upsmon(
+            tmp_path,
+            f"MONITOR r@127.0.0.1:{port} 1 admin pw primary",
+            "POLLFREQ 1\nPOLLFREQALERT 1\nFINALDELAY 0\n",
+        )
+    )
+    notifier = FakeNotifier()
+    manager = await nursery.start(
+        lambda task_status: run_manager(config, notifier, task_status=task_status)
+    )
+    with trio.fail_after(5):
+        await wait_for(lambda: len(ups.entry.logins) == 1)
+    ups.set("OB LB")
+    with trio.fail_after(10):
+        await manager.done.wait()
+    assert ups.entry.snapshot().fsd
+    assert "SHUTDOWN_HOSTSYNC" in notifier.types()
+
+
+async def test_unreachable_server_gives_commbad_and_no_shutdown(tmp_path, nursery, autojump_clock):
+    config = load_upsmon_conf(write_upsmon(tmp_path, "MONITOR r@127.0.0.1:9 1 mon pw secondary"))
+    notifier = FakeNotifier()
+    manager = await nursery.start(
+        lambda task_status: run_manager(config, notifier, task_status=task_status)
+    )
+    await trio.sleep(400)
+    assert notifier.types()[:1] == ["COMMBAD"]
+    assert "NOCOMM" in notifier.types()
+    assert not manager.done.is_set()
