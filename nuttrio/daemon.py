@@ -17,6 +17,7 @@ handlers or calls :func:`trio.run` (that is the CLI's job).
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 from collections.abc import AsyncIterator, Sequence
@@ -29,15 +30,29 @@ import trio
 from .config import ConfigError, NutConfig, UpsSection, load_nut_config, reload_nut_config
 from .descriptions import Descriptions
 from .hw import Driver, create_driver, dummy
+from .mgmt.conf import UpsmonConfig, UpsschedConfig, load_upsmon_conf, load_upssched_conf
+from .mgmt.notify import Notifier
+from .mgmt.runner import Manager, run_manager
 from .server import ConnectionLimits, ServerCore, ServerSettings, open_listeners, serve_nut
 from .state import StateStore, UpsEntry
 
-__all__ = ["DEFAULT_PORT", "Daemon", "DaemonOptions", "open_daemon", "run_daemon"]
+__all__ = ["DEFAULT_PORT", "Daemon", "DaemonOptions", "Role", "open_daemon", "run_daemon"]
 
 log = logging.getLogger("nuttrio")
 
 #: The NUT port (IANA "nut").
 DEFAULT_PORT = 3493
+
+
+class Role(enum.Enum):
+    """What the process does."""
+
+    #: Drivers and the protocol server (NUT's upsd and drivers).
+    ATTACH = "attach"
+    #: ATTACH plus the manager that owns the shutdown (upsmon as primary).
+    PRIMARY = "primary"
+    #: The manager only, for a host fed by a UPS attached elsewhere (upsmon as secondary).
+    SECONDARY = "secondary"
 
 
 @attrs.frozen
@@ -46,14 +61,19 @@ class DaemonOptions:
 
     Attributes:
         confdir: A NUT configuration directory to read, or ``None`` for the built-in
-            simulated UPS ``sim``.
+            simulated UPS ``sim`` (attach role only).
         listen: ``(host, port)`` pairs overriding upsd.conf's LISTEN lines; port 0 picks one.
         limits: Connection limits; ``max_clients`` is taken from MAXCONN when not set.
+        role: Attach, primary or secondary.
+        upssched: An upssched.conf to run in-process for the notifications (also used when
+            upsmon.conf's NOTIFYCMD names upssched: then ``confdir/upssched.conf``).
     """
 
     confdir: Path | None = None
     listen: tuple[tuple[str, int], ...] = ()
     limits: ConnectionLimits = attrs.field(factory=ConnectionLimits)
+    role: Role = Role.ATTACH
+    upssched: Path | None = None
 
 
 @attrs.define
@@ -67,8 +87,8 @@ class Daemon:
     """A running attachment daemon. Obtained from :func:`open_daemon` or :func:`run_daemon`.
 
     Attributes:
-        store: The UPS data.
-        core: The request handling of the server.
+        store: The UPS data (empty in the secondary role).
+        core: The request handling of the server (``None`` in the secondary role).
         config: The NUT configuration in force, or ``None`` when running the simulator.
         listeners: The bound listeners.
     """
@@ -78,7 +98,7 @@ class Daemon:
         options: DaemonOptions,
         config: NutConfig | None,
         store: StateStore,
-        core: ServerCore,
+        core: ServerCore | None,
         nursery: trio.Nursery,
     ) -> None:
         self.options = options
@@ -86,6 +106,8 @@ class Daemon:
         self.store = store
         self.core = core
         self.listeners: Sequence[trio.SocketListener] = ()
+        #: The manager, in the primary and secondary roles.
+        self.manager: Manager | None = None
         self._nursery = nursery
         self._drivers: dict[str, _Running] = {}
 
@@ -152,8 +174,9 @@ class Daemon:
         for warning in new.warnings:
             log.warning("%s", warning)
         self.config = new
-        self.core.users = new.users
-        self.core.settings = _settings(new)
+        if self.core is not None:
+            self.core.users = new.users
+            self.core.settings = _settings(new)
         for name in list(self._drivers):
             if name not in drivers:
                 log.info("UPS %s removed", self._drivers[name].section.name)
@@ -248,17 +271,34 @@ def _limits(options: DaemonOptions, config: NutConfig | None) -> ConnectionLimit
     return limits
 
 
-async def run_daemon(
-    options: DaemonOptions,
-    *,
-    task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Run the attachment daemon until cancelled.
+def load_manager_config(options: DaemonOptions) -> tuple[UpsmonConfig, UpsschedConfig | None]:
+    """Read upsmon.conf (and upssched.conf when used) for the primary and secondary roles.
 
     Raises:
-        ConfigError: Before ``task_status.started``, for a bad configuration.
-        OSError: Before ``task_status.started``, if a listener cannot be bound.
+        ConfigError: If there is no configuration directory or a file is bad.
     """
+    if options.confdir is None:
+        raise ConfigError(
+            f"--{options.role.value} needs a NUT configuration directory with upsmon.conf "
+            "(--nut-config DIR or NUT_CONFPATH)"
+        )
+    upsmon = load_upsmon_conf(options.confdir / "upsmon.conf")
+    for warning in upsmon.warnings:
+        log.warning("%s", warning)
+    sched_path = options.upssched
+    if sched_path is None and upsmon.uses_upssched:
+        sched_path = options.confdir / "upssched.conf"
+    sched = load_upssched_conf(sched_path) if sched_path is not None else None
+    if sched is not None:
+        for warning in sched.warnings:
+            log.warning("%s", warning)
+    return upsmon, sched
+
+
+async def _run_attach(
+    options: DaemonOptions,
+    nursery: trio.Nursery,
+) -> Daemon:
     config = load_nut_config(options.confdir) if options.confdir is not None else None
     if config is not None:
         sections: list[tuple[UpsSection, Driver]] = [
@@ -277,13 +317,62 @@ async def run_daemon(
         users = {}
     store = StateStore()
     core = ServerCore(store, users, descriptions, settings)
+    daemon = Daemon(options, config, store, core, nursery)
+    await daemon.start_drivers(sections)
+    listeners = await open_listeners(_listen_addresses(options, config))
+    daemon.listeners = await nursery.start(serve_nut, core, listeners, _limits(options, config))
+    return daemon
+
+
+async def run_daemon(
+    options: DaemonOptions,
+    *,
+    task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run nuttrio in the role the options give, until cancelled.
+
+    In the secondary role it also returns once the shutdown is done and SHUTDOWNEXIT has
+    passed (the process then exits, as upsmon does). In the primary role the attachment
+    daemon keeps serving after the shutdown command, until the system stops it.
+
+    Raises:
+        ConfigError: Before ``task_status.started``, for a bad configuration.
+        OSError: Before ``task_status.started``, if a listener cannot be bound.
+    """
+    manager_config = None
+    if options.role is not Role.ATTACH:
+        manager_config = load_manager_config(options)
     async with trio.open_nursery() as nursery:
-        daemon = Daemon(options, config, store, core, nursery)
-        await daemon.start_drivers(sections)
-        listeners = await open_listeners(_listen_addresses(options, config))
-        daemon.listeners = await nursery.start(serve_nut, core, listeners, _limits(options, config))
+        if options.role is Role.SECONDARY:
+            daemon = Daemon(options, None, StateStore(), None, nursery)
+        else:
+            daemon = await _run_attach(options, nursery)
+        if manager_config is not None:
+            upsmon, sched = manager_config
+            notifier = Notifier(upsmon, upssched=sched)
+            await nursery.start(notifier.run)
+            maxage = daemon.config.upsd.maxage if daemon.config is not None else 15.0
+            store = daemon.store if options.role is Role.PRIMARY else None
+            daemon.manager = await nursery.start(
+                _run_manager_then, upsmon, notifier, store, maxage, options.role, nursery
+            )
         task_status.started(daemon)
         await trio.sleep(math.inf)
+
+
+async def _run_manager_then(
+    upsmon: UpsmonConfig,
+    notifier: Notifier,
+    store: StateStore | None,
+    maxage: float,
+    role: Role,
+    daemon_nursery: trio.Nursery,
+    *,
+    task_status: trio.TaskStatus[Manager] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    await run_manager(upsmon, notifier, store=store, maxage=maxage, task_status=task_status)
+    if role is Role.SECONDARY:
+        daemon_nursery.cancel_scope.cancel()
 
 
 @asynccontextmanager

@@ -16,7 +16,7 @@ HOST = "127.0.0.1"
 
 
 class NuttrioProcess:
-    """``python -m nuttrio --attach ...`` as a context manager.
+    """``python -m nuttrio [--attach] ...`` as a context manager (``--attach`` unless a role given).
 
     Waits for the ready line (``nuttrio: serving ...``) on stdout; on exit sends SIGTERM and
     checks that nuttrio stopped cleanly with status 0.
@@ -30,7 +30,9 @@ class NuttrioProcess:
     def __init__(
         self, args: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 30.0
     ) -> None:
-        self.args = [sys.executable, "-m", "nuttrio", "--attach", *args]
+        roles = {"--attach", "--primary", "--secondary"}
+        role = [] if roles & set(args) else ["--attach"]
+        self.args = [sys.executable, "-m", "nuttrio", *role, *args]
         # An inherited NUT_CONFPATH would change what nuttrio serves: only ``env`` may set it.
         inherited = {k: v for k, v in os.environ.items() if k != "NUT_CONFPATH"}
         self.env = {**inherited, **(env or {})}
@@ -56,7 +58,7 @@ class NuttrioProcess:
         while time.monotonic() < deadline:
             if sel.select(timeout=0.1):
                 line = self.proc.stdout.readline()
-                if line.startswith("nuttrio: serving") or line.startswith("nuttrio: listening"):
+                if line.startswith(("nuttrio: serving", "nuttrio: listening", "nuttrio: managing")):
                     self.ready_line = line.strip()
                     return self
                 if not line and self.proc.poll() is not None:
@@ -89,6 +91,7 @@ class NuttrioProcess:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        stopped_by_test = self.returncode is not None
         code = self.stop()
-        if exc_type is None:
+        if exc_type is None and not stopped_by_test:
             assert code == 0, f"nuttrio exited with {code}: {self.stderr[-3000:]}"

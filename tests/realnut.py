@@ -146,6 +146,11 @@ def upsd_binary() -> Path | None:
     return None
 
 
+def upsmon_binary() -> Path | None:
+    """Return the real upsmon binary (not Debian's /sbin wrapper script), if installed."""
+    return _libexec_binary("upsmon")
+
+
 def upsc_binary() -> Path | None:
     """Find the ``upsc`` client.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import socket
@@ -173,3 +174,103 @@ def test_sighup_reloads_ups_conf_and_users_without_dropping_connections(tmp_path
         time.sleep(0.5)
         assert b"UPS b" in ask(port, b"LIST UPS\n", end=b"END LIST UPS\n")
         held.close()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nuttrio", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def write_upsmon(d: Path, body: str) -> Path:
+    d.mkdir(exist_ok=True)
+    (d / "upsmon.conf").write_text(body)
+    (d / "upsmon.conf").chmod(0o600)
+    return d
+
+
+def test_killpower_check_exit_codes(tmp_path):
+    flag = tmp_path / "killpower"
+    d = write_upsmon(
+        tmp_path / "c",
+        f"MONITOR u@localhost 1 m p secondary\nSHUTDOWNCMD true\nPOWERDOWNFLAG {flag}\n",
+    )
+    assert run_cli("--killpower-check", "--nut-config", str(d)).returncode == 1  # absent
+    flag.write_text("something else")
+    assert run_cli("--killpower-check", "--nut-config", str(d)).returncode == 1
+    flag.write_text("upsmon-shutdown-file")
+    assert run_cli("--killpower-check", "--nut-config", str(d)).returncode == 0
+    no_flag = write_upsmon(tmp_path / "n", "MONITOR u@localhost 1 m p secondary\n")
+    assert run_cli("--killpower-check", "--nut-config", str(no_flag)).returncode == 1
+
+
+def test_manager_roles_need_upsmon_conf(tmp_path):
+    result = run_cli(
+        "--secondary", env={k: v for k, v in os.environ.items() if k != "NUT_CONFPATH"}
+    )
+    assert result.returncode == 2
+    assert "upsmon.conf" in result.stderr
+    d = write_conf(tmp_path / "conf", "[a]\n driver = dummy-ups\n port = a.dev\n")
+    result = run_cli("--primary", "--nut-config", str(d))
+    assert result.returncode == 2
+    assert "upsmon.conf" in result.stderr
+
+
+def test_why_and_notify_test(tmp_path):
+    d = write_conf(tmp_path / "conf", "[a]\n driver = dummy-ups\n port = a.dev\n")
+    with NuttrioProcess(["--nut-config", str(d), "--listen", "127.0.0.1:0"]) as proc:
+        port = port_of(proc.ready_line)
+        (d / "a.dev").write_text("ups.status: OB LB\nbattery.charge: 9\n")
+        out = tmp_path / "notified"
+        script = tmp_path / "notify.sh"
+        script.write_text(f'#!/bin/sh\necho "$NOTIFYTYPE $1" >> {out}\n')
+        script.chmod(0o755)
+        conf = write_upsmon(
+            tmp_path / "mon",
+            f"MONITOR a@127.0.0.1:{port} 1 mon pw secondary\n"
+            f"MONITOR nope@127.0.0.1:{port} 0 mon pw secondary\n"
+            f"SHUTDOWNCMD true\nNOTIFYCMD {script}\nNUTTRIO_CHARGE_BELOW 20\n",
+        )
+        why = run_cli("why", "--nut-config", str(conf))
+        assert why.returncode == 0, why.stderr
+        lines = why.stdout.splitlines()
+        assert lines[0].startswith(f"a@127.0.0.1:{port}: ")
+        assert "nope@" in lines[1]
+        assert lines[-1].startswith("power supplies fed: ")
+        test = run_cli("notify-test", "--nut-config", str(conf))
+        assert "syslog: ok" in test.stdout
+        assert f"NOTIFYCMD ({script}): ok" in test.stdout
+        assert out.read_text().startswith("NOTIFYTEST nuttrio notify-test")
+
+
+def test_why_explains_a_critical_ups(tmp_path):
+    d = write_conf(tmp_path / "conf", "[a]\n driver = dummy-ups\n port = a.dev\n")
+    (d / "a.dev").write_text("ups.status: OB\nbattery.charge: 9\n")
+    with NuttrioProcess(["--nut-config", str(d), "--listen", "127.0.0.1:0"]) as proc:
+        port = port_of(proc.ready_line)
+        conf = write_upsmon(
+            tmp_path / "mon",
+            f"MONITOR a@127.0.0.1:{port} 1 mon pw secondary\nSHUTDOWNCMD true\n"
+            "NUTTRIO_CHARGE_BELOW 20\n",
+        )
+        why = run_cli("why", "--nut-config", str(conf))
+        assert why.stdout.splitlines() == [
+            f"a@127.0.0.1:{port}: CRITICAL: battery.charge 9 % below NUTTRIO_CHARGE_BELOW 20",
+            "power supplies fed: 0, MINSUPPLIES: 1; shut down now: yes",
+        ]
+
+
+def test_shutdown_ups_reports_what_the_driver_answers(tmp_path):
+    d = write_conf(tmp_path / "conf", "[a]\n driver = dummy-ups\n port = a.dev\n")
+    result = run_cli("--shutdown-ups", "a", "--nut-config", str(d))
+    # dummy-ups offers only load.off and answers UNKNOWN to every command, as the real one.
+    assert result.returncode == 1
+    assert "nuttrio: UPS a: load.off" in result.stdout
+    assert "answered UNKNOWN to load.off" in result.stderr
+    missing = run_cli("--shutdown-ups", "zz", "--nut-config", str(d))
+    assert missing.returncode == 2
+    assert "no UPS named 'zz'" in missing.stderr

@@ -14,9 +14,10 @@ import trio
 
 from .. import __version__
 from ..config import ConfigError
-from ..daemon import DEFAULT_PORT, Daemon, DaemonOptions, run_daemon
+from ..daemon import DEFAULT_PORT, Daemon, DaemonOptions, Role, run_daemon
 from ..protocol import DEFAULT_MAX_LINE
 from ..server import ConnectionLimits
+from . import tools
 
 __all__ = ["main", "parse_listen"]
 
@@ -52,11 +53,54 @@ def _parser() -> argparse.ArgumentParser:
             "serves a simulated UPS named 'sim' on 127.0.0.1:3493."
         ),
     )
-    role = parser.add_argument_group("role")
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=["why", "notify-test"],
+        help="why: say for each monitored UPS whether the manager would shut down now and "
+        "the rule that decides; notify-test: send a test notification through every "
+        "configured sink (both read upsmon.conf)",
+    )
+    roles = parser.add_argument_group("role (one of)")
+    role = roles.add_mutually_exclusive_group()
     role.add_argument(
         "--attach",
-        action="store_true",
+        dest="role",
+        action="store_const",
+        const=Role.ATTACH,
         help="run the attachment daemon: drivers and the NUT protocol server (the default)",
+    )
+    role.add_argument(
+        "--primary",
+        dest="role",
+        action="store_const",
+        const=Role.PRIMARY,
+        help="the attachment daemon plus the manager that owns the shutdown (upsmon primary)",
+    )
+    role.add_argument(
+        "--secondary",
+        dest="role",
+        action="store_const",
+        const=Role.SECONDARY,
+        help="the manager only, for a host fed by a UPS attached elsewhere (upsmon secondary)",
+    )
+    role.add_argument(
+        "--killpower-check",
+        action="store_true",
+        help="exit 0 only if upsmon.conf's POWERDOWNFLAG holds the power-down flag (upsmon -K)",
+    )
+    role.add_argument(
+        "--shutdown-ups",
+        metavar="NAME",
+        help="ask the driver of UPS NAME to cut the load after ups.delay.shutdown and come "
+        "back when power returns (upsdrvctl shutdown); nuttrio must not be serving it",
+    )
+    parser.add_argument(
+        "--upssched",
+        metavar="FILE",
+        type=Path,
+        help="run this upssched.conf in-process for the notifications (default: "
+        "DIR/upssched.conf when upsmon.conf's NOTIFYCMD names upssched)",
     )
     parser.add_argument(
         "--nut-config",
@@ -86,6 +130,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _hint(daemon: Daemon) -> str:
+    if daemon.options.role is Role.SECONDARY:
+        assert daemon.manager is not None
+        watched = ", ".join(m.system for m in daemon.manager.config.monitors)
+        return f"nuttrio: managing (secondary) {watched}"
     names = daemon.store.names()
     addresses = daemon.addresses
     listening = ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in addresses)
@@ -98,18 +146,34 @@ def _hint(daemon: Daemon) -> str:
 
 
 async def _run(options: DaemonOptions) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
+    with trio.open_signal_receiver(*handled) as signals:
         async with trio.open_nursery() as nursery:
-            daemon: Daemon = await nursery.start(run_daemon, options)
+            daemon: Daemon = await nursery.start(_daemon_then_stop, options, nursery.cancel_scope)
             print(_hint(daemon), flush=True)
             async for signum in signals:
                 if signum == signal.SIGHUP:
                     log.info("SIGHUP: reloading ups.conf and upsd.users")
                     await daemon.reload()
+                elif signum == signal.SIGUSR1:
+                    if daemon.manager is not None:
+                        log.warning("SIGUSR1: shutdown requested by the administrator")
+                        daemon.manager.request_fsd()
                 else:
                     log.info("%s: stopping", signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
                     break
+
+
+async def _daemon_then_stop(
+    options: DaemonOptions,
+    stop: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the daemon; when it ends by itself (a secondary after its shutdown), stop."""
+    await run_daemon(options, task_status=task_status)
+    stop.cancel()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,14 +190,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         confdir=confdir,
         listen=tuple(args.listen),
         limits=ConnectionLimits(max_line=args.max_line),
+        role=args.role or Role.ATTACH,
+        upssched=args.upssched,
     )
     status = 0
     try:
+        if args.killpower_check:
+            return tools.killpower_check(options)
+        if args.shutdown_ups:
+            return trio.run(tools.shutdown_ups, options, args.shutdown_ups)
+        if args.command == "why":
+            return trio.run(tools.why, options)
+        if args.command == "notify-test":
+            return trio.run(tools.notify_test, options)
         trio.run(_run, options)
     except* ConfigError as group:
         for exc in _leaves(group):
             print(f"nuttrio: configuration error: {exc}", file=sys.stderr)
         status = 2
+    except* tools.ToolError as group:
+        for exc in _leaves(group):
+            print(f"nuttrio: {exc}", file=sys.stderr)
+        status = 1
     except* OSError as group:
         for exc in _leaves(group):
             print(f"nuttrio: {exc}", file=sys.stderr)

@@ -94,7 +94,7 @@ class NotifySink(Protocol):
         """Queue a notification; never blocks."""
         ...
 
-    async def wall(self, message: str) -> None:
+    async def wall(self, message: str) -> object:
         """Send ``message`` to every terminal, whatever NOTIFYFLAG says."""
         ...
 
@@ -376,7 +376,7 @@ class Manager:
 
     Attributes:
         machine: The decisions (read it for ``nuttrio why``-style reports).
-        done: Set once the shutdown command has been run.
+        done: Set once the shutdown command has been run and this host has detached.
         shutdown_started: When (Trio time) the shutdown began: POWERDOWNFLAG, SHUTDOWNCMD.
     """
 
@@ -429,6 +429,8 @@ class Manager:
                 event = Tick(trio.current_time())
             for action in self.machine.step(event):
                 await self._carry_out(action)
+            if self.shutdown_started is not None and not self.done.is_set():
+                self.done.set()
 
     async def _carry_out(self, action: Action) -> None:
         if isinstance(action, Notify):
@@ -441,7 +443,9 @@ class Manager:
         elif isinstance(action, QueryNumLogins):
             self._nursery.start_soon(self._query_numlogins, action.system)
         elif isinstance(action, Logout):
-            self._nursery.start_soon(self._sources[action.system].logout)
+            # After the shutdown command: detach so the primary stops waiting for this host.
+            with trio.move_on_after(REQUEST_TIMEOUT):
+                await self._sources[action.system].logout()
         elif isinstance(action, RunShutdown):
             await self._shutdown()
 
@@ -474,7 +478,6 @@ class Manager:
                         log.error("SHUTDOWNCMD exited with status %s", result.returncode)
             except OSError as exc:
                 log.error("cannot run SHUTDOWNCMD: %s", exc)
-        self.done.set()
 
 
 def _clear_stale_flag(config: UpsmonConfig) -> None:
