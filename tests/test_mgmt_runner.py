@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import attrs
@@ -234,3 +235,29 @@ async def test_unreachable_server_gives_commbad_and_no_shutdown(tmp_path, nurser
     assert notifier.types()[:1] == ["COMMBAD"]
     assert "NOCOMM" in notifier.types()
     assert not manager.done.is_set()
+
+
+def test_reconnect_backoff():
+    from nuttrio.mgmt.runner import _retry_delay
+
+    assert [_retry_delay(5, n) for n in range(7)] == [5, 5, 10, 20, 30, 30, 30]
+    assert _retry_delay(60, 3) == 60  # never shorter than the poll interval
+
+
+async def test_unreachable_server_is_retried_with_backoff(tmp_path, nursery, autojump_clock):
+    attempts: list[float] = []
+
+    async def refuse(stream):
+        attempts.append(trio.current_time())
+        await stream.aclose()
+
+    listeners = await open_listeners([("127.0.0.1", 0)])
+    port = listeners[0].socket.getsockname()[1]
+    nursery.start_soon(trio.serve_listeners, refuse, listeners)
+    config = load_upsmon_conf(write_upsmon(tmp_path, f"MONITOR r@127.0.0.1:{port} 1 m p secondary"))
+    await nursery.start(
+        lambda task_status: run_manager(config, FakeNotifier(), task_status=task_status)
+    )
+    await trio.sleep(120)
+    gaps = [round(b - a) for a, b in itertools.pairwise(attempts)]
+    assert gaps[:5] == [5, 10, 20, 30, 30]

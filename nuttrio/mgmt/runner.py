@@ -72,6 +72,8 @@ POWERDOWN_MAGIC = "upsmon-shutdown-file"
 SHUTDOWN_WALL = "Executing automatic power-fail shutdown"
 #: Seconds allowed for each request to a remote attachment daemon (libupsclient: 5 s).
 REQUEST_TIMEOUT = 5.0
+#: Longest wait between reconnection attempts to an unreachable server.
+RECONNECT_MAX_DELAY = 30.0
 #: Seconds allowed for SHUTDOWNCMD to return (it normally only starts the OS shutdown).
 SHUTDOWNCMD_TIMEOUT = 120.0
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -213,6 +215,13 @@ class _LocalSource:
         self.entry.remove_login(self._token)
 
 
+def _retry_delay(interval: float, failures: int) -> float:
+    """The poll interval, doubled after each failure in a row, up to RECONNECT_MAX_DELAY."""
+    if failures <= 1:
+        return interval
+    return min(interval * 2.0 ** (failures - 1), max(interval, RECONNECT_MAX_DELAY))
+
+
 class _RemoteSource:
     """A UPS at another attachment daemon, polled over the NUT protocol."""
 
@@ -330,10 +339,13 @@ class _RemoteSource:
     ) -> None:
         task_status.started()
         extra = manager.needs_battery_figures(self.system)
+        failures = 0
         try:
             while not self._logged_out:
-                await manager.submit(await self.poll(extra))
-                await trio.sleep(manager.interval(self.system))
+                event = await self.poll(extra)
+                await manager.submit(event)
+                failures = failures + 1 if isinstance(event, PollFailed) else 0
+                await trio.sleep(_retry_delay(manager.interval(self.system), failures))
             await trio.sleep_forever()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
