@@ -48,6 +48,7 @@ __all__ = [
     "load_ups_conf",
     "load_upsd_conf",
     "load_upsd_users",
+    "read_config_lines",
     "reload_nut_config",
 ]
 
@@ -149,12 +150,19 @@ def _where(path: Path, lineno: int) -> str:
     return f"{path}:{lineno}"
 
 
-def _read_lines(path: Path, what: str) -> Iterator[tuple[int, tuple[str, ...]]]:
+def read_config_lines(path: Path, what: str) -> Iterator[tuple[int, tuple[str, ...]]]:
     """Yield ``(lineno, words)`` for every non-empty line of a NUT config file.
+
+    Used for every NUT file nuttrio reads (ups.conf, upsd.conf, upsd.users, upsmon.conf,
+    upssched.conf), so they all follow NUT's tokenizer.
+
+    Args:
+        path: The file.
+        what: Its name for messages (``"upsd.conf"``).
 
     Raises:
         ConfigError: If the file cannot be read, or for the first line the tokenizer
-            rejects (upsd logs "Parse error" and drops that line).
+            rejects (NUT's daemons log "Parse error" and drop that line; nuttrio refuses).
     """
     try:
         data = path.read_bytes()
@@ -406,7 +414,7 @@ def load_upsd_conf(path: Path, *, env: Mapping[str, str] | None = None) -> UpsdC
     disable_weak_ssl = False
     debug_min: int | None = None
 
-    for lineno, words in _read_lines(path, UPSD_CONF):
+    for lineno, words in read_config_lines(path, UPSD_CONF):
         name, args = words[0], words[1:]
         here = _where(path, lineno)
 
@@ -680,7 +688,7 @@ def load_upsd_users(path: Path, *, warnings: list[str] | None = None) -> dict[st
         else:
             warn(f"{here}: unknown user setting {key!r}; ignored")
 
-    for lineno, words in _read_lines(path, UPSD_USERS):
+    for lineno, words in read_config_lines(path, UPSD_USERS):
         first = words[0]
         if _fold(first) == "user":
             warn(f"{_where(path, lineno)}: old-format 'user' line; ignored")
@@ -769,7 +777,7 @@ def load_ups_conf(
     globals_: dict[str, str] = {}
     current: _SectionDraft | None = None
 
-    for lineno, words in _read_lines(path, UPS_CONF):
+    for lineno, words in read_config_lines(path, UPS_CONF):
         here = _where(path, lineno)
         name = _parse_section_header(words, path, lineno, "UPS")
         if name is not None:

@@ -134,15 +134,12 @@ UPSMON_STOCK = {
 
 
 def test_notify_types_are_upsmons_then_nuttrios() -> None:
-    assert list(NOTIFY_TYPES) == [
-        *UPSMON_STOCK,
-        "NOTLOWBATT",
-        "NOTFSD",
-        "NOTREPLBATT",
-    ]
+    quiet = ["CHRG", "NOTCHRG", "DISCHRG", "NOTDISCHRG", "HB", "NOTHB"]
+    quiet += ["TICK", "NOTTICK", "TOCK", "NOTTOCK", "TEST", "NOTTEST"]
+    assert list(NOTIFY_TYPES) == [*UPSMON_STOCK, "NOTLOWBATT", "NOTFSD", "NOTREPLBATT", *quiet]
     for name, message in UPSMON_STOCK.items():
         assert NOTIFY_TYPES[name][0] == message, name
-    assert {"NOTLOWBATT", "NOTFSD", "NOTREPLBATT"} == NUTTRIO_NOTIFY_TYPES
+    assert {"NOTLOWBATT", "NOTFSD", "NOTREPLBATT", *quiet} == NUTTRIO_NOTIFY_TYPES
     assert NOTIFY_TYPES["NOTLOWBATT"][0] == "UPS %s battery is no longer low"
     assert {"ALARM", "OTHER"} == NOTIFY_TYPES_WITH_EXTRA
     assert NOTIFY_FLAGS == ("SYSLOG", "WALL", "EXEC", "IGNORE")
@@ -151,7 +148,13 @@ def test_notify_types_are_upsmons_then_nuttrios() -> None:
 def test_default_flags_are_syslog_wall_for_every_type_including_cal() -> None:
     # upsmon 2.8.0 gave CAL only SYSLOG; 2.8.1 and later (NOTIFY_DEFAULT) SYSLOG+WALL.
     assert {"SYSLOG", "WALL"} == DEFAULT_NOTIFY_FLAGS
-    assert {flags for _, flags in NOTIFY_TYPES.values()} == {frozenset({"SYSLOG", "WALL"})}
+    loud = {name for name in NOTIFY_TYPES if name in UPSMON_STOCK or name.startswith("NOT")}
+    loud -= {"NOTCHRG", "NOTDISCHRG", "NOTHB", "NOTTICK", "NOTTOCK", "NOTTEST"}
+    assert {NOTIFY_TYPES[n][1] for n in loud} == {frozenset({"SYSLOG", "WALL"})}
+    # The frequent status events go nowhere unless NOTIFYFLAG asks; TEST only to syslog.
+    assert NOTIFY_TYPES["CHRG"][1] == frozenset()
+    assert NOTIFY_TYPES["TICK"][1] == frozenset()
+    assert NOTIFY_TYPES["TEST"][1] == frozenset({"SYSLOG"})
 
 
 def test_nuttrio_messages_use_one_ups_placeholder() -> None:
@@ -279,7 +282,7 @@ def test_every_directive(tmp_path: Path) -> None:
         "ALARM": "UPS %s alarm: %s (100%% sure)",  # type written "alarm"
         "NOTLOWBATT": "UPS %s has recharged",
     }
-    changed_flags = {k: v for k, v in cfg.notifyflag.items() if v != DEFAULT_NOTIFY_FLAGS}
+    changed_flags = {k: v for k, v in cfg.notifyflag.items() if v != NOTIFY_TYPES[k][1]}
     assert changed_flags == {
         "ONBATT": {"SYSLOG", "WALL", "EXEC"},
         "ONLINE": {"SYSLOG", "EXEC"},

@@ -31,14 +31,13 @@ import os
 import re
 import shlex
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
 import attrs
 
-from nuttrio.config import DEFAULT_PORT, ConfigError
-from nuttrio.protocol.tokenizer import LineError, split_text
+from nuttrio.config import DEFAULT_PORT, ConfigError, read_config_lines
 
 __all__ = [
     "DEFAULT_NOTIFY_FLAGS",
@@ -126,19 +125,42 @@ _STOCK: tuple[tuple[str, str], ...] = (
     ("NOTREPLBATT", "UPS %s battery no longer needs to be replaced"),
 )
 
+# nuttrio's events for the other status symbols of RFC 9271 Table 5 (charging, tests,
+# heartbeats). They change often, so by default they go nowhere: NOTIFYFLAG (or an
+# upssched AT line, with EXEC) makes use of them.
+_QUIET: tuple[tuple[str, str, frozenset[str]], ...] = (
+    ("CHRG", "UPS %s: battery charging", frozenset()),
+    ("NOTCHRG", "UPS %s: battery no longer charging", frozenset()),
+    ("DISCHRG", "UPS %s: battery discharging", frozenset()),
+    ("NOTDISCHRG", "UPS %s: battery no longer discharging", frozenset()),
+    ("HB", "UPS %s: battery voltage high", frozenset()),
+    ("NOTHB", "UPS %s: battery voltage no longer high", frozenset()),
+    ("TICK", "UPS %s: heartbeat TICK", frozenset()),
+    ("NOTTICK", "UPS %s: heartbeat TICK gone", frozenset()),
+    ("TOCK", "UPS %s: heartbeat TOCK", frozenset()),
+    ("NOTTOCK", "UPS %s: heartbeat TOCK gone", frozenset()),
+    ("TEST", "UPS %s: test in progress", frozenset({"SYSLOG"})),
+    ("NOTTEST", "UPS %s: test finished", frozenset({"SYSLOG"})),
+)
+
 #: Every notify type nuttrio knows, in upsmon's order (nuttrio's own last), mapped to its
 #: stock message and default flags. The messages of upsmon's types are upsmon's, byte for
 #: byte; ``%s`` stands for the UPS (the MONITOR ``system`` string), a second ``%s`` in ALARM
-#: and OTHER for ``ups.alarm`` or the unknown status tokens. Every type defaults to
+#: and OTHER for ``ups.alarm`` or the unknown status tokens. upsmon's types default to
 #: SYSLOG+WALL, as in upsmon 2.8.1 and later (2.8.0 gave CAL only SYSLOG; write
 #: ``NOTIFYFLAG CAL SYSLOG`` for that).
 NOTIFY_TYPES: Mapping[str, tuple[str, frozenset[str]]] = MappingProxyType(
-    {name: (message, DEFAULT_NOTIFY_FLAGS) for name, message in _STOCK}
+    {
+        **{name: (message, DEFAULT_NOTIFY_FLAGS) for name, message in _STOCK},
+        **{name: (message, flags) for name, message, flags in _QUIET},
+    }
 )
 
 #: The notify types that only nuttrio sends (real upsmon warns about them, and ignores the
 #: NOTIFYMSG / NOTIFYFLAG lines that name them).
-NUTTRIO_NOTIFY_TYPES: frozenset[str] = frozenset({"NOTLOWBATT", "NOTFSD", "NOTREPLBATT"})
+NUTTRIO_NOTIFY_TYPES: frozenset[str] = frozenset(
+    {"NOTLOWBATT", "NOTFSD", "NOTREPLBATT", *(name for name, _, _ in _QUIET)}
+)
 
 #: The notify types whose message may hold a second ``%s`` (upsmon 2.8.3 and later).
 NOTIFY_TYPES_WITH_EXTRA: frozenset[str] = frozenset({"ALARM", "OTHER"})
@@ -172,24 +194,6 @@ def _stock_flags() -> Mapping[str, frozenset[str]]:
 
 def _where(path: Path, lineno: int) -> str:
     return f"{path}:{lineno}"
-
-
-def _read_lines(path: Path, what: str) -> Iterator[tuple[int, tuple[str, ...]]]:
-    """Yield ``(lineno, words)`` for every non-empty line of a NUT config file.
-
-    Raises:
-        ConfigError: If the file cannot be read, or for the first line the tokenizer
-            rejects (upsmon and upssched log "Parse error" and drop that line).
-    """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise ConfigError(f"cannot read {what}: {reason}", path) from exc
-    for item in split_text(data):
-        if isinstance(item, LineError):
-            raise ConfigError(f"parse error: {item.message}", path, item.lineno)
-        yield item.lineno, item.words
 
 
 _INT = re.compile(r"-?[0-9]+")
@@ -811,7 +815,7 @@ def load_upsmon_conf(path: Path) -> UpsmonConfig:
             )
         seen[key] = lineno
 
-    for lineno, words in _read_lines(path, "upsmon.conf"):
+    for lineno, words in read_config_lines(path, "upsmon.conf"):
         name = words[0]
         here = _where(path, lineno)
         if _upper(name) == "DEBUG_MIN":
@@ -1151,7 +1155,7 @@ class UpsschedConfig:
     """upssched.conf.
 
     Attributes:
-        cmdscript: ``CMDSCRIPT``: the command run, via the shell, with a timer name or an
+        cmdscript: ``CMDSCRIPT``: the command run (no shell), with a timer name or an
             EXECUTE/CANCEL command appended; ``None`` only when there is no AT line.
         pipefn: ``PIPEFN``: upssched's socket to its timer daemon, or ``None``.
         lockfn: ``LOCKFN``: upssched's lock file while it starts the daemon, or ``None``.
@@ -1285,7 +1289,7 @@ def load_upssched_conf(path: Path) -> UpsschedConfig:
     rules: list[SchedRule] = []
     order_warned = False
 
-    for lineno, words in _read_lines(path, "upssched.conf"):
+    for lineno, words in read_config_lines(path, "upssched.conf"):
         name = words[0]
         here = _where(path, lineno)
         if name not in _SCHED_DIRECTIVES:

@@ -11,7 +11,7 @@ NOTIFYMSG, looks up the type's NOTIFYFLAG and then:
   level WARNING, so it shows with the CLI's default verbosity) and to the system log
   (facility daemon, priority notice, as upsmon);
 * ``WALL``: queues a run of the wall command with the message on its standard input;
-* ``EXEC``: hands the notification at once to the in-process :class:`Upssched` when
+* ``EXEC``: hands the notification at once to the in-process upssched when
   there is one (NOTIFYCMD names upssched, or an upssched.conf was given), else queues a
   run of NOTIFYCMD.
 
@@ -248,7 +248,7 @@ class Notifier:
 
     # -- the entry point from the manager --------------------------------------------------
 
-    def send(self, notify_type: str, system: str | None, detail: str = "") -> None:
+    def send(self, type: str, system: str | None, detail: str = "") -> None:
         """Send one notification as its NOTIFYFLAG says; never blocks.
 
         SYSLOG is written before this returns, the upssched hand-over (EXEC with an
@@ -256,33 +256,33 @@ class Notifier:
         :meth:`run`. Must be called from within Trio.
 
         Args:
-            notify_type: The notify type.
+            type: The notify type (ONBATT, ...; the machine's ``Notify.type``).
             system: The UPS as written in MONITOR, or ``None`` for a notification about
                 no UPS (SHUTDOWN, SHUTDOWN_HOSTSYNC, ...).
             detail: The extra text for a second ``%s`` (ALARM, OTHER).
         """
-        flags = self.flags_for(notify_type)
+        flags = self.flags_for(type)
         if not flags or "IGNORE" in flags:
-            log.debug("notification %s for %s ignored (NOTIFYFLAG)", notify_type, system)
+            log.debug("notification %s for %s ignored (NOTIFYFLAG)", type, system)
             return
-        message = self.message_for(notify_type, system, detail)
+        message = self.message_for(type, system, detail)
         if "SYSLOG" in flags:
             self._syslog(message)
         if "WALL" in flags and self.wall_command:
-            self._enqueue(_Work("wall", message, notify_type, system))
+            self._enqueue(_Work("wall", message, type, system))
         if "EXEC" in flags:
             if self._upssched is not None:
                 try:
-                    self._upssched.handle(notify_type, system or "", message)
+                    self._upssched.handle(type, system or "", message)
                 except Exception:  # a bug: the other sinks still work
-                    log.exception("upssched failed on %s for %s", notify_type, system)
+                    log.exception("upssched failed on %s for %s", type, system)
                     self._failed += 1
                 else:
                     self._sent += 1
             elif self._notifycmd:
-                self._enqueue(_Work("exec", message, notify_type, system))
+                self._enqueue(_Work("exec", message, type, system))
             else:
-                log.debug("%s for %s: EXEC but no NOTIFYCMD", notify_type, system)
+                log.debug("%s for %s: EXEC but no NOTIFYCMD", type, system)
 
     def _syslog(self, message: str) -> str | None:
         log.warning("%s", message)
