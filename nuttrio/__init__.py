@@ -19,6 +19,7 @@ from ._version import __version__ as __version__
 if TYPE_CHECKING:
     from .daemon import Daemon as Daemon
     from .daemon import DaemonOptions as DaemonOptions
+    from .daemon import Role as Role
     from .daemon import open_daemon as open_daemon
     from .daemon import run_daemon as run_daemon
     from .state import StateStore as StateStore
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "Daemon": "daemon",
     "DaemonOptions": "daemon",
+    "Role": "daemon",
     "open_daemon": "daemon",
     "run_daemon": "daemon",
     "StateStore": "state",

@@ -261,3 +261,33 @@ async def test_unreachable_server_is_retried_with_backoff(tmp_path, nursery, aut
     await trio.sleep(120)
     gaps = [round(b - a) for a, b in itertools.pairwise(attempts)]
     assert gaps[:5] == [5, 10, 20, 30, 30]
+
+
+async def test_a_hanging_notify_command_never_delays_the_shutdown(tmp_path, nursery):
+    from nuttrio.mgmt.notify import Notifier
+
+    hang = tmp_path / "hang.sh"
+    hang.write_text("#!/bin/sh\nsleep 1000\n")
+    hang.chmod(0o755)
+    store = StateStore()
+    ups = Ups(store, "u")
+    ups.set("OL")
+    config = load_upsmon_conf(
+        write_upsmon(
+            tmp_path,
+            "MONITOR u@localhost 1 admin pw primary",
+            f"NOTIFYCMD {hang}\nNOTIFYFLAG ONBATT EXEC\nNOTIFYFLAG LOWBATT EXEC\n"
+            "NOTIFYFLAG SHUTDOWN EXEC\nFINALDELAY 0\n",
+        )
+    )
+    notifier = Notifier(config, wall_command=(), use_syslog=False)
+    await nursery.start(notifier.run)
+    manager = await nursery.start(
+        lambda task_status: run_manager(config, notifier, store=store, task_status=task_status)
+    )
+    start = trio.current_time()
+    ups.set("OB LB")
+    with trio.fail_after(5):  # the notify command hangs for 1000 s (killed after 30 s)
+        await manager.done.wait()
+    assert trio.current_time() - start < 5
+    assert (tmp_path / "shutdown").read_text() == "done\n"
