@@ -109,6 +109,13 @@ class _State(enum.Enum):
     SKIP_TO_EOL = enum.auto()
 
 
+class _Fast(enum.Enum):
+    #: No complete line yet: wait for more data.
+    WAIT = enum.auto()
+    #: The line has special bytes (or input ended without LF): use the state machine.
+    SLOW = enum.auto()
+
+
 class Tokenizer:
     """Streaming splitter of bytes into :class:`Line` events, as NUT's parseconf does.
 
@@ -183,23 +190,28 @@ class Tokenizer:
             return None
         if not self._in_line and self._state is _State.FIND_WORD_START:
             fast = self._fast_line()
-            if fast is not None:
+            if fast is _Fast.WAIT:
+                return None
+            if fast is not _Fast.SLOW:
                 return fast
         return self._slow_line()
 
     # -- the fast path: a whole physical line without any special byte ---------------------
 
-    def _fast_line(self) -> Line | LineTooLong | None:
+    def _fast_line(self) -> Line | LineTooLong | _Fast:
+        """Split a whole physical line without special bytes, or say why not."""
         end = self._buf.find(b"\n", self._pos)
         if end < 0:
             if self._max_line is not None and len(self._buf) - self._pos > self._max_line:
                 return self._too_long()
-            return None
+            # No logical line can end before an LF; only at end of input may one without
+            # LF count, and that is the slow path's business.
+            return _Fast.SLOW if self._eof else _Fast.WAIT
         if self._max_line is not None and end - self._pos > self._max_line:
             return self._too_long()
         raw = bytes(self._buf[self._pos : end])
         if _SLOW_BYTES.search(raw):
-            return None
+            return _Fast.SLOW
         self._pos = end + 1
         lineno = self._lineno
         self._lineno += 1

@@ -126,31 +126,29 @@ async def _serve_session(
 ) -> None:
     conn = session.conn
     deadline = trio.current_time() + limits.idle_timeout
-    while True:
-        out = bytearray()
+    # One cancel scope for the whole connection, its deadline moved as the state changes:
+    # opening scopes per request costs more than answering a GET VAR.
+    with trio.CancelScope() as scope:
         while True:
-            event = conn.next_event()
-            if isinstance(event, Signal):
-                break
-            out += conn.send(core.handle(session, event))
-            deadline = trio.current_time() + limits.idle_timeout
-        if out:
-            with trio.move_on_after(limits.send_timeout) as cs:
+            out = bytearray()
+            while True:
+                event = conn.next_event()
+                if isinstance(event, Signal):
+                    break
+                out += conn.send(core.handle(session, event))
+                deadline = trio.current_time() + limits.idle_timeout
+            if out:
+                scope.deadline = trio.current_time() + limits.send_timeout
                 await stream.send_all(out)
-            if cs.cancelled_caught:
-                log.info("closing %s: it did not read its replies", session.address)
+            if event is Signal.CLOSE:
                 return
-        if event is Signal.CLOSE:
-            return
-        if event is Signal.PAUSED:
-            stream = await _start_tls(conn, stream, limits, tls_context, session.address)
-            continue
-        with trio.move_on_at(deadline):
-            data = await stream.receive_some(65536)
-            conn.receive_data(data)
-            continue
-        log.debug("closing idle connection from %s", session.address)
-        return
+            if event is Signal.PAUSED:
+                scope.deadline = math.inf  # the handshake has its own time limit
+                stream = await _start_tls(conn, stream, limits, tls_context, session.address)
+                continue
+            scope.deadline = deadline
+            conn.receive_data(await stream.receive_some(65536))
+    log.debug("closing %s: idle, or it did not read its replies", session.address)
 
 
 async def _start_tls(
