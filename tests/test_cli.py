@@ -274,3 +274,40 @@ def test_shutdown_ups_reports_what_the_driver_answers(tmp_path):
     missing = run_cli("--shutdown-ups", "zz", "--nut-config", str(d))
     assert missing.returncode == 2
     assert "no UPS named 'zz'" in missing.stderr
+
+
+def test_notify_test_through_an_upssched_file(tmp_path):
+    out = tmp_path / "cmdscript.out"
+    script = tmp_path / "cmdscript.sh"
+    script.write_text(f'#!/bin/sh\necho "$1 $NOTIFYTYPE" >> {out}\n')
+    script.chmod(0o755)
+    sched = tmp_path / "my-upssched.conf"
+    sched.write_text(f"CMDSCRIPT {script}\nAT ONBATT * START-TIMER onbatt 30\n")
+    conf = write_upsmon(
+        tmp_path / "mon", "MONITOR u@127.0.0.1:9 1 m p secondary\nSHUTDOWNCMD true\n"
+    )
+    result = run_cli("notify-test", "--nut-config", str(conf), "--upssched", str(sched))
+    assert f"upssched CMDSCRIPT ({script}): ok" in result.stdout
+    assert out.read_text() == "notify-test NOTIFYTEST\n"
+
+
+def test_sigusr1_starts_the_shutdown_as_upsmon_c_fsd(tmp_path):
+    d = write_conf(tmp_path / "conf", "[a]\n driver = dummy-ups\n port = a.dev\n")
+    done = tmp_path / "shutdown"
+    (d / "upsd.users").write_text("[admin]\n password = pw\n upsmon primary\n")
+    write_upsmon(
+        d,
+        f'MONITOR a@localhost 1 admin pw primary\nSHUTDOWNCMD "touch {done}"\n'
+        "FINALDELAY 0\nNOTIFYFLAG SHUTDOWN SYSLOG\n",
+    )
+    with NuttrioProcess(["--primary", "--nut-config", str(d), "--listen", "127.0.0.1:0"]) as proc:
+        port = port_of(proc.ready_line)
+        proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while not done.exists():
+            assert time.monotonic() < deadline, "SIGUSR1 did not start the shutdown"
+            time.sleep(0.05)
+        assert ask(port, b"GET VAR a ups.status\n") == b'VAR a ups.status "FSD OL"\n'
+        # SHUTDOWNEXIT 0: the manager ended after SHUTDOWNCMD (as upsmon exits), so its own
+        # login is gone too, while the attachment daemon keeps serving.
+        assert ask(port, b"GET NUMLOGINS a\n") == b"NUMLOGINS a 0\n"

@@ -150,3 +150,24 @@ async def test_attach_twice_and_help_in_rfc_words(tmp_path):
             b"OK\nOK\nOK\nNUMATTACH a 1\nERR ALREADY-ATTACHED\n"
             b"Commands: HELP VER GET LIST SET INSTCMD ATTACH DETACH USERNAME PASSWORD STARTTLS\n"
         )
+
+
+async def test_shutdown_ups_sends_shutdown_return_to_a_driver_that_has_it(
+    tmp_path, monkeypatch, capsys
+):
+    from nuttrio.cli import tools
+    from nuttrio.state import CommandStatus, Variable
+
+    from .helpers import ScriptedDriver
+
+    driver = ScriptedDriver(
+        [Variable(name="ups.status", value="OB"), Variable(name="ups.delay.shutdown", value="20")],
+        ["load.off", "shutdown.return"],
+        answer=CommandStatus.SUCCESS,
+    )
+    monkeypatch.setitem(DRIVERS, "test-scripted", lambda section, confdir: driver)
+    confdir = write_conf(tmp_path / "c", "[u]\n driver = test-scripted\n port = none\n")
+    status = await tools.shutdown_ups(nuttrio.DaemonOptions(confdir=confdir), "U")
+    assert status == 0
+    assert [(c.kind.value, c.name) for c in driver.received] == [("INSTCMD", "shutdown.return")]
+    assert "UPS u: shutdown.return after 20 s" in capsys.readouterr().out
