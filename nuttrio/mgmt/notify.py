@@ -45,7 +45,6 @@ import logging
 import os
 import re
 import shlex
-from collections import deque
 from collections.abc import Sequence
 from typing import Literal
 
@@ -53,7 +52,14 @@ import attrs
 import trio
 
 from nuttrio.mgmt.conf import UpsmonConfig, UpsschedConfig
-from nuttrio.mgmt.upssched import CommandResult, CommandRunner, Upssched, command_words, run_command
+from nuttrio.mgmt.upssched import (
+    CommandResult,
+    CommandRunner,
+    Upssched,
+    WorkQueue,
+    command_words,
+    run_command,
+)
 
 __all__ = [
     "TEST_COMMAND",
@@ -186,8 +192,6 @@ class Notifier:
     ) -> None:
         if not command_timeout > 0:
             raise ValueError(f"command_timeout must be positive, not {command_timeout!r}")
-        if queue_size < 1:
-            raise ValueError(f"queue_size must be 1 or more, not {queue_size!r}")
         if upssched is None and config.uses_upssched:
             raise ValueError(
                 f"NOTIFYCMD {config.notifycmd!r} is upssched, which nuttrio runs in-process: "
@@ -209,14 +213,13 @@ class Notifier:
         self._notifycmd: list[str] = []
         if config.notifycmd is not None and self._upssched is None:
             self._notifycmd = [*command_words(config.notifycmd), *config.notifycmd_args]
-        self._queue: deque[_Work] = deque()
+        self._queue: WorkQueue[_Work] = WorkQueue(queue_size, self._drop)
         self._enqueued = 0
         self._finished = 0  # run or dropped
         self._sent = 0
         self._failed = 0
         self._dropped = 0
         self._running = False
-        self._work_ready: trio.Event | None = None
         self._progress: trio.Event | None = None
 
     @property
@@ -291,22 +294,20 @@ class Notifier:
         return _system_log(message)
 
     def _enqueue(self, work: _Work) -> None:
-        if len(self._queue) >= self._queue_size:
-            old = self._queue.popleft()
-            self._dropped += 1
-            self._finished += 1
-            log.error(
-                "notification queue full (%d): dropped %s of %r",
-                self._queue_size,
-                "the wall" if old.kind == "wall" else "NOTIFYCMD",
-                old.message,
-            )
-            if old.done is not None:
-                old.done.set()
-        self._queue.append(work)
+        self._queue.put(work)
         self._enqueued += 1
-        if self._work_ready is not None:
-            self._work_ready.set()
+
+    def _drop(self, old: _Work) -> None:
+        self._dropped += 1
+        self._finished += 1
+        log.error(
+            "notification queue full (%d): dropped %s of %r",
+            self._queue_size,
+            "the wall" if old.kind == "wall" else "NOTIFYCMD",
+            old.message,
+        )
+        if old.done is not None:
+            old.done.set()
 
     async def wall(self, message: str) -> CommandResult | None:
         """Broadcast ``message`` with the wall command whatever the flags, in queue order.
@@ -363,15 +364,10 @@ class Notifier:
                 task_status.started()
         finally:
             self._running = False
-            self._work_ready = None
 
     async def _worker(self) -> None:
         while True:
-            if not self._queue:
-                self._work_ready = trio.Event()
-                await self._work_ready.wait()
-                continue
-            work = self._queue.popleft()
+            work = await self._queue.get()
             try:
                 if work.kind == "wall":
                     result = await self._run_wall(work.message)

@@ -80,13 +80,15 @@ import shlex
 import signal
 import sys
 from collections import deque
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Generic, Protocol, TypeVar
 
 import attrs
 import trio
 
 from nuttrio.mgmt.conf import SchedAction, SchedRule, UpsschedConfig
+
+T = TypeVar("T")
 
 __all__ = [
     "NOTIFY_ENV",
@@ -95,6 +97,7 @@ __all__ = [
     "TimerInfo",
     "Upssched",
     "UpsschedStatistics",
+    "WorkQueue",
     "command_words",
     "run_command",
 ]
@@ -359,6 +362,47 @@ def _timer_env(requests: Sequence[_Request]) -> dict[str, str]:
     }
 
 
+class WorkQueue(Generic[T]):
+    """A bounded first-in-first-out queue for one worker task; putting never blocks.
+
+    The notifier and upssched run their commands in order through one of these.
+
+    Args:
+        size: Most items waiting at once; putting one more drops the oldest.
+        on_drop: Called with each dropped item (to log and count it).
+
+    Raises:
+        ValueError: If ``size`` is below 1.
+    """
+
+    def __init__(self, size: int, on_drop: Callable[[T], None]) -> None:
+        if size < 1:
+            raise ValueError(f"queue_size must be 1 or more, not {size!r}")
+        self._items: deque[T] = deque()
+        self._size = size
+        self._on_drop = on_drop
+        self._ready: trio.Event | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: T) -> None:
+        """Append ``item`` (dropping the oldest if full) and wake the worker. Never blocks."""
+        if len(self._items) >= self._size:
+            self._on_drop(self._items.popleft())
+        self._items.append(item)
+        if self._ready is not None:
+            self._ready.set()
+
+    async def get(self) -> T:
+        """Wait for the oldest item and take it. Always a checkpoint."""
+        await trio.lowlevel.checkpoint()
+        while not self._items:
+            self._ready = trio.Event()
+            await self._ready.wait()
+        return self._items.popleft()
+
+
 class Upssched:
     """upssched's timers and commands, in-process on the Trio clock.
 
@@ -386,8 +430,6 @@ class Upssched:
     ) -> None:
         if not command_timeout > 0:
             raise ValueError(f"command_timeout must be positive, not {command_timeout!r}")
-        if queue_size < 1:
-            raise ValueError(f"queue_size must be 1 or more, not {queue_size!r}")
         self.config = config
         self.command_timeout = command_timeout
         self._queue_size = queue_size
@@ -395,7 +437,7 @@ class Upssched:
         self._script = command_words(config.cmdscript) if config.cmdscript else []
         self._timers: list[_Timer] = []
         self._seq = 0
-        self._commands: deque[_Command] = deque()
+        self._commands: WorkQueue[_Command] = WorkQueue(queue_size, self._drop)
         self._enqueued = 0
         self._finished = 0  # run or dropped
         self._succeeded = 0
@@ -403,7 +445,6 @@ class Upssched:
         self._dropped = 0
         self._running = False
         self._timers_changed: trio.Event | None = None
-        self._work_ready: trio.Event | None = None
         self._progress: trio.Event | None = None
 
     # -- the entry point from the notifier -------------------------------------------------
@@ -512,20 +553,18 @@ class Upssched:
                 command.why,
             )
             return
-        if len(self._commands) >= self._queue_size:
-            old = self._commands.popleft()
-            self._dropped += 1
-            self._finished += 1
-            log.error(
-                "upssched: command queue full (%d): dropped CMDSCRIPT %s (%s)",
-                self._queue_size,
-                old.word,
-                old.why,
-            )
-        self._commands.append(command)
+        self._commands.put(command)
         self._enqueued += 1
-        if self._work_ready is not None:
-            self._work_ready.set()
+
+    def _drop(self, old: _Command) -> None:
+        self._dropped += 1
+        self._finished += 1
+        log.error(
+            "upssched: command queue full (%d): dropped CMDSCRIPT %s (%s)",
+            self._queue_size,
+            old.word,
+            old.why,
+        )
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -591,7 +630,6 @@ class Upssched:
         finally:
             self._running = False
             self._timers_changed = None
-            self._work_ready = None
 
     async def _timer_loop(self) -> None:
         while True:
@@ -614,11 +652,7 @@ class Upssched:
 
     async def _worker(self) -> None:
         while True:
-            if not self._commands:
-                self._work_ready = trio.Event()
-                await self._work_ready.wait()
-                continue
-            command = self._commands.popleft()
+            command = await self._commands.get()
             try:
                 result = await self._execute(command.word, command.env)
             except Exception:  # a bug, not a failing command: keep serving
