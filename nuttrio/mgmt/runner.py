@@ -430,8 +430,8 @@ class Manager:
         await self._send.send(event)
 
     def request_fsd(self) -> None:
-        """Start the shutdown now, as ``upsmon -c fsd`` does."""
-        self._send.send_nowait(UserFsd(trio.current_time()))
+        """Start the shutdown now, as ``upsmon -c fsd`` does. Never blocks, never lost."""
+        self._nursery.start_soon(self.submit, UserFsd(trio.current_time()))
 
     async def _decide(self) -> None:
         while True:
