@@ -42,6 +42,8 @@ log = logging.getLogger("nuttrio")
 
 #: The NUT port (IANA "nut").
 DEFAULT_PORT = 3493
+#: Seconds a secondary waits, after its shutdown, for queued notifications before exiting.
+NOTIFY_DRAIN_TIMEOUT = 10.0
 
 
 class Role(enum.Enum):
@@ -372,6 +374,10 @@ async def _run_manager_then(
 ) -> None:
     await run_manager(upsmon, notifier, store=store, maxage=maxage, task_status=task_status)
     if role is Role.SECONDARY:
+        # Let the notifications already queued (FSD, SHUTDOWN, the wall) finish before the
+        # process exits, as upsmon's forked notifiers outlive it; but not for ever.
+        with trio.move_on_after(NOTIFY_DRAIN_TIMEOUT):
+            await notifier.drain()
         daemon_nursery.cancel_scope.cancel()
 
 

@@ -311,3 +311,29 @@ def test_sigusr1_starts_the_shutdown_as_upsmon_c_fsd(tmp_path):
         # SHUTDOWNEXIT 0: the manager ended after SHUTDOWNCMD (as upsmon exits), so its own
         # login is gone too, while the attachment daemon keeps serving.
         assert ask(port, b"GET NUMLOGINS a\n") == b"NUMLOGINS a 0\n"
+
+
+def test_a_secondary_lets_its_last_notifications_finish_before_exiting(tmp_path):
+    d = write_conf(tmp_path / "conf", "[a]\n driver = dummy-ups\n port = a.dev\n")
+    (d / "upsd.users").write_text(
+        "[admin]\n password = pw\n upsmon primary\n[mon]\n password = pw\n upsmon secondary\n"
+    )
+    slow = tmp_path / "slow.sh"
+    stamps = tmp_path / "stamps"
+    slow.write_text(f'#!/bin/sh\nsleep 0.5\necho "$NOTIFYTYPE" >> {stamps}\n')
+    slow.chmod(0o755)
+    with NuttrioProcess(["--nut-config", str(d), "--listen", "127.0.0.1:0"]) as server:
+        port = port_of(server.ready_line)
+        mon = write_upsmon(
+            tmp_path / "mon",
+            f"MONITOR a@127.0.0.1:{port} 1 mon pw secondary\nSHUTDOWNCMD true\n"
+            f"NOTIFYCMD {slow}\nNOTIFYFLAG FSD EXEC\nNOTIFYFLAG SHUTDOWN EXEC\n"
+            "POLLFREQ 1\nFINALDELAY 0\n",
+        )
+        with NuttrioProcess(["--secondary", "--nut-config", str(mon)]) as secondary:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            assert ask(port, b"USERNAME admin\nPASSWORD pw\nFSD a\n", end=b"FSD-SET\n", sock=sock)
+            sock.close()
+            assert secondary.proc.wait(20) == 0
+        # Both slow notifications ran to the end although the shutdown came first.
+        assert stamps.read_text().split() == ["FSD", "SHUTDOWN"]
