@@ -67,7 +67,8 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from types import FrameType
+
+from _common import SIGNALS_SEEN, Stop, watchdog
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -436,7 +437,7 @@ def run_trio(fn: Callable[..., Awaitable[InProcessResult]], *args: object) -> In
     A KeyboardInterrupt raised by our own handler at an arbitrary point can leave Trio's
     run loop waiting forever, so while Trio runs SIGINT gets Python's default handler
     (which Trio replaces with its own), and SIGTERM/SIGALRM cancel the run and raise
-    :class:`_Stop` once it has unwound.
+    :class:`Stop` once it has unwound.
     """
 
     async def guarded() -> InProcessResult:
@@ -455,8 +456,8 @@ def run_trio(fn: Callable[..., Awaitable[InProcessResult]], *args: object) -> In
             nursery.cancel_scope.cancel()
         if caught:
             name = signal.Signals(caught[0]).name
-            _SIGNALS_SEEN.append(name)
-            raise _Stop(f"stopped by {name}")
+            SIGNALS_SEEN.append(name)
+            raise Stop(f"stopped by {name}")
         return result
 
     old = signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -465,7 +466,7 @@ def run_trio(fn: Callable[..., Awaitable[InProcessResult]], *args: object) -> In
             return trio.run(guarded)
         except BaseExceptionGroup as group:  # Trio's nurseries wrap everything in groups
             leaves = list(_leaves(group))
-            for kind in (KeyboardInterrupt, _Stop):
+            for kind in (KeyboardInterrupt, Stop):
                 for leaf in leaves:
                     if isinstance(leaf, kind):
                         raise leaf from group
@@ -473,7 +474,7 @@ def run_trio(fn: Callable[..., Awaitable[InProcessResult]], *args: object) -> In
                 raise leaves[0] from group
             raise
     except KeyboardInterrupt:
-        _SIGNALS_SEEN.append("SIGINT")
+        SIGNALS_SEEN.append("SIGINT")
         raise
     finally:
         signal.signal(signal.SIGINT, old)
@@ -985,35 +986,6 @@ def machine_description(args: argparse.Namespace) -> list[str]:
 # Main
 
 
-class _Stop(BaseException):
-    """Raised from a signal handler to unwind (and clean up) the whole run."""
-
-
-_SIGNALS_SEEN: list[str] = []
-
-
-def _raise_stop(signum: int, _frame: FrameType | None) -> None:
-    name = signal.Signals(signum).name
-    _SIGNALS_SEEN.append(name)
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise _Stop(f"stopped by {name}")
-
-
-@contextlib.contextmanager
-def watchdog(budget: float) -> Iterator[None]:
-    """SIGALRM after ``budget`` seconds and SIGTERM both unwind the run (cleanup included)."""
-    handled = (signal.SIGALRM, signal.SIGTERM, signal.SIGINT)
-    old = {signum: signal.signal(signum, _raise_stop) for signum in handled}
-    signal.alarm(max(1, math.ceil(budget)))
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        for signum, handler in old.items():
-            signal.signal(signum, handler)
-
-
 def budget_for(args: argparse.Namespace) -> float:
     total = 60.0 + 0.1 * args.samples + 1.0 * args.cmd_samples
     if "1" in args.parts:
@@ -1112,8 +1084,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             tempfile.TemporaryDirectory(prefix="nbm") as tmp,
         ):
             rep = run_all(args, Path(tmp))
-    except (_Stop, KeyboardInterrupt) as exc:
-        seen = ", ".join(_SIGNALS_SEEN) or "Ctrl-C"
+    except (Stop, KeyboardInterrupt) as exc:
+        seen = ", ".join(SIGNALS_SEEN) or "Ctrl-C"
         print(f"bench: interrupted by {seen} ({exc}); all processes stopped", file=sys.stderr)
         return 130
     header.append(f"run time {time.monotonic() - started:.0f} s")

@@ -44,10 +44,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
+
+from _common import SIGNALS_SEEN, Stop, watchdog
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -466,37 +467,6 @@ def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-class _Stop(BaseException):
-    """Raised from a signal handler to unwind (and clean up) the whole run."""
-
-
-#: Names of the signals received; set before unwinding so that a server killed by the same
-#: Ctrl-C (the terminal signals the whole process group) is reported as an interruption.
-_SIGNALS_SEEN: list[str] = []
-
-
-def _raise_stop(signum: int, _frame: FrameType | None) -> None:
-    name = signal.Signals(signum).name
-    _SIGNALS_SEEN.append(name)
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise _Stop(f"stopped by {name}")
-
-
-@contextlib.contextmanager
-def watchdog(budget: float) -> Iterator[None]:
-    """SIGALRM after ``budget`` seconds and SIGTERM both unwind the run (cleanup included)."""
-    handled = (signal.SIGALRM, signal.SIGTERM, signal.SIGINT)
-    old = {signum: signal.signal(signum, _raise_stop) for signum in handled}
-    signal.alarm(max(1, math.ceil(budget)))
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        for signum, handler in old.items():
-            signal.signal(signum, handler)
-
-
 def start_servers(stack: contextlib.ExitStack, workdir: Path) -> tuple[Server, Server]:
     dev = write_dev_file(workdir / "bench.dev", DEV_VALUES)
     upsd_port = free_port()
@@ -853,9 +823,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 servers, args.seconds, conn_counts, args.upsc_runs, args.client_procs
             )
             log("stopping servers")
-    except (_Stop, KeyboardInterrupt, BenchError, RealNutError, RuntimeError) as exc:
-        if _SIGNALS_SEEN or isinstance(exc, (_Stop, KeyboardInterrupt)):
-            seen = ", ".join(_SIGNALS_SEEN) or "Ctrl-C"
+    except (Stop, KeyboardInterrupt, BenchError, RealNutError, RuntimeError) as exc:
+        if SIGNALS_SEEN or isinstance(exc, (Stop, KeyboardInterrupt)):
+            seen = ", ".join(SIGNALS_SEEN) or "Ctrl-C"
             print(f"bench: interrupted by {seen}; all processes stopped", file=sys.stderr)
             return 130
         print(f"bench: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
