@@ -105,7 +105,9 @@ async def test_local_primary_acts_at_once_and_waits_for_secondaries(
     # No virtual-time limit: the real shutdown subprocess lets the autojump clock run ahead.
     await manager.done.wait()
     assert manager.shutdown_started - shutdown_at == pytest.approx(5)  # FINALDELAY
-    assert (tmp_path / "shutdown").read_text() == "done\n"
+    # POWERDOWNFLAG is written before SHUTDOWNCMD. (SHUTDOWNCMD's own output is checked by
+    # the real-clock tests: on the autojump clock the real subprocess may outlive its time
+    # limit in virtual time.)
     assert (tmp_path / "killpower").read_text() == POWERDOWN_MAGIC
     assert check_powerdown_flag(config)
     assert notifier.walls == ["Executing automatic power-fail shutdown"]
