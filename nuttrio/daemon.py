@@ -108,8 +108,9 @@ class Daemon:
         self.store = store
         self.core = core
         self.listeners: Sequence[trio.SocketListener] = ()
-        #: The manager, in the primary and secondary roles.
+        #: The manager and its notifier, in the primary and secondary roles.
         self.manager: Manager | None = None
+        self.notifier: Notifier | None = None
         self._nursery = nursery
         self._drivers: dict[str, _Running] = {}
 
@@ -158,13 +159,28 @@ class Daemon:
         if drop:
             self.store.remove(name)
 
+    def _reload_manager(self) -> None:
+        """Re-read upsmon.conf for the manager and its notifier (MONITOR lines excepted)."""
+        assert self.manager is not None
+        try:
+            upsmon, _ = load_manager_config(self.options)
+            self.manager.reload(upsmon)
+            if self.notifier is not None:
+                self.notifier.reconfigure(upsmon)
+        except (ConfigError, OSError, ValueError) as exc:
+            log.error("upsmon.conf reload failed, keeping the running settings: %s", exc)
+            return
+        log.info("upsmon.conf reloaded")
+
     async def reload(self) -> None:
-        """Re-read ups.conf and upsd.users, as upsd does on SIGHUP.
+        """Re-read ups.conf and upsd.users as upsd does on SIGHUP, and upsmon.conf as upsmon does.
 
         Connections stay open. New UPSes start, removed ones stop, changed ones restart
         their driver; users take effect at each connection's next action. If the new
         configuration is bad, it is logged and the running one stays in force.
         """
+        if self.manager is not None:
+            self._reload_manager()
         if self.config is None:
             return
         try:
@@ -352,6 +368,7 @@ async def run_daemon(
         if manager_config is not None:
             upsmon, sched = manager_config
             notifier = Notifier(upsmon, upssched=sched)
+            daemon.notifier = notifier
             await nursery.start(notifier.run)
             maxage = daemon.config.upsd.maxage if daemon.config is not None else 15.0
             store = daemon.store if options.role is Role.PRIMARY else None

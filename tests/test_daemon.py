@@ -171,3 +171,24 @@ async def test_shutdown_ups_sends_shutdown_return_to_a_driver_that_has_it(
     assert status == 0
     assert [(c.kind.value, c.name) for c in driver.received] == [("INSTCMD", "shutdown.return")]
     assert "UPS u: shutdown.return after 20 s" in capsys.readouterr().out
+
+
+async def test_sighup_reload_reaches_the_manager_and_its_notifier(tmp_path, caplog):
+    confdir = write_conf(tmp_path / "c", "[a]\n driver = dummy-ups\n port = a.dev\n")
+    monitor = "MONITOR a@localhost 1 admin pw primary\nSHUTDOWNCMD true\n"
+    (confdir / "upsmon.conf").write_text(monitor + "FINALDELAY 30\n")
+    (confdir / "upsmon.conf").chmod(0o600)
+    opts = nuttrio.DaemonOptions(
+        confdir=confdir, listen=(("127.0.0.1", 0),), role=nuttrio.Role.PRIMARY
+    )
+    async with nuttrio.open_daemon(opts) as daemon:
+        (confdir / "upsmon.conf").write_text(
+            monitor + 'FINALDELAY 2\nNOTIFYMSG ONBATT "on battery: %s"\n'
+        )
+        await daemon.reload()
+        assert daemon.manager.machine.policy.finaldelay == 2
+        assert daemon.notifier.message_for("ONBATT", "a@localhost") == "on battery: a@localhost"
+        (confdir / "upsmon.conf").write_text("MONITOR a@localhost 1 other pw primary\n")
+        await daemon.reload()
+        assert "upsmon.conf reload failed" in caplog.text
+        assert daemon.manager.machine.policy.finaldelay == 2

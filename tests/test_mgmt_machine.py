@@ -395,3 +395,15 @@ class MachineInvariants(RuleBasedStateMachine):
 
 MachineInvariants.TestCase.settings = settings(max_examples=150, stateful_step_count=40)
 test_machine_invariants = MachineInvariants.TestCase
+
+
+def test_update_settings_keeps_what_was_observed():
+    m = secondary(hostsync=15)
+    m.step(Observed(U, "OB LB", 0))
+    m.update_settings(Policy(hostsync=5), [MonitorSpec(U, 1, primary=False)])
+    assert m.next_deadline() == pytest.approx(5, abs=1e-3)  # OB LB since 0, new HOSTSYNC 5
+    with pytest.raises(ValueError, match="MONITOR"):
+        m.update_settings(Policy(), [MonitorSpec(U, 2)])
+    with pytest.raises(ValueError, match="MINSUPPLIES 3"):
+        m.update_settings(Policy(minsupplies=3), [MonitorSpec(U, 1)])
+    assert m.policy.hostsync == 5

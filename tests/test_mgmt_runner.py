@@ -302,3 +302,28 @@ async def test_a_hanging_notify_command_never_delays_the_shutdown(tmp_path, nurs
         await manager.done.wait()
     assert trio.current_time() - start < 5
     assert (tmp_path / "shutdown").read_text() == "done\n"
+
+
+async def test_reload_takes_new_timings_but_not_new_monitors(tmp_path, nursery, autojump_clock):
+    store = StateStore()
+    ups = Ups(store, "u")
+    ups.set("OL")
+    monitor = "MONITOR u@localhost 1 admin pw primary"
+    config = load_upsmon_conf(write_upsmon(tmp_path, monitor, command=False))
+    manager = await nursery.start(
+        lambda task_status: run_manager(
+            config, FakeNotifier(), store=store, task_status=task_status
+        )
+    )
+    manager.reload(
+        load_upsmon_conf(write_upsmon(tmp_path, monitor, "FINALDELAY 1\n", command=False))
+    )
+    with pytest.raises(ValueError, match="MONITOR"):
+        manager.reload(
+            load_upsmon_conf(write_upsmon(tmp_path, "MONITOR u@localhost 2 admin pw primary"))
+        )
+    assert manager.config.finaldelay == 1
+    t0 = trio.current_time()
+    ups.set("OB LB")
+    await manager.done.wait()
+    assert manager.shutdown_started - t0 == pytest.approx(1, abs=0.3)  # the new FINALDELAY

@@ -153,7 +153,7 @@ async def _run(options: DaemonOptions) -> None:
             print(_hint(daemon), flush=True)
             async for signum in signals:
                 if signum == signal.SIGHUP:
-                    log.info("SIGHUP: reloading ups.conf and upsd.users")
+                    log.info("SIGHUP: reloading the configuration")
                     await daemon.reload()
                 elif signum == signal.SIGUSR1:
                     if daemon.manager is not None:

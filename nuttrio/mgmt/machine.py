@@ -396,6 +396,29 @@ class Machine:
                 times.append(ups.lastrbwarn + p.rbwarntime + _EPSILON)
         return min((t for t in times if t > self._now), default=math.inf)
 
+    def update_settings(self, policy: Policy, monitors: Sequence[MonitorSpec]) -> None:
+        """Take new timings and thresholds (a reload); what was observed is kept.
+
+        Args:
+            policy: The new timings and MINSUPPLIES.
+            monitors: The same systems, in the same order, with new thresholds.
+
+        Raises:
+            ValueError: If ``monitors`` names other systems or power values, or their power
+                values add up to less than the new MINSUPPLIES; nothing is changed then.
+        """
+        old = [(u.spec.system, u.spec.power_value, u.spec.primary) for u in self._ups.values()]
+        if [(m.system, m.power_value, m.primary) for m in monitors] != old:
+            raise ValueError("the MONITOR lines changed: restart to apply them")
+        total = sum(spec.power_value for spec in monitors)
+        if total < policy.minsupplies:
+            raise ValueError(
+                f"the power values add up to {total}, less than MINSUPPLIES {policy.minsupplies}"
+            )
+        self.policy = policy
+        for spec in monitors:
+            self._ups[spec.system].spec = spec
+
     # -- the one entry point ---------------------------------------------------------------
 
     def step(self, event: Event) -> list[Action]:

@@ -222,6 +222,20 @@ class Notifier:
         self._running = False
         self._progress: trio.Event | None = None
 
+    def reconfigure(self, config: UpsmonConfig) -> None:
+        """Take a re-read upsmon.conf: NOTIFYMSG, NOTIFYFLAG and NOTIFYCMD.
+
+        Raises:
+            ValueError: If NOTIFYCMD switches to or from upssched (restart for that); the
+                running settings stay in force.
+        """
+        if config.uses_upssched != (self._upssched is not None):
+            raise ValueError("NOTIFYCMD switched to or from upssched: restart to apply it")
+        self.config = config
+        self._notifycmd = []
+        if config.notifycmd is not None and self._upssched is None:
+            self._notifycmd = [*command_words(config.notifycmd), *config.notifycmd_args]
+
     @property
     def upssched(self) -> Upssched | None:
         """The in-process upssched that EXEC notifications go to, if any."""

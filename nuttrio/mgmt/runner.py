@@ -103,7 +103,14 @@ class NotifySink(Protocol):
 
 def machine_for(config: UpsmonConfig, start: float) -> Machine:
     """Build the state machine for an upsmon.conf (per-UPS thresholds resolved)."""
-    policy = Policy(**{name: getattr(config, name) for name in policy_fields()})
+    return Machine(_specs(config), _policy(config), start)
+
+
+def _policy(config: UpsmonConfig) -> Policy:
+    return Policy(**{name: getattr(config, name) for name in policy_fields()})
+
+
+def _specs(config: UpsmonConfig) -> list[MonitorSpec]:
     specs = []
     for mon in config.monitors:
         triggers = config.triggers_for(mon.system)
@@ -117,7 +124,11 @@ def machine_for(config: UpsmonConfig, start: float) -> Machine:
                 onbatt_after=triggers.onbatt_after,
             )
         )
-    return Machine(specs, policy, start)
+    return specs
+
+
+def _monitor_key(mon: Monitor) -> tuple[object, ...]:
+    return (mon.system, mon.ups, mon.host, mon.port, mon.username, mon.password, mon.primary)
 
 
 def check_powerdown_flag(config: UpsmonConfig) -> bool:
@@ -414,6 +425,22 @@ class Manager:
                 self._sources[mon.system] = _LocalSource(mon, entry, maxage)
             else:
                 self._sources[mon.system] = _RemoteSource(mon, config)
+
+    def reload(self, config: UpsmonConfig) -> None:
+        """Take a re-read upsmon.conf: timings, thresholds, SHUTDOWNCMD, POWERDOWNFLAG.
+
+        MONITOR lines (and their power values and roles) cannot change while running.
+
+        Raises:
+            ValueError: If the MONITOR lines changed or MINSUPPLIES cannot be met; the
+                running settings stay in force.
+        """
+        if [_monitor_key(m) for m in config.monitors] != [
+            _monitor_key(m) for m in self.config.monitors
+        ]:
+            raise ValueError("the MONITOR lines changed: restart nuttrio to apply them")
+        self.machine.update_settings(_policy(config), _specs(config))
+        self.config = config
 
     def interval(self, system: str) -> float:
         """Seconds until the next reading of ``system`` (POLLFREQ or POLLFREQALERT)."""
