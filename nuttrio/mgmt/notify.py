@@ -214,13 +214,10 @@ class Notifier:
         if config.notifycmd is not None and self._upssched is None:
             self._notifycmd = [*command_words(config.notifycmd), *config.notifycmd_args]
         self._queue: WorkQueue[_Work] = WorkQueue(queue_size, self._drop)
-        self._enqueued = 0
-        self._finished = 0  # run or dropped
         self._sent = 0
         self._failed = 0
         self._dropped = 0
         self._running = False
-        self._progress: trio.Event | None = None
 
     def reconfigure(self, config: UpsmonConfig) -> None:
         """Take a re-read upsmon.conf: NOTIFYMSG, NOTIFYFLAG and NOTIFYCMD.
@@ -309,11 +306,9 @@ class Notifier:
 
     def _enqueue(self, work: _Work) -> None:
         self._queue.put(work)
-        self._enqueued += 1
 
     def _drop(self, old: _Work) -> None:
         self._dropped += 1
-        self._finished += 1
         log.error(
             "notification queue full (%d): dropped %s of %r",
             self._queue_size,
@@ -407,10 +402,7 @@ class Notifier:
                     )
             if work.done is not None:
                 work.done.set()
-            self._finished += 1
-            if self._progress is not None:
-                self._progress.set()
-                self._progress = None
+            self._queue.task_done()
 
     async def _run_wall(self, message: str) -> CommandResult:
         return await self._runner(
@@ -437,14 +429,7 @@ class Notifier:
         :meth:`Upssched.drain`). Needs :meth:`run` to be running. Cancelling the wait
         changes nothing in the queue.
         """
-        target = self._enqueued
-        if self._finished >= target:
-            await trio.lowlevel.checkpoint()
-            return
-        while self._finished < target:
-            if self._progress is None:
-                self._progress = trio.Event()
-            await self._progress.wait()
+        await self._queue.join()
 
     async def test(self) -> list[str]:
         """Send a test notification through every configured sink, whatever the flags.

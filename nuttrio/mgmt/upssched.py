@@ -382,6 +382,9 @@ class WorkQueue(Generic[T]):
         self._size = size
         self._on_drop = on_drop
         self._ready: trio.Event | None = None
+        self._put = 0
+        self._done = 0  # taken and finished, or dropped
+        self._progress: trio.Event | None = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -390,9 +393,30 @@ class WorkQueue(Generic[T]):
         """Append ``item`` (dropping the oldest if full) and wake the worker. Never blocks."""
         if len(self._items) >= self._size:
             self._on_drop(self._items.popleft())
+            self.task_done()
         self._items.append(item)
+        self._put += 1
         if self._ready is not None:
             self._ready.set()
+
+    def task_done(self) -> None:
+        """The worker finished an item it took (for :meth:`join`)."""
+        self._done += 1
+        if self._progress is not None:
+            self._progress.set()
+            self._progress = None
+
+    async def join(self) -> None:
+        """Wait until every item put so far has been finished or dropped. A checkpoint.
+
+        Cancelling the wait changes nothing in the queue.
+        """
+        target = self._put
+        await trio.lowlevel.checkpoint()
+        while self._done < target:
+            if self._progress is None:
+                self._progress = trio.Event()
+            await self._progress.wait()
 
     async def get(self) -> T:
         """Wait for the oldest item and take it. Always a checkpoint."""
@@ -438,14 +462,11 @@ class Upssched:
         self._timers: list[_Timer] = []
         self._seq = 0
         self._commands: WorkQueue[_Command] = WorkQueue(queue_size, self._drop)
-        self._enqueued = 0
-        self._finished = 0  # run or dropped
         self._succeeded = 0
         self._failed = 0
         self._dropped = 0
         self._running = False
         self._timers_changed: trio.Event | None = None
-        self._progress: trio.Event | None = None
 
     # -- the entry point from the notifier -------------------------------------------------
 
@@ -554,11 +575,9 @@ class Upssched:
             )
             return
         self._commands.put(command)
-        self._enqueued += 1
 
     def _drop(self, old: _Command) -> None:
         self._dropped += 1
-        self._finished += 1
         log.error(
             "upssched: command queue full (%d): dropped CMDSCRIPT %s (%s)",
             self._queue_size,
@@ -670,10 +689,7 @@ class Upssched:
                         command.why,
                         result.describe(),
                     )
-            self._finished += 1
-            if self._progress is not None:
-                self._progress.set()
-                self._progress = None
+            self._commands.task_done()
 
     async def _execute(self, word: str, values: Mapping[str, str]) -> CommandResult:
         return await self._runner(
@@ -714,11 +730,4 @@ class Upssched:
         Timers still running are not waited for. Needs :meth:`run` to be running.
         Cancelling the wait changes nothing in the queue.
         """
-        target = self._enqueued
-        if self._finished >= target:
-            await trio.lowlevel.checkpoint()
-            return
-        while self._finished < target:
-            if self._progress is None:
-                self._progress = trio.Event()
-            await self._progress.wait()
+        await self._commands.join()
