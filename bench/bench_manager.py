@@ -55,7 +55,6 @@ import math
 import os
 import platform
 import random
-import shutil
 import signal
 import socket
 import statistics
@@ -93,6 +92,7 @@ from tests.realnut import (  # noqa: E402
     RealNutError,
     free_port,
     missing_nut_binaries,
+    run_real_upsmon,
     upsmon_binary,
     write_nut_config,
 )
@@ -233,29 +233,12 @@ def read_stamps(path: Path) -> list[tuple[str, float]]:
 
 @contextlib.contextmanager
 def upsmon_process(confdir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Debian's upsmon in the foreground (``-F -p``), as tests/test_e2e_shutdown.py runs it.
-
-    As root with ``unshare``, it gets a private tmpfs on /run/nut for its PID file.
-    """
-    binary = upsmon_binary()
-    if binary is None:
-        raise BenchError("the real upsmon is not installed (package nut-client)")
-    cmd = [str(binary), "-F", "-p", "-f", str(confdir / "upsmon.conf")]
-    if os.geteuid() == 0 and shutil.which("unshare") and Path("/run/nut").is_dir():
-        mount = 'mount -t tmpfs tmpfs /run/nut && exec "$@"'
-        cmd = ["unshare", "--mount", "sh", "-c", mount, "sh", *cmd]
-    with (confdir / "upsmon.log").open("wb") as out:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    """Debian's upsmon as tests/test_e2e_shutdown.py runs it (realnut.run_real_upsmon)."""
     try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        with run_real_upsmon(confdir) as proc:
+            yield proc
+    except RealNutError as exc:
+        raise BenchError(str(exc)) from exc
 
 
 def nuttrio_process(role: str, confdir: Path, *extra: str) -> NuttrioProcess:

@@ -151,6 +151,38 @@ def upsmon_binary() -> Path | None:
     return _libexec_binary("upsmon")
 
 
+@contextlib.contextmanager
+def run_real_upsmon(confdir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Debian's upsmon in the foreground as one process (``-F -p``) on ``confdir/upsmon.conf``.
+
+    upsmon writes its PID file in its compiled-in /run/nut whatever the environment, so as
+    root with ``unshare`` it gets a private tmpfs there; ``-P 1`` skips its "already
+    running" check. Output goes to ``confdir/upsmon.log``. On exit: SIGTERM, then SIGKILL.
+
+    Raises:
+        RealNutError: If upsmon is not installed.
+    """
+    binary = upsmon_binary()
+    if binary is None:
+        raise RealNutError("the real upsmon is not installed (CI installs nut-client)")
+    cmd = [str(binary), "-F", "-p", "-P", "1", "-f", str(confdir / "upsmon.conf")]
+    if os.geteuid() == 0 and shutil.which("unshare") and Path("/run/nut").is_dir():
+        mount = 'mount -t tmpfs tmpfs /run/nut && exec "$@"'
+        cmd = ["unshare", "--mount", "sh", "-c", mount, "sh", *cmd]
+    with (confdir / "upsmon.log").open("wb") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 def upsc_binary() -> Path | None:
     """Find the ``upsc`` client.
 

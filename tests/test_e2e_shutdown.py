@@ -11,7 +11,6 @@ Timings are shortened (POLLFREQ 1, FINALDELAY 1, ...) so the whole story takes s
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +26,7 @@ from .realnut import (
     RealNut,
     free_port,
     require_real_nut,
+    run_real_upsmon,
     upsmon_binary,
     write_nut_config,
 )
@@ -132,27 +132,11 @@ def shutdowns(order: Path) -> list[tuple[str, float]]:
 
 @contextmanager
 def real_upsmon(confdir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Debian's upsmon in the foreground, in a private /run/nut (it writes its PID there)."""
-    binary = upsmon_binary()
-    if binary is None:
+    """Debian's upsmon (see realnut.run_real_upsmon); the test skips if it is missing."""
+    if upsmon_binary() is None:
         pytest.skip("real upsmon not installed (CI installs nut-client)")
-    cmd = [str(binary), "-F", "-p", "-P", "1", "-f", str(confdir / "upsmon.conf")]
-    if os.geteuid() == 0 and shutil.which("unshare") and Path("/run/nut").is_dir():
-        mount = 'mount -t tmpfs tmpfs /run/nut && exec "$@"'
-        cmd = ["unshare", "--mount", "sh", "-c", mount, "sh", *cmd]
-    log = (confdir / "upsmon.log").open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    try:
+    with run_real_upsmon(confdir) as proc:
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
 
 
 def secondary(confdir: Path) -> NuttrioProcess:

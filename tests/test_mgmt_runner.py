@@ -190,12 +190,13 @@ async def server(nursery):
     return ups, listeners[0].socket.getsockname()[1]
 
 
-async def test_remote_secondary_shuts_down_on_fsd_and_logs_out(tmp_path, nursery, server):
+async def start_remote_manager(tmp_path, nursery, server, monitor_tail):
+    """A manager whose MONITOR is the ``server`` fixture's UPS; returns once it logged in."""
     ups, port = server
     config = load_upsmon_conf(
         write_upsmon(
             tmp_path,
-            f"MONITOR r@127.0.0.1:{port} 1 mon pw secondary",
+            f"MONITOR r@127.0.0.1:{port} 1 {monitor_tail}",
             "POLLFREQ 1\nPOLLFREQALERT 1\nFINALDELAY 0\n",
         )
     )
@@ -205,6 +206,12 @@ async def test_remote_secondary_shuts_down_on_fsd_and_logs_out(tmp_path, nursery
     )
     with trio.fail_after(5):
         await wait_for(lambda: len(ups.entry.logins) == 1)
+    return manager, notifier
+
+
+async def test_remote_secondary_shuts_down_on_fsd_and_logs_out(tmp_path, nursery, server):
+    ups, _ = server
+    manager, notifier = await start_remote_manager(tmp_path, nursery, server, "mon pw secondary")
     ups.entry.set_fsd()
     with trio.fail_after(5):
         await manager.done.wait()
@@ -215,20 +222,8 @@ async def test_remote_secondary_shuts_down_on_fsd_and_logs_out(tmp_path, nursery
 
 
 async def test_remote_primary_sets_fsd_over_the_protocol(tmp_path, nursery, server):
-    ups, port = server
-    config = load_upsmon_conf(
-        write_upsmon(
-            tmp_path,
-            f"MONITOR r@127.0.0.1:{port} 1 admin pw primary",
-            "POLLFREQ 1\nPOLLFREQALERT 1\nFINALDELAY 0\n",
-        )
-    )
-    notifier = FakeNotifier()
-    manager = await nursery.start(
-        lambda task_status: run_manager(config, notifier, task_status=task_status)
-    )
-    with trio.fail_after(5):
-        await wait_for(lambda: len(ups.entry.logins) == 1)
+    ups, _ = server
+    manager, notifier = await start_remote_manager(tmp_path, nursery, server, "admin pw primary")
     ups.set("OB LB")
     with trio.fail_after(10):
         await manager.done.wait()
