@@ -18,6 +18,15 @@ as :class:`DriverCommand` objects on a small per-UPS channel; the driver resolve
 
 The entry also holds what upsd keeps per UPS outside the driver's data: the description, the
 forced-shutdown latch, the list of clients that did LOGIN, and when the driver was last heard.
+All of it is in the snapshot, so one object answers "what does this UPS look like now".
+
+The whole store has a latest-value watch too (:meth:`StateStore.watch`, and
+:attr:`StateStore.versioned` for the version): its version moves whenever any UPS's snapshot
+does (driver data, description, logins, FSD, connection, staleness) and when a UPS is added,
+removed or reordered; a reader gets a :class:`StoreView`, every snapshot in configuration
+order. Staleness (nothing heard for more than MAXAGE) is *pushed*: :meth:`StateStore.run` is
+a timer task that wakes at the next MAXAGE edge and publishes the UPS as ``silent``; the
+driver's next publish or heartbeat publishes it fresh again.
 """
 
 from __future__ import annotations
@@ -36,13 +45,16 @@ __all__ = [
     "CommandKind",
     "CommandResult",
     "CommandStatus",
+    "DerivedWatch",
     "DriverCommand",
     "DriverLink",
     "LoginRecord",
     "StateStore",
+    "StoreView",
     "Update",
     "UpsEntry",
     "UpsSnapshot",
+    "UpsStatistics",
     "Variable",
     "Watch",
 ]
@@ -50,31 +62,24 @@ __all__ = [
 T = TypeVar("T")
 
 
-class Watch(Generic[T]):
-    """A latest-value broadcast: producers never block, readers see the newest value.
+class _WatchBase(Generic[T]):
+    """The versioning both watches share: a version number and a wake-up for readers."""
 
-    Each value carries a version number; readers ask for anything newer than what they
-    saw. Intermediate values may be skipped (eventual consistency), the latest never is.
-
-    Args:
-        value: The initial value (version 0).
-    """
-
-    def __init__(self, value: T) -> None:
-        self._value = value
+    def __init__(self) -> None:
         self._version = 0
+        self._changed = trio.Event()
+
+    def _current(self) -> T:
+        raise NotImplementedError
+
+    def _bump(self) -> None:
+        self._version += 1
+        self._changed.set()
         self._changed = trio.Event()
 
     def get(self) -> tuple[int, T]:
         """Return ``(version, value)`` without blocking."""
-        return self._version, self._value
-
-    def set(self, value: T) -> None:
-        """Publish a new value and wake every waiting reader. Never blocks."""
-        self._value = value
-        self._version += 1
-        self._changed.set()
-        self._changed = trio.Event()
+        return self._version, self._current()
 
     async def wait_newer(self, seen: int) -> tuple[int, T]:
         """Wait until the version is newer than ``seen``; return ``(version, value)``.
@@ -86,7 +91,7 @@ class Watch(Generic[T]):
             await trio.lowlevel.checkpoint()
         while self._version <= seen:
             await self._changed.wait()
-        return self._version, self._value
+        return self.get()
 
     async def values(self) -> AsyncIterator[T]:
         """Yield the current value, then each newer one, skipping those missed meanwhile."""
@@ -95,6 +100,51 @@ class Watch(Generic[T]):
         while True:
             version, value = await self.wait_newer(version)
             yield value
+
+
+class Watch(_WatchBase[T]):
+    """A latest-value broadcast: producers never block, readers see the newest value.
+
+    Each value carries a version number; readers ask for anything newer than what they
+    saw. Intermediate values may be skipped (eventual consistency), the latest never is.
+
+    Args:
+        value: The initial value (version 0).
+    """
+
+    def __init__(self, value: T) -> None:
+        super().__init__()
+        self._value = value
+
+    def _current(self) -> T:
+        return self._value
+
+    def set(self, value: T) -> None:
+        """Publish a new value and wake every waiting reader. Never blocks."""
+        self._value = value
+        self._bump()
+
+
+class DerivedWatch(_WatchBase[T]):
+    """A latest-value watch over state kept elsewhere: the value is computed at each read.
+
+    Whoever changes that state calls :meth:`bump`; readers then see a newer version and
+    the value as it is when they read it (built once per read, never torn).
+
+    Args:
+        compute: Builds the current value; must not block.
+    """
+
+    def __init__(self, compute: Callable[[], T]) -> None:
+        super().__init__()
+        self._compute = compute
+
+    def _current(self) -> T:
+        return self._compute()
+
+    def bump(self) -> None:
+        """Say the value changed: wake every waiting reader. Never blocks."""
+        self._bump()
 
 
 @attrs.frozen
@@ -134,6 +184,10 @@ class UpsSnapshot:
         stale: Whether the driver declared its data stale (DATASTALE).
         fsd: The forced-shutdown latch (set by FSD, kept until the UPS is dropped).
         dumped: Whether the driver has published its first complete state.
+        desc: The ``desc`` from ups.conf, if any.
+        logins: The connections that did LOGIN, newest first.
+        silent: Nothing heard from the driver for more than MAXAGE, as pushed by the
+            store's timer (:meth:`StateStore.run`); cleared by the driver's next word.
     """
 
     name: str
@@ -143,6 +197,14 @@ class UpsSnapshot:
     stale: bool = False
     fsd: bool = False
     dumped: bool = False
+    desc: str | None = None
+    logins: tuple[LoginRecord, ...] = ()
+    silent: bool = False
+
+    @property
+    def data_stale(self) -> bool:
+        """Whether clients get DATA-STALE: declared stale, silent, or no first state yet."""
+        return self.stale or self.silent or not self.dumped
 
     def get(self, name: str) -> Variable | None:
         """Return the variable called ``name`` (any case), or ``None``."""
@@ -240,6 +302,35 @@ class LoginRecord:
     username: str | None = attrs.field(default=None, eq=False)
 
 
+@attrs.frozen
+class UpsStatistics:
+    """Counters of one UPS, for the metrics endpoint (:meth:`UpsEntry.statistics`).
+
+    Attributes:
+        updates: Driver updates published (one per ``with link.update()`` block).
+        restarts: Times a driver attached again after the first (driver restarts).
+    """
+
+    updates: int
+    restarts: int
+
+
+@attrs.frozen
+class StoreView:
+    """Every UPS of a store at one instant, in configuration order.
+
+    Attributes:
+        ups: The snapshots.
+    """
+
+    ups: tuple[UpsSnapshot, ...] = ()
+
+    def get(self, name: str) -> UpsSnapshot | None:
+        """The snapshot of UPS ``name`` (any case), or ``None``."""
+        low = name.lower()
+        return next((snap for snap in self.ups if snap.name.lower() == low), None)
+
+
 class Update:
     """Changes to one UPS, collected by :meth:`DriverLink.update` and published together."""
 
@@ -316,6 +407,10 @@ class Update:
         )
 
 
+def _never() -> None:
+    pass
+
+
 class UpsEntry:
     """Everything the store keeps for one UPS. Created by :meth:`StateStore.add`.
 
@@ -324,6 +419,7 @@ class UpsEntry:
         desc: The ``desc`` from ups.conf, if any.
         clock: Returns the current time in seconds (Trio's clock by default).
         command_buffer: How many driver commands may wait before senders see a full queue.
+        on_change: Called after each new snapshot (the store bumps its own watch).
     """
 
     def __init__(
@@ -333,15 +429,18 @@ class UpsEntry:
         *,
         clock: Callable[[], float] = trio.current_time,
         command_buffer: int = 16,
+        on_change: Callable[[], None] = _never,
     ) -> None:
         self.name = name
-        self.desc = desc
         self._clock = clock
-        self._watch: Watch[UpsSnapshot] = Watch(UpsSnapshot(name=name))
+        self._on_change = on_change
+        self._watch: Watch[UpsSnapshot] = Watch(UpsSnapshot(name=name, desc=desc))
         self._send, self._receive = trio.open_memory_channel[DriverCommand](command_buffer)
         self.last_heard = -math.inf
         self._logins: list[tuple[object, LoginRecord]] = []
         self._link: DriverLink | None = None
+        self._updates = 0
+        self._connects = 0
 
     # -- readers -----------------------------------------------------------------------------
 
@@ -359,30 +458,66 @@ class UpsEntry:
         return self._watch
 
     def is_stale(self, maxage: float) -> bool:
-        """Whether data is stale: declared so, or not heard from for more than ``maxage``."""
+        """Whether data is stale: declared so, or not heard from for more than ``maxage``.
+
+        Computed now from the clock (what the server answers); the snapshot's ``silent``
+        is the same fact as last pushed by the store's timer.
+        """
         snap = self.snapshot()
         return snap.stale or (self._clock() - self.last_heard) > maxage
 
-    # -- the forced-shutdown latch and logins ----------------------------------------------
+    def silent_at(self, maxage: float) -> float:
+        """When the UPS goes silent if nothing more is heard (``inf``: not pending).
+
+        The UPS is silent once the clock is *past* this time (strictly more than
+        ``maxage`` without news); only a connected UPS that is not silent yet has an edge.
+        """
+        snap = self.snapshot()
+        if not snap.connected or snap.silent:
+            return math.inf
+        return self.last_heard + maxage
+
+    def statistics(self) -> UpsStatistics:
+        """The counters of this UPS (driver updates published, driver restarts)."""
+        return UpsStatistics(updates=self._updates, restarts=max(self._connects - 1, 0))
+
+    # -- the description, the forced-shutdown latch and logins ------------------------------
+
+    @property
+    def desc(self) -> str | None:
+        """The ``desc`` from ups.conf; setting it publishes a new snapshot if it changed."""
+        return self.snapshot().desc
+
+    @desc.setter
+    def desc(self, value: str | None) -> None:
+        if value != self.desc:
+            self._set(attrs.evolve(self.snapshot(), desc=value))
 
     def set_fsd(self) -> None:
         """Set the FSD latch; it stays set for the life of this entry."""
         snap = self.snapshot()
         if not snap.fsd:
-            self._watch.set(attrs.evolve(snap, fsd=True))
+            self._set(attrs.evolve(snap, fsd=True))
 
     def add_login(self, token: object, record: LoginRecord) -> None:
         """Record a LOGIN by the connection identified by ``token``."""
         self._logins.insert(0, (token, record))
+        self._set_logins()
 
     def remove_login(self, token: object) -> None:
-        """Forget the LOGIN of ``token`` (its connection closed)."""
-        self._logins = [(t, r) for t, r in self._logins if t is not token]
+        """Forget the LOGIN of ``token`` (its connection closed); no-op if it has none."""
+        kept = [(t, r) for t, r in self._logins if t is not token]
+        if len(kept) != len(self._logins):
+            self._logins = kept
+            self._set_logins()
 
     @property
     def logins(self) -> list[LoginRecord]:
         """Connections that did LOGIN, newest first."""
-        return [r for _, r in self._logins]
+        return list(self.snapshot().logins)
+
+    def _set_logins(self) -> None:
+        self._set(attrs.evolve(self.snapshot(), logins=tuple(r for _, r in self._logins)))
 
     # -- commands ------------------------------------------------------------------------------
 
@@ -407,8 +542,9 @@ class UpsEntry:
     def connect(self) -> Iterator[DriverLink]:
         """Attach a driver for the duration of the ``with`` block.
 
-        On entry the UPS reads as connected but without data; on exit (however the driver
-        ends) it reads as not connected and queued commands are answered FAILED.
+        On entry the UPS reads as connected but without data (and heard from now); on exit
+        (however the driver ends) it reads as not connected and queued commands are
+        answered FAILED. Every attach after the first counts as a driver restart.
 
         Raises:
             RuntimeError: If another driver is already attached.
@@ -417,25 +553,39 @@ class UpsEntry:
             raise RuntimeError(f"UPS {self.name} already has a driver")
         link = DriverLink(self, self._receive)
         self._link = link
+        self._connects += 1
         self.last_heard = self._clock()
-        self._watch.set(attrs.evolve(self.snapshot(), connected=True))
+        self._set(attrs.evolve(self.snapshot(), connected=True, silent=False))
         try:
             yield link
         finally:
             self._link = None
-            self._watch.set(attrs.evolve(self.snapshot(), connected=False))
+            self._set(attrs.evolve(self.snapshot(), connected=False))
             while True:
                 try:
                     self._receive.receive_nowait().result.resolve(CommandStatus.FAILED)
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
 
+    def _set(self, snap: UpsSnapshot) -> None:
+        self._watch.set(snap)
+        self._on_change()
+
     def _publish(self, update: Update) -> None:
         self.last_heard = self._clock()
-        self._watch.set(update._build(self.snapshot()))
+        self._updates += 1
+        self._set(attrs.evolve(update._build(self.snapshot()), silent=False))
 
     def _heartbeat(self) -> None:
         self.last_heard = self._clock()
+        snap = self.snapshot()
+        if snap.silent:
+            self._set(attrs.evolve(snap, silent=False))
+
+    def _check_silence(self, maxage: float) -> None:
+        """Publish the UPS as silent if its MAXAGE edge has passed (the store's timer)."""
+        if self._clock() > self.silent_at(maxage):
+            self._set(attrs.evolve(self.snapshot(), silent=True))
 
 
 class DriverLink:
@@ -477,12 +627,74 @@ class StateStore:
     """All UPS entries of one daemon, by name (case-insensitive), in configuration order.
 
     Args:
-        clock: Returns the current time in seconds (Trio's clock by default).
+        clock: Returns the current time in seconds (Trio's clock by default; :meth:`run`
+            sleeps on Trio's clock, so give it another only if :meth:`run` is not used).
+        maxage: upsd.conf's MAXAGE: seconds without news after which :meth:`run`
+            publishes a UPS as silent.
     """
 
-    def __init__(self, *, clock: Callable[[], float] = trio.current_time) -> None:
+    def __init__(
+        self, *, clock: Callable[[], float] = trio.current_time, maxage: float = 15.0
+    ) -> None:
         self._clock = clock
+        self._maxage = maxage
         self._entries: dict[str, UpsEntry] = {}
+        self._watch: DerivedWatch[StoreView] = DerivedWatch(self._view)
+
+    # -- the store-wide watch ----------------------------------------------------------------
+
+    def _view(self) -> StoreView:
+        return StoreView(tuple(entry.snapshot() for entry in self._entries.values()))
+
+    def view(self) -> StoreView:
+        """Every UPS now, in configuration order (sync, consistent)."""
+        return self._view()
+
+    def watch(self) -> AsyncIterator[StoreView]:
+        """Iterate the current view and then newer ones (latest-value semantics).
+
+        A new view follows any change of any UPS's snapshot (data, description, logins,
+        FSD, connection, staleness) and every add, remove or reorder. A slow reader skips
+        views; it never slows a driver.
+        """
+        return self._watch.values()
+
+    @property
+    def versioned(self) -> DerivedWatch[StoreView]:
+        """The store-wide watch, for readers that track versions themselves."""
+        return self._watch
+
+    @property
+    def maxage(self) -> float:
+        """MAXAGE in seconds; setting it (a reload) re-arms the staleness timer."""
+        return self._maxage
+
+    @maxage.setter
+    def maxage(self, value: float) -> None:
+        if value != self._maxage:
+            self._maxage = value
+            self._watch.bump()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Push staleness: publish each UPS as silent at its MAXAGE edge, until cancelled.
+
+        The task sleeps until the earliest edge of any UPS (strictly after it, as a UPS
+        is stale only past MAXAGE) and wakes early on any change of the store, which may
+        bring an edge closer. Going fresh again needs no timer: the driver's next publish
+        or heartbeat clears ``silent`` at once.
+
+        Cancellation stops the timer; nothing needs cleaning up.
+        """
+        task_status.started()
+        while True:
+            for entry in self:
+                entry._check_silence(self._maxage)
+            version, _ = self._watch.get()
+            edge = min((e.silent_at(self._maxage) for e in self), default=math.inf)
+            with trio.move_on_at(math.nextafter(edge, math.inf)):
+                await self._watch.wait_newer(version)
+
+    # -- entries -----------------------------------------------------------------------------
 
     def add(self, name: str, desc: str | None = None) -> UpsEntry:
         """Create the entry for ``name``.
@@ -493,13 +705,15 @@ class StateStore:
         key = name.lower()
         if key in self._entries:
             raise ValueError(f"UPS {name} is already defined")
-        entry = UpsEntry(name, desc, clock=self._clock)
+        entry = UpsEntry(name, desc, clock=self._clock, on_change=self._watch.bump)
         self._entries[key] = entry
+        self._watch.bump()
         return entry
 
     def remove(self, name: str) -> None:
         """Drop the entry for ``name`` (its FSD latch and logins go with it)."""
-        self._entries.pop(name.lower(), None)
+        if self._entries.pop(name.lower(), None) is not None:
+            self._watch.bump()
 
     def get(self, name: str) -> UpsEntry | None:
         """Return the entry for ``name`` (any case), or ``None``."""
@@ -509,7 +723,10 @@ class StateStore:
         """Put the entries in the order of ``names``; entries not named keep their place last."""
         first = [key for key in (n.lower() for n in names) if key in self._entries]
         rest = [key for key in self._entries if key not in set(first)]
-        self._entries = {key: self._entries[key] for key in first + rest}
+        order = first + rest
+        if order != list(self._entries):
+            self._entries = {key: self._entries[key] for key in order}
+            self._watch.bump()
 
     def __iter__(self) -> Iterator[UpsEntry]:
         return iter(list(self._entries.values()))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import shlex
 import ssl
@@ -31,10 +32,11 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
+import attrs
 import trio
 
 from ..protocol import ClientConnection, ClientReply, ClientSignal, RemoteProtocolError
-from ..state import LoginRecord, StateStore, UpsEntry
+from ..state import LoginRecord, StateStore, UpsEntry, UpsSnapshot
 from .conf import Monitor, UpsmonConfig
 from .machine import (
     Action,
@@ -177,7 +179,14 @@ class _Source(Protocol):
 
 
 class _LocalSource:
-    """A UPS attached in this process, followed through the state store."""
+    """A UPS attached in this process, followed through the state store's watch.
+
+    No polling: the source wakes when the UPS's snapshot changes and at its MAXAGE edge
+    (the daemon's store timer publishes the UPS as silent then; the source wakes at the
+    same edge itself, so that a store without that timer is followed alike). Only while
+    the UPS cannot be read does it re-submit the failure every poll interval, so that
+    NOCOMM repeats as upsmon's does.
+    """
 
     def __init__(self, mon: Monitor, entry: UpsEntry, maxage: float) -> None:
         self.system = mon.system
@@ -186,11 +195,10 @@ class _LocalSource:
         self.maxage = maxage
         self._token = object()
 
-    def _event(self, now: float) -> Event:
-        snap = self.entry.snapshot()
+    def _event(self, snap: UpsSnapshot, now: float) -> Observed | PollFailed:
         if not snap.connected:
             return PollFailed(self.system, now, "driver not connected")
-        if not snap.dumped or self.entry.is_stale(self.maxage):
+        if snap.data_stale or self.entry.is_stale(self.maxage):
             return PollFailed(self.system, now, "data stale")
         variables = {
             name: value
@@ -202,16 +210,30 @@ class _LocalSource:
     async def run(
         self, manager: Manager, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
+        """Submit each change of the UPS to ``manager`` until cancelled (then log out)."""
         self.entry.add_login(self._token, LoginRecord("local", self.mon.username))
         task_status.started()
         try:
-            version, _ = self.entry.versioned.get()
+            last: Observed | PollFailed | None = None
+            retry = False
             while True:
-                await manager.submit(self._event(trio.current_time()))
-                # Wake at once on a change; otherwise re-read at the poll interval so that a
-                # driver going stale (no change at all) is noticed as upsmon would.
-                with trio.move_on_after(manager.interval(self.system)):
-                    version, _ = await self.entry.versioned.wait_newer(version)
+                version, snap = self.entry.versioned.get()
+                now = trio.current_time()
+                event = self._event(snap, now)
+                if isinstance(event, PollFailed) and isinstance(last, Observed):
+                    # The last reading held until now: DEADTIME counts from here, as it
+                    # counts from upsmon's last good poll.
+                    await manager.submit(attrs.evolve(last, now=now))
+                if retry or last is None or attrs.evolve(last, now=now) != event:
+                    await manager.submit(event)
+                last = event
+                if isinstance(event, PollFailed):
+                    deadline = now + manager.interval(self.system)
+                else:
+                    deadline = math.nextafter(self.entry.silent_at(self.maxage), math.inf)
+                with trio.move_on_at(deadline) as scope:
+                    await self.entry.versioned.wait_newer(version)
+                retry = scope.cancelled_caught and isinstance(event, PollFailed)
         finally:
             self.entry.remove_login(self._token)
 
