@@ -195,6 +195,7 @@ class Daemon:
         if self.core is not None:
             self.core.users = new.users
             self.core.settings = _settings(new)
+        self.store.maxage = new.upsd.maxage
         for name in list(self._drivers):
             if name not in drivers:
                 log.info("UPS %s removed", self._drivers[name].section.name)
@@ -333,7 +334,8 @@ async def _run_attach(
         descriptions = Descriptions.load(None)
         settings = ServerSettings()
         users = {}
-    store = StateStore()
+    store = StateStore(maxage=settings.maxage)
+    nursery.start_soon(store.run)
     core = ServerCore(store, users, descriptions, settings)
     daemon = Daemon(options, config, store, core, nursery)
     await daemon.start_drivers(sections)

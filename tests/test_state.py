@@ -11,7 +11,9 @@ from nuttrio.state import (
     CommandResult,
     CommandStatus,
     DriverCommand,
+    LoginRecord,
     StateStore,
+    UpsStatistics,
     Watch,
 )
 
@@ -142,3 +144,119 @@ async def test_staleness_follows_maxage_and_heartbeats(autojump_clock):
         assert entry.is_stale(15)
         link.heartbeat()
         assert not entry.is_stale(15)
+
+
+async def test_store_watch_moves_on_every_kind_of_change():
+    store = StateStore()
+    versions = []
+
+    def changed(action):
+        before = store.versioned.get()[0]
+        action()
+        after, view = store.versioned.get()
+        versions.append(after > before)
+        return view
+
+    view = changed(lambda: store.add("a", "first"))
+    assert [s.name for s in view.ups] == ["a"]
+    b = None
+
+    def add_b():
+        nonlocal b
+        b = store.add("b")
+
+    changed(add_b)
+    assert b is not None
+    view = changed(lambda: store.reorder(["b", "a"]))
+    assert [s.name for s in view.ups] == ["b", "a"]
+    entry = store.get("a")
+    view = changed(lambda: setattr(entry, "desc", "second"))
+    assert view.get("A").desc == "second"
+    view = changed(lambda: entry.add_login("t", LoginRecord("10.0.0.1", "mon")))
+    assert view.get("a").logins == (LoginRecord("10.0.0.1"),)
+    view = changed(lambda: entry.remove_login("t"))
+    assert view.get("a").logins == ()
+    changed(entry.set_fsd)
+    view = changed(lambda: store.remove("b"))
+    assert [s.name for s in view.ups] == ["a"]
+    assert all(versions)
+    # Nothing changed, nothing published.
+    version = store.versioned.get()[0]
+    entry.desc = "second"
+    entry.remove_login("never logged in")
+    store.reorder(["a"])
+    store.remove("b")
+    assert store.versioned.get()[0] == version
+
+
+async def test_staleness_is_pushed_at_the_maxage_edge(nursery, autojump_clock):
+    store = StateStore(maxage=15)
+    entry = store.add("u")
+    await nursery.start(store.run)
+    pushed = []
+
+    async def dashboard():
+        async for view in store.watch():
+            snap = view.get("u")
+            pushed.append((trio.current_time(), snap.connected, snap.silent))
+
+    nursery.start_soon(dashboard)
+    with entry.connect() as link:
+        with link.update() as u:
+            u.set("ups.status", "OL")
+            u.dumped = True
+        await trio.sleep(10)
+        link.heartbeat()  # moves the edge to 25
+        await trio.sleep(20)
+        assert entry.snapshot().silent
+        assert entry.is_stale(15)
+        link.heartbeat()  # fresh again at once, no timer needed
+        await trio.testing.wait_all_tasks_blocked()
+        assert not entry.snapshot().silent
+    await trio.testing.wait_all_tasks_blocked()
+    silent_at = [t for t, _, silent in pushed if silent]
+    assert silent_at[0] == pytest.approx(25) and silent_at[0] > 25  # strictly past MAXAGE
+    assert pushed[-1][1:] == (False, False)  # disconnected: no further edge
+
+
+async def test_a_slow_store_reader_never_slows_a_driver(nursery, autojump_clock):
+    store = StateStore()
+    entry = store.add("u")
+    seen = []
+
+    async def slow():
+        async for view in store.watch():
+            seen.append(view)
+            await trio.sleep(1)
+
+    nursery.start_soon(slow)
+    await trio.testing.wait_all_tasks_blocked()
+    with entry.connect() as link:
+        for i in range(1000):
+            with link.update() as u:  # sync: never waits for the reader
+                u.set("ups.load", str(i))
+        await trio.sleep(3)
+        assert seen[-1].get("u").value("ups.load") == "999"
+        assert len(seen) < 10
+
+
+async def test_counters_of_updates_and_restarts():
+    entry = StateStore().add("u")
+    assert entry.statistics() == UpsStatistics(updates=0, restarts=0)
+    for _ in range(3):
+        with entry.connect() as link:
+            with link.update():
+                pass
+            link.heartbeat()  # not an update
+    assert entry.statistics() == UpsStatistics(updates=3, restarts=2)
+
+
+async def test_snapshot_carries_desc_logins_and_staleness():
+    entry = StateStore().add("u", "Rack UPS")
+    entry.add_login("a", LoginRecord("10.0.0.1", "x"))
+    entry.add_login("b", LoginRecord("10.0.0.2", "y"))
+    snap = entry.snapshot()
+    assert snap.desc == "Rack UPS"
+    assert [r.address for r in snap.logins] == ["10.0.0.2", "10.0.0.1"]  # newest first
+    assert snap.data_stale  # no first state yet
+    assert entry.logins == list(snap.logins)
