@@ -29,7 +29,7 @@ import trio
 
 from .config import ConfigError, NutConfig, UpsSection, load_nut_config, reload_nut_config
 from .descriptions import Descriptions
-from .hw import Driver, create_driver, dummy
+from .hw import Driver, DriverContext, create_driver, dummy
 from .mgmt.conf import UpsmonConfig, UpsschedConfig, load_upsmon_conf, load_upssched_conf
 from .mgmt.notify import Notifier
 from .mgmt.runner import Manager, run_manager
@@ -185,7 +185,7 @@ class Daemon:
             return
         try:
             new = reload_nut_config(self.config)
-            drivers = {s.name.lower(): (s, create_driver(s, new.confdir)) for s in new.ups}
+            drivers = {s.name.lower(): (s, create_driver(s, driver_context(new))) for s in new.ups}
         except (ConfigError, OSError) as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             return
@@ -269,6 +269,13 @@ async def _supervise_loop(
             backoff = min(backoff * 2, 30.0)
 
 
+def driver_context(config: NutConfig) -> DriverContext:
+    """What the drivers of ``config`` may know: confdir, STATEPATH and ups.conf's globals."""
+    return DriverContext(
+        confdir=config.confdir, statepath=config.upsd.statepath, ups_globals=config.ups_globals
+    )
+
+
 def _settings(config: NutConfig) -> ServerSettings:
     return ServerSettings(maxage=config.upsd.maxage, trackingdelay=config.upsd.trackingdelay)
 
@@ -321,7 +328,7 @@ async def _run_attach(
     config = load_nut_config(options.confdir) if options.confdir is not None else None
     if config is not None:
         sections: list[tuple[UpsSection, Driver]] = [
-            (s, create_driver(s, config.confdir)) for s in config.ups
+            (s, create_driver(s, driver_context(config))) for s in config.ups
         ]
         for warning in config.warnings:
             log.warning("%s", warning)

@@ -22,7 +22,7 @@ import trio
 import trio.testing
 
 from nuttrio.config import ConfigError, UpsSection
-from nuttrio.hw.base import DRIVERS, Driver, create_driver
+from nuttrio.hw.base import DRIVERS, Driver, DriverContext, create_driver
 from nuttrio.hw.dummy import (
     DummyUps,
     dummy_factory,
@@ -64,7 +64,7 @@ def section(port: str | Path, name: str = "u", **options: str) -> UpsSection:
 
 
 def make(port: str | Path, confdir: Path = FIXTURES, **options: str) -> DummyUps:
-    return dummy_factory(section(port, **options), confdir)
+    return dummy_factory(section(port, **options), DriverContext(confdir))
 
 
 @asynccontextmanager
@@ -227,7 +227,9 @@ def real_dumps(nut: RealNut, names: list[str]) -> dict[str, tuple[dict[str, str]
 def nuttrio_dumps(ups: Mapping[str, Mapping[str, str]]) -> dict[str, UpsSnapshot]:
     async def load() -> dict[str, UpsSnapshot]:
         return {
-            name: await first_snapshot(dummy_factory(section(keys["port"], name), FIXTURES))
+            name: await first_snapshot(
+                dummy_factory(section(keys["port"], name), DriverContext(FIXTURES))
+            )
             for name, keys in ups.items()
         }
 
@@ -498,7 +500,7 @@ async def test_simulated_ups(autojump_clock: object) -> None:
 
 async def test_registered_and_relative_port(autojump_clock: object) -> None:
     assert DRIVERS["dummy-ups"] is dummy_factory
-    driver = create_driver(section("escaped_mfr.dev"), FIXTURES)
+    driver = create_driver(section("escaped_mfr.dev"), DriverContext(FIXTURES))
     snap = await first_snapshot(driver)
     assert snap.value("ups.serial") == "plain"
     assert snap.value("driver.parameter.port") == "escaped_mfr.dev"

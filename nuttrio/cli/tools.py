@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 
 from ..config import ConfigError, load_nut_config
-from ..daemon import DaemonOptions, load_manager_config
+from ..daemon import DaemonOptions, driver_context, load_manager_config
 from ..hw import create_driver
 from ..mgmt.notify import Notifier
 from ..mgmt.runner import check_powerdown_flag, read_once
@@ -44,7 +44,7 @@ async def shutdown_ups(options: DaemonOptions, name: str) -> int:
     section = next((s for s in config.ups if s.name.lower() == name.lower()), None)
     if section is None:
         raise ConfigError(f"no UPS named {name!r} in ups.conf", config.confdir / "ups.conf")
-    driver = create_driver(section, config.confdir)
+    driver = create_driver(section, driver_context(config))
     entry = StateStore().add(section.name, section.desc)
     async with trio.open_nursery() as nursery:
         with entry.connect() as link:

@@ -1,11 +1,14 @@
 """Drivers: each a task that publishes to the state store and serves commands.
 
-Importing this package registers every driver nuttrio has in :data:`base.DRIVERS`.
+Importing this package imports no driver: :data:`base.DRIVERS` loads a driver's module when
+a ups.conf section names it (:func:`create_driver`). The driver kit is :mod:`.kit` (the
+shared polling loop) and :mod:`.transport` (serial ports and blocking USB calls).
 """
 
 from __future__ import annotations
 
-from . import dummy as dummy
 from .base import DRIVERS as DRIVERS
 from .base import Driver as Driver
+from .base import DriverContext as DriverContext
+from .base import DriverFactory as DriverFactory
 from .base import create_driver as create_driver

@@ -4,20 +4,35 @@ A driver *factory* validates one ups.conf section and returns a :class:`Driver`;
 attaches it to the UPS entry (:meth:`nuttrio.state.UpsEntry.connect`) and runs it under
 supervision. Hardware I/O sits behind each driver's own small transport interface so that
 tests run the real driver code against recorded data and simulators.
+
+The registry (:data:`DRIVERS`) knows each driver by its NUT name and imports the driver's
+module only when a ups.conf section names it, so a USB driver's pyusb, for instance, is
+imported only when a USB UPS is configured.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Protocol
 
+import attrs
 import trio
 
 from ..config import ConfigError, UpsSection
 from ..state import DriverLink
 
-__all__ = ["DRIVERS", "Driver", "DriverFactory", "create_driver"]
+__all__ = [
+    "BUILTIN_DRIVERS",
+    "DRIVERS",
+    "Driver",
+    "DriverContext",
+    "DriverFactory",
+    "DriverRegistry",
+    "create_driver",
+]
 
 
 class Driver(Protocol):
@@ -34,22 +49,100 @@ class Driver(Protocol):
         ...
 
 
-#: Builds a driver from its ups.conf section; ``confdir`` resolves relative paths.
+def _frozen(mapping: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(mapping))
+
+
+@attrs.frozen
+class DriverContext:
+    """What a driver factory may know beyond its own ups.conf section.
+
+    Attributes:
+        confdir: The configuration directory (relative ``port`` paths start here).
+        statepath: upsd.conf's STATEPATH (driver sockets), or ``None`` for NUT's default.
+        ups_globals: ups.conf's global settings (``pollinterval``, ``maxretry``,
+            ``retrydelay``, ``driverpath``, ``user``...), lower-cased keys.
+        clock: The clock drivers read (Trio's by default).
+    """
+
+    confdir: Path
+    statepath: Path | None = None
+    ups_globals: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen)
+    clock: Callable[[], float] = trio.current_time
+
+
+#: Builds a driver from its ups.conf section and the context.
 #: Raises :class:`~nuttrio.config.ConfigError` (with file and line) for a bad section.
-DriverFactory = Callable[[UpsSection, Path], Driver]
+DriverFactory = Callable[[UpsSection, DriverContext], Driver]
 
-#: NUT driver names nuttrio can serve, filled by the driver modules.
-DRIVERS: dict[str, DriverFactory] = {}
+#: The drivers nuttrio has: NUT driver name -> ``"module:factory"``, imported on first use.
+BUILTIN_DRIVERS: Mapping[str, str] = MappingProxyType(
+    {"dummy-ups": "nuttrio.hw.dummy:dummy_factory"}
+)
 
 
-def create_driver(section: UpsSection, confdir: Path) -> Driver:
-    """Build the driver a ups.conf section names.
+class DriverRegistry(MutableMapping[str, DriverFactory]):
+    """NUT driver names to factories; a factory's module is imported when first looked up.
+
+    Args:
+        lazy: Name -> ``"package.module:attribute"`` of the factory.
+    """
+
+    def __init__(self, lazy: Mapping[str, str]) -> None:
+        self._lazy = dict(lazy)
+        self._loaded: dict[str, DriverFactory] = {}
+
+    def __getitem__(self, name: str) -> DriverFactory:
+        """The factory for ``name``, importing its module if needed.
+
+        Raises:
+            KeyError: If no driver of that name is registered.
+            ImportError: If its module (or one it needs, such as pyusb) cannot be imported.
+        """
+        factory = self._loaded.get(name)
+        if factory is None:
+            module, _, attribute = self._lazy[name].partition(":")
+            factory = getattr(importlib.import_module(module), attribute)
+            self._loaded[name] = factory
+        return factory
+
+    def __setitem__(self, name: str, factory: DriverFactory) -> None:
+        """Register ``factory`` under ``name`` (a driver of your own, or a test's)."""
+        self._loaded[name] = factory
+
+    def __delitem__(self, name: str) -> None:
+        found = self._loaded.pop(name, None) is not None
+        if self._lazy.pop(name, None) is None and not found:
+            raise KeyError(name)
+
+    def __contains__(self, name: object) -> bool:
+        """Whether ``name`` is registered (imports nothing)."""
+        return name in self._lazy or name in self._loaded
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*self._lazy, *self._loaded]))
+
+    def __len__(self) -> int:
+        return len(set(self._lazy) | set(self._loaded))
+
+    def register_module(self, name: str, target: str) -> None:
+        """Register a factory by ``"module:attribute"``, imported when a section names it."""
+        self._loaded.pop(name, None)
+        self._lazy[name] = target
+
+
+#: Every driver nuttrio can serve.
+DRIVERS = DriverRegistry(BUILTIN_DRIVERS)
+
+
+def create_driver(section: UpsSection, context: DriverContext) -> Driver:
+    """Build the driver a ups.conf section names (importing its module now).
 
     Raises:
-        ConfigError: If the driver is not one nuttrio has, or the section is invalid.
+        ConfigError: If the driver is not one nuttrio has, its module cannot be imported,
+            or the section is invalid.
     """
-    factory = DRIVERS.get(section.driver)
-    if factory is None:
+    if section.driver not in DRIVERS:
         known = ", ".join(sorted(DRIVERS)) or "none"
         raise ConfigError(
             f"UPS {section.name}: driver {section.driver!r} is not available in nuttrio yet "
@@ -57,4 +150,12 @@ def create_driver(section: UpsSection, confdir: Path) -> Driver:
             section.path,
             section.lineno,
         )
-    return factory(section, confdir)
+    try:
+        factory = DRIVERS[section.driver]
+    except ImportError as exc:
+        raise ConfigError(
+            f"UPS {section.name}: driver {section.driver!r} cannot be loaded: {exc}",
+            section.path,
+            section.lineno,
+        ) from exc
+    return factory(section, context)

@@ -62,10 +62,11 @@ the driver says it is alive at every update.
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Protocol
@@ -76,8 +77,9 @@ import trio
 from ..config import ConfigError, UpsSection
 from ..protocol.tokenizer import Line, LineError, split_text
 from ..state import CommandKind, CommandStatus, DriverCommand, DriverLink, Variable
-from .base import DRIVERS, Driver
+from .base import Driver, DriverContext
 from .dummy_table import INITIAL, KNOWN, UNKNOWN_AUX, UNKNOWN_FLAGS, StFlag
+from .kit import every, run_polling_driver
 
 __all__ = [
     "DRIVER_NAME",
@@ -489,8 +491,6 @@ class DummyCore:
         self.settings = settings
         self.source = source
         self.changes = 0
-        #: :attr:`changes` as last published (the driver's bookkeeping).
-        self.published = -1
         self._nodes: dict[str, _Node] = {}
         self._commands: list[str] = []
         self._reader: _Reader | None = None
@@ -768,34 +768,8 @@ class DummyCore:
 # The driver
 
 
-def _publish(link: DriverLink, core: DummyCore) -> None:
-    """Publish ``core``'s state if it changed since the last time."""
-    if core.changes == core.published:
-        return
-    core.published = core.changes
-    snap = link.snapshot()
-    wanted = {var.name.lower(): var for var in core.variables()}
-    with link.update() as update:
-        for key, var in snap.variables.items():
-            if key not in wanted:
-                update.delete(var.name)
-        for key, var in wanted.items():
-            if snap.variables.get(key) != var:
-                update.delete(var.name)
-                update.set(var.name, var.value)
-                update.set_flags(var.name, rw=var.rw, string=var.string, number=var.number)
-                update.set_aux(var.name, var.aux)
-        for command in snap.commands:
-            if command not in core.commands:
-                update.delete_command(command)
-        for command in core.commands:
-            update.add_command(command)
-        update.stale = False
-        update.dumped = True
-
-
 class DummyUps:
-    """The ``dummy-ups`` driver: runs a :class:`DummyCore` on Trio's clock.
+    """The ``dummy-ups`` driver: a :class:`DummyCore` run by the kit's polling loop.
 
     Args:
         settings: The checked section.
@@ -814,6 +788,15 @@ class DummyUps:
         self.source = source
         self.update_delay = update_delay
 
+    def schedule(self, t0: float) -> Iterator[float]:
+        """The planned update times for a start at ``t0``, computed, never measured.
+
+        ``t0 + 1``, then from ``t0 + 2`` every ``pollinterval`` (at least the update delay).
+        """
+        first = t0 + self.update_delay
+        period = max(float(self.settings.pollinterval), self.update_delay)
+        return itertools.chain([first], every(period, first + self.update_delay))
+
     async def run(
         self, link: DriverLink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
@@ -821,7 +804,8 @@ class DummyUps:
 
         The first state is published ``update_delay`` seconds after the start, with
         ``task_status.started()``. Each run starts afresh from the definition (SET values
-        are lost, as when dummy-ups restarts).
+        are lost, as when dummy-ups restarts). Each update works at its planned time, so
+        TIMERs keep a steady cycle however late the task wakes.
 
         Cancellation stops the simulation at once; nothing needs cleaning up. Commands left
         in the queue are answered by the state store when the driver detaches.
@@ -833,27 +817,23 @@ class DummyUps:
                 battery variables.
         """
         core = DummyCore(self.settings, self.source)
-        tick = trio.current_time()
-        core.start(tick)
-        tick += self.update_delay
-        await trio.sleep_until(tick)
-        core.update(trio.current_time())
-        core.finish_startup()
-        _publish(link, core)
-        task_status.started()
-        period = max(float(self.settings.pollinterval), self.update_delay)
-        while True:
-            # Serve commands while waiting for the next update's work.
-            with trio.move_on_at(tick + self.update_delay):
-                async for command in link.commands:
-                    status = self.execute(core, command)
-                    _publish(link, core)
-                    command.result.resolve(status)
-                await trio.sleep_forever()  # pragma: no cover - the queue is never closed
-            core.update(trio.current_time())
-            _publish(link, core)
-            link.heartbeat()
-            tick += period
+        t0 = trio.current_time()
+        core.start(t0)
+        starting = True
+
+        async def poll(planned: float) -> None:
+            nonlocal starting
+            core.update(planned)
+            if starting:
+                starting = False
+                core.finish_startup()
+
+        async def execute(command: DriverCommand) -> CommandStatus:
+            return self.execute(core, command)
+
+        await run_polling_driver(
+            core, link, poll, execute, self.schedule(t0), task_status=task_status
+        )
 
     @staticmethod
     def execute(core: DummyCore, command: DriverCommand) -> CommandStatus:
@@ -863,7 +843,7 @@ class DummyUps:
         return core.instcmd(command.name, command.value)
 
 
-def dummy_factory(section: UpsSection, confdir: Path) -> DummyUps:
+def dummy_factory(section: UpsSection, context: DriverContext) -> DummyUps:
     """Build the driver for a ``driver = dummy-ups`` section (``DRIVERS["dummy-ups"]``).
 
     The definition file is read once here so that a bad one is reported at start-up; the
@@ -871,7 +851,7 @@ def dummy_factory(section: UpsSection, confdir: Path) -> DummyUps:
 
     Args:
         section: The ups.conf section.
-        confdir: The configuration directory, for a relative ``port``.
+        context: The driver context; its ``confdir`` resolves a relative ``port``.
 
     Raises:
         ConfigError: For a bad section (see :meth:`DummySettings.from_section`), a missing
@@ -879,12 +859,9 @@ def dummy_factory(section: UpsSection, confdir: Path) -> DummyUps:
             mangle (with its path and line).
     """
     settings = DummySettings.from_section(section)
-    source = FileSource(settings.resolve(confdir))
+    source = FileSource(settings.resolve(context.confdir))
     DummyCore(settings, source)._open()
     return DummyUps(settings, source)
-
-
-DRIVERS[DRIVER_NAME] = dummy_factory
 
 
 # ---------------------------------------------------------------------------------------
