@@ -13,6 +13,7 @@ Three layers:
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -380,6 +381,37 @@ async def test_timer_without_number_uses_stale_argument(autojump_clock: object) 
     # "TIMER" takes "3" from "battery.charge: 3"; "TIMER 10.9" is 10 s.
     timeline = await status_timeline(make("timer_stale.seq"), 35)
     assert timeline == [(1, "OB"), (4, "OL"), (16, "OB"), (20, "OL"), (32, "OB")]
+
+
+async def _late_wakeups(at: Iterable[float], lateness: float) -> None:
+    """Hold the CPU for ``lateness`` real seconds just before each time in ``at``, so that
+    tasks due then wake late (the clock must flow with real time: ``rate = 1``)."""
+    for when in at:
+        await trio.sleep_until(when - 1e-6)
+        time.sleep(lateness)  # noqa: ASYNC251 - blocking on purpose: a loaded machine
+
+
+async def test_seq_timers_keep_a_steady_cycle_when_woken_late(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    # Issue 12: the updates worked at the measured time, so a TIMER read 20 ms late ended
+    # 20 ms late and missed the update that should end it (4, 2, 4, 4, 6... s). The real
+    # dummy-ups keeps a steady cycle on this file: 4, 2, 4, 2... s (measured: 3.9, 2.02,
+    # 4.0, 1.97, 4.0, 2.03, 4.0, 1.98 s; the end of the file costs one update).
+    autojump_clock.rate = 1.0
+    seq = tmp_path / "u.seq"
+    seq.write_text("ups.status: OL\nTIMER 2\nups.status: OB DISCHRG\nTIMER 2\n")
+    t0 = trio.current_time()
+    late = [t0 + t for t in range(2, 40, 2)]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_late_wakeups, late, 0.02)
+        timeline = await status_timeline(make(seq), 40)
+        nursery.cancel_scope.cancel()
+    times = [t for t, _ in timeline]
+    assert [s for _, s in timeline] == ["OL", "OB DISCHRG"] * (len(timeline) // 2)
+    expected = [1, 2] + [t for k in range(1, 7) for t in (6 * k, 6 * k + 2)]
+    assert times == pytest.approx(expected[: len(times)], abs=0.1)
+    assert len(times) >= 12
 
 
 async def test_pollinterval_sets_update_period(autojump_clock: object) -> None:
