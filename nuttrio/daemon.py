@@ -246,6 +246,7 @@ async def _supervise_loop(
     entry: UpsEntry, driver: Driver, task_status: trio.TaskStatus[trio.CancelScope]
 ) -> None:
     backoff = 1.0
+    failures = _FailureLog(entry.name)
     with trio.CancelScope() as scope:
         reported = False
         while True:
@@ -254,12 +255,13 @@ async def _supervise_loop(
                 with entry.connect() as link:
                     async with trio.open_nursery() as nursery:
                         await nursery.start(driver.run, link)
+                        failures.reset()
                         if not reported:
                             reported = True
                             task_status.started(scope)
                 log.warning("driver for UPS %s stopped", entry.name)
-            except Exception:
-                log.exception("driver for UPS %s failed", entry.name)
+            except Exception as exc:
+                failures.log(exc)
             if not reported:
                 reported = True
                 task_status.started(scope)
@@ -267,6 +269,50 @@ async def _supervise_loop(
                 backoff = 1.0
             await trio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
+
+
+def _config_error(exc: BaseException) -> ConfigError | None:
+    """The ConfigError ``exc`` is, or is the only error in (a driver's nursery wraps it)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, ConfigError) else None
+
+
+def _mtime(path: Path | None) -> int | None:
+    try:
+        return path.stat().st_mtime_ns if path is not None else None
+    except OSError:
+        return None
+
+
+class _FailureLog:
+    """How one UPS's driver failures are logged while it is restarted.
+
+    A configuration error (a bad ``.dev`` file, say) is one line with the file, the line
+    and what is wrong, logged once per change of that file (the same error from the same
+    file is not logged again at every retry); anything else is logged with its traceback.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._seen: tuple[str, int | None] | None = None
+
+    def reset(self) -> None:
+        """The driver started: a later error is news again."""
+        self._seen = None
+
+    def log(self, exc: Exception) -> None:
+        error = _config_error(exc)
+        if error is None:
+            log.error("driver for UPS %s failed", self.name, exc_info=exc)
+            self._seen = None
+            return
+        key = (str(error), _mtime(error.path))
+        if key != self._seen:
+            log.error("driver for UPS %s failed: %s", self.name, error)
+        else:
+            log.debug("driver for UPS %s failed again: %s", self.name, error)
+        self._seen = key
 
 
 def driver_context(config: NutConfig) -> DriverContext:

@@ -22,6 +22,7 @@ import pytest
 import trio
 import trio.testing
 
+import nuttrio
 from nuttrio.config import ConfigError, UpsSection
 from nuttrio.hw.base import DRIVERS, Driver, DriverContext, create_driver
 from nuttrio.hw.dummy import (
@@ -634,3 +635,44 @@ async def test_file_gone_while_running(autojump_clock: object, tmp_path: Path) -
     seq.unlink()
     with pytest.raises(ConfigError, match="can't open"), UpsEntry("u").connect() as link:
         await driver.run(link)
+
+
+async def test_a_bad_dev_edited_while_running_is_one_line_once_per_change(
+    autojump_clock: object, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 12: each retry logged a 25-line traceback.
+    (tmp_path / "upsd.conf").write_text("")
+    (tmp_path / "upsd.users").write_text("")
+    (tmp_path / "ups.conf").write_text("[u]\n\tdriver = dummy-ups\n\tport = u.dev\n")
+    dev = tmp_path / "u.dev"
+    dev.write_text("ups.status: OL\n")
+    os.utime(dev, (1_600_000_000, 1_600_000_000))
+    options = nuttrio.DaemonOptions(confdir=tmp_path, listen=(("127.0.0.1", 0),))
+
+    def failures() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+
+    async with nuttrio.open_daemon(options) as daemon:
+        entry = daemon.store.get("u")
+        assert entry is not None
+        assert entry.snapshot().value("ups.status") == "OL"
+        caplog.clear()
+        dev.write_text("TIMER\nups.status: OB\n")
+        os.utime(dev, (1_600_000_001, 1_600_000_001))
+        await trio.sleep(300)  # many retries
+        assert failures() == [
+            f"driver for UPS u failed: {dev}:1: TIMER without a number of seconds "
+            "(dummy-ups 2.8.0 crashes here)"
+        ]
+        assert not any(r.exc_info for r in caplog.records)  # no traceback
+        assert not entry.snapshot().connected
+        dev.write_text("TIMER\nups.status: OL\n")  # changed, same error: once more
+        os.utime(dev, (1_600_000_002, 1_600_000_002))
+        await trio.sleep(300)
+        assert len(failures()) == 2
+        assert failures()[0] == failures()[1]
+        dev.write_text("ups.status: OB\n")  # fixed: the driver is back
+        os.utime(dev, (1_600_000_003, 1_600_000_003))
+        await trio.sleep(60)
+        assert entry.snapshot().value("ups.status") == "OB"
+        assert len(failures()) == 2
