@@ -407,7 +407,7 @@ class Update:
         )
 
 
-def _never() -> None:
+def _ignore(rearm: bool) -> None:
     pass
 
 
@@ -419,7 +419,9 @@ class UpsEntry:
         desc: The ``desc`` from ups.conf, if any.
         clock: Returns the current time in seconds (Trio's clock by default).
         command_buffer: How many driver commands may wait before senders see a full queue.
-        on_change: Called after each new snapshot (the store bumps its own watch).
+        on_change: Called after each new snapshot (the store bumps its own watch), with
+            ``rearm=True`` when the UPS's MAXAGE edge may have come closer (a driver
+            attached), so that the store's timer looks again.
     """
 
     def __init__(
@@ -429,7 +431,7 @@ class UpsEntry:
         *,
         clock: Callable[[], float] = trio.current_time,
         command_buffer: int = 16,
-        on_change: Callable[[], None] = _never,
+        on_change: Callable[[bool], None] = _ignore,
     ) -> None:
         self.name = name
         self._clock = clock
@@ -555,7 +557,7 @@ class UpsEntry:
         self._link = link
         self._connects += 1
         self.last_heard = self._clock()
-        self._set(attrs.evolve(self.snapshot(), connected=True, silent=False))
+        self._set(attrs.evolve(self.snapshot(), connected=True, silent=False), rearm=True)
         try:
             yield link
         finally:
@@ -567,9 +569,9 @@ class UpsEntry:
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
 
-    def _set(self, snap: UpsSnapshot) -> None:
+    def _set(self, snap: UpsSnapshot, *, rearm: bool = False) -> None:
         self._watch.set(snap)
-        self._on_change()
+        self._on_change(rearm)
 
     def _publish(self, update: Update) -> None:
         self.last_heard = self._clock()
@@ -640,8 +642,14 @@ class StateStore:
         self._maxage = maxage
         self._entries: dict[str, UpsEntry] = {}
         self._watch: DerivedWatch[StoreView] = DerivedWatch(self._view)
+        self._rearm = trio.Event()
 
     # -- the store-wide watch ----------------------------------------------------------------
+
+    def _entry_changed(self, rearm: bool) -> None:
+        self._watch.bump()
+        if rearm:
+            self._rearm.set()
 
     def _view(self) -> StoreView:
         return StoreView(tuple(entry.snapshot() for entry in self._entries.values()))
@@ -673,15 +681,16 @@ class StateStore:
     def maxage(self, value: float) -> None:
         if value != self._maxage:
             self._maxage = value
-            self._watch.bump()
+            self._rearm.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Push staleness: publish each UPS as silent at its MAXAGE edge, until cancelled.
 
         The task sleeps until the earliest edge of any UPS (strictly after it, as a UPS
-        is stale only past MAXAGE) and wakes early on any change of the store, which may
-        bring an edge closer. Going fresh again needs no timer: the driver's next publish
-        or heartbeat clears ``silent`` at once.
+        is stale only past MAXAGE), and wakes early only when an edge may have come closer
+        (a driver attached, MAXAGE changed); news from a driver only moves its edge later,
+        which the timer finds when it wakes. Going fresh again needs no timer: the
+        driver's next publish or heartbeat clears ``silent`` at once.
 
         Cancellation stops the timer; nothing needs cleaning up.
         """
@@ -689,10 +698,10 @@ class StateStore:
         while True:
             for entry in self:
                 entry._check_silence(self._maxage)
-            version, _ = self._watch.get()
+            self._rearm = trio.Event()
             edge = min((e.silent_at(self._maxage) for e in self), default=math.inf)
             with trio.move_on_at(math.nextafter(edge, math.inf)):
-                await self._watch.wait_newer(version)
+                await self._rearm.wait()
 
     # -- entries -----------------------------------------------------------------------------
 
@@ -705,7 +714,7 @@ class StateStore:
         key = name.lower()
         if key in self._entries:
             raise ValueError(f"UPS {name} is already defined")
-        entry = UpsEntry(name, desc, clock=self._clock, on_change=self._watch.bump)
+        entry = UpsEntry(name, desc, clock=self._clock, on_change=self._entry_changed)
         self._entries[key] = entry
         self._watch.bump()
         return entry

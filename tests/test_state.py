@@ -261,3 +261,16 @@ async def test_snapshot_carries_desc_logins_and_staleness():
     assert [r.address for r in snap.logins] == ["10.0.0.2", "10.0.0.1"]  # newest first
     assert snap.data_stale  # no first state yet
     assert entry.logins == list(snap.logins)
+
+
+async def test_a_shorter_maxage_rearms_the_timer(nursery, autojump_clock):
+    store = StateStore(maxage=60)
+    entry = store.add("u")
+    await nursery.start(store.run)
+    with entry.connect():
+        await trio.sleep(5)
+        assert not entry.snapshot().silent
+        store.maxage = 2  # a reload: silent for 5 s already, more than the new MAXAGE
+        await trio.testing.wait_all_tasks_blocked()
+        assert entry.snapshot().silent
+        assert trio.current_time() == 5

@@ -13,8 +13,9 @@ section overrides the guess from the file name. The repeater mode (``port = ups@
 not available in nuttrio.
 
 The simulator is :class:`DummyCore`, synchronous and clock-free (every step takes ``now``),
-which keeps NUT's driver-side variable store with its quirks; :class:`DummyUps` drives it
-with Trio's clock and publishes its state to the state store. Both reproduce dummy-ups
+which keeps NUT's driver-side variable store with its quirks; :class:`DummyUps` runs it on
+the driver kit's polling loop (:func:`nuttrio.hw.kit.run_polling_driver`), which publishes
+its state to the state store and serves commands. Both reproduce dummy-ups
 0.15 of NUT 2.8.0 (facts from ``drivers/dummy-ups.c``, ``drivers/main.c``,
 ``drivers/dstate.c``, ``common/state.c`` and ``common/parseconf.c``, checked against the
 real programs), including these transformations of the file:
@@ -51,7 +52,9 @@ sleeps :data:`UPDATE_DELAY` (1 s) before doing its work, and updates start every
 ``pollinterval`` seconds (default 2). So with the defaults the file is worked on at
 ``t0``, ``t0+1`` (the state is published then), ``t0+2``, ``t0+4``, ``t0+6``… A
 ``TIMER n`` read at time ``t`` resumes the reading at the first update at or after
-``t+n``; reaching the end of a ``.seq`` costs one update before it starts over.
+``t+n``; reaching the end of a ``.seq`` costs one update before it starts over. Times
+are the planned ones, never the measured ones: a task woken late does not shift the
+TIMERs (``OL / TIMER 2 / OB / TIMER 2`` changes every 4, 2, 4, 2... s, as dummy-ups).
 
 SET VAR writes like a file line (same flags; an empty value deletes; a name starting with
 ``ups.status`` sets the status) and reports SUCCESS; every instant command (``load.off``
