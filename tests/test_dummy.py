@@ -676,3 +676,19 @@ async def test_a_bad_dev_edited_while_running_is_one_line_once_per_change(
         await trio.sleep(60)
         assert entry.snapshot().value("ups.status") == "OB"
         assert len(failures()) == 2
+
+
+async def test_a_global_pollinterval_applies_unless_the_section_has_one(
+    autojump_clock: object,
+) -> None:
+    # As the real dummy-ups: "pollinterval = 7" above the sections gives 7; a section's
+    # own "pollinterval = 3" wins (checked against NUT 2.8.0's driver).
+    context = DriverContext(FIXTURES, ups_globals={"pollinterval": "7"})
+    for options, expected in (({}, "7"), ({"pollinterval": "3"}, "3")):
+        driver = dummy_factory(section("escaped_mfr.dev", **options), context)
+        snap = await first_snapshot(driver)
+        assert snap.value("driver.parameter.pollinterval") == expected
+    with pytest.raises(ConfigError, match="invalid global pollinterval"):
+        dummy_factory(
+            section("escaped_mfr.dev"), DriverContext(FIXTURES, ups_globals={"pollinterval": "0"})
+        )

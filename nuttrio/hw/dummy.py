@@ -377,11 +377,15 @@ class DummySettings:
     config_line: int | None = None
 
     @classmethod
-    def from_section(cls, section: UpsSection) -> DummySettings:
+    def from_section(
+        cls, section: UpsSection, ups_globals: Mapping[str, str] = MappingProxyType({})
+    ) -> DummySettings:
         """Check a ``dummy-ups`` section as the driver's ``main()`` and ``upsdrv_initups`` do.
 
         Args:
             section: The section; its ``options`` are the keys dummy-ups reads.
+            ups_globals: ups.conf's global settings: a global ``pollinterval`` applies
+                unless the section has its own (as in NUT's ``do_global_args``).
 
         Returns:
             The settings, with the mode resolved (``mode``, else the file name).
@@ -398,6 +402,13 @@ class DummySettings:
 
         early: list[tuple[str, str, bool]] = [("driver.parameter.port", section.port, False)]
         pollinterval = DEFAULT_POLLINTERVAL
+        if "pollinterval" in ups_globals:
+            pollinterval = _atoi(ups_globals["pollinterval"])
+            if pollinterval <= 0:
+                raise fail(
+                    f"invalid global pollinterval: {ups_globals['pollinterval']!r} "
+                    "(a positive number of seconds)"
+                )
         synchronous = "auto"
         mode: str | None = None
         for key, value in section.options.items():
@@ -861,7 +872,7 @@ def dummy_factory(section: UpsSection, context: DriverContext) -> DummyUps:
             or unreadable file (with its path), or a line dummy-ups would crash on or
             mangle (with its path and line).
     """
-    settings = DummySettings.from_section(section)
+    settings = DummySettings.from_section(section, context.ups_globals)
     source = FileSource(settings.resolve(context.confdir))
     DummyCore(settings, source)._open()
     return DummyUps(settings, source)
