@@ -9,7 +9,7 @@ import trio.testing
 from nuttrio.mgmt.conf import Monitor
 from nuttrio.mgmt.machine import Observed, PollFailed
 from nuttrio.mgmt.runner import _LocalSource
-from nuttrio.state import StateStore
+from nuttrio.state import LoginRecord, StateStore
 
 
 class Recorder:
@@ -71,3 +71,17 @@ async def test_silence_is_noticed_at_the_maxage_edge(nursery, autojump_clock):
         ]  # fmt: skip
         assert [t for _, t in times] == pytest.approx([0, 15, 15, 20, 25, 30])
         assert times[1][1] > 15
+
+
+async def test_other_changes_do_not_delay_the_repeated_failure(nursery, autojump_clock):
+    store = StateStore()
+    entry = store.add("u")
+    recorder = Recorder()
+    start = trio.current_time()
+    await nursery.start(_LocalSource(monitor(), entry, maxage=15).run, recorder)
+    for i in range(12):  # logins come and go every second (the snapshot changes)
+        await trio.sleep(1)
+        entry.add_login(i, LoginRecord("10.0.0.9"))
+        entry.remove_login(i)
+    assert [e.now - start for e in recorder.events] == [0, 5, 10]  # not connected, repeated
+    assert all(isinstance(e, PollFailed) for e in recorder.events)

@@ -215,25 +215,23 @@ class _LocalSource:
         task_status.started()
         try:
             last: Observed | PollFailed | None = None
-            retry = False
+            retry_at = math.inf  # when a failure is submitted again (NOCOMM repeats)
             while True:
                 version, snap = self.entry.versioned.get()
                 now = trio.current_time()
                 event = self._event(snap, now)
-                if isinstance(event, PollFailed) and isinstance(last, Observed):
+                failed = isinstance(event, PollFailed)
+                if failed and isinstance(last, Observed):
                     # The last reading held until now: DEADTIME counts from here, as it
                     # counts from upsmon's last good poll.
                     await manager.submit(attrs.evolve(last, now=now))
-                if retry or last is None or attrs.evolve(last, now=now) != event:
+                if last is None or attrs.evolve(last, now=now) != event or now >= retry_at:
                     await manager.submit(event)
+                    retry_at = now + manager.interval(self.system) if failed else math.inf
                 last = event
-                if isinstance(event, PollFailed):
-                    deadline = now + manager.interval(self.system)
-                else:
-                    deadline = math.nextafter(self.entry.silent_at(self.maxage), math.inf)
-                with trio.move_on_at(deadline) as scope:
+                edge = math.nextafter(self.entry.silent_at(self.maxage), math.inf)
+                with trio.move_on_at(retry_at if failed else edge):
                     await self.entry.versioned.wait_newer(version)
-                retry = scope.cancelled_caught and isinstance(event, PollFailed)
         finally:
             self.entry.remove_login(self._token)
 
