@@ -19,7 +19,7 @@ from nuttrio.mgmt.notify import (
     NotifierStatistics,
     format_message,
 )
-from nuttrio.mgmt.upssched import CommandResult
+from nuttrio.mgmt.process import CommandResult
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notify"
 U1 = "ups1@localhost"

@@ -12,15 +12,8 @@ import trio
 import trio.testing
 
 from nuttrio.mgmt.conf import load_upssched_conf
-from nuttrio.mgmt.upssched import (
-    NOTIFY_ENV,
-    CommandResult,
-    TimerInfo,
-    Upssched,
-    UpsschedStatistics,
-    command_words,
-    run_command,
-)
+from nuttrio.mgmt.process import CommandResult, command_words, run_command
+from nuttrio.mgmt.upssched import NOTIFY_ENV, TimerInfo, Upssched, UpsschedStatistics
 
 SCRIPT = "/usr/local/bin/upssched-cmd"
 U1 = "ups1@localhost"

@@ -52,14 +52,15 @@ import attrs
 import trio
 
 from nuttrio.mgmt.conf import UpsmonConfig, UpsschedConfig
-from nuttrio.mgmt.upssched import (
+from nuttrio.mgmt.process import (
     CommandResult,
     CommandRunner,
-    Upssched,
+    RunAs,
     WorkQueue,
     command_words,
-    run_command,
+    runner_as,
 )
+from nuttrio.mgmt.upssched import Upssched
 
 __all__ = [
     "TEST_COMMAND",
@@ -171,7 +172,11 @@ class Notifier:
         use_syslog: Also write SYSLOG notifications to the system log (``syslog``
             module), not only to Python logging.
         runner: How commands are run (default
-            :func:`~nuttrio.mgmt.upssched.run_command`); for tests.
+            :func:`~nuttrio.mgmt.process.run_command` as ``run_as``); for tests.
+        run_as: The user the wall command, NOTIFYCMD and upssched's CMDSCRIPT run as
+            (``RUN_AS_USER``, see :func:`~nuttrio.mgmt.process.command_user`); ``None``
+            runs them as this process's user. Fixed for the notifier's lifetime, as
+            upsmon switches user once at start.
 
     Raises:
         ValueError: If NOTIFYCMD names upssched but no ``upssched`` config is given (the
@@ -189,6 +194,7 @@ class Notifier:
         queue_size: int = 1000,
         use_syslog: bool = True,
         runner: CommandRunner | None = None,
+        run_as: RunAs | None = None,
     ) -> None:
         if not command_timeout > 0:
             raise ValueError(f"command_timeout must be positive, not {command_timeout!r}")
@@ -202,10 +208,15 @@ class Notifier:
         self.wall_command: tuple[str, ...] = tuple(wall_command)
         self._queue_size = queue_size
         self._use_syslog = use_syslog
-        self._runner: CommandRunner = runner if runner is not None else run_command
+        self.run_as = run_as
+        self._runner: CommandRunner = runner if runner is not None else runner_as(run_as)
         self._upssched = (
             Upssched(
-                upssched, command_timeout=command_timeout, queue_size=queue_size, runner=runner
+                upssched,
+                command_timeout=command_timeout,
+                queue_size=queue_size,
+                runner=runner,
+                run_as=run_as,
             )
             if upssched is not None
             else None
