@@ -17,6 +17,7 @@ import pytest
 from nuttrio.cli.main import parse_listen
 
 from .nuttrio_proc import NuttrioProcess
+from .realnut import free_port
 
 
 def ask(port: int, data: bytes, *, end: bytes = b"\n", sock: socket.socket | None = None) -> bytes:
@@ -186,6 +187,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
+#: upsmon.conf line for tests whose commands write into ``tmp_path`` (root's only): as
+#: root, NOTIFYCMD and CMDSCRIPT would otherwise run as the default user ``nut``.
+AS_ROOT = "RUN_AS_USER root\n"
+
+
 def write_upsmon(d: Path, body: str) -> Path:
     d.mkdir(exist_ok=True)
     (d / "upsmon.conf").write_text(body)
@@ -233,7 +239,7 @@ def test_why_and_notify_test(tmp_path):
             tmp_path / "mon",
             f"MONITOR a@127.0.0.1:{port} 1 mon pw secondary\n"
             f"MONITOR nope@127.0.0.1:{port} 0 mon pw secondary\n"
-            f"SHUTDOWNCMD true\nNOTIFYCMD {script}\nNUTTRIO_CHARGE_BELOW 20\n",
+            f"SHUTDOWNCMD true\nNOTIFYCMD {script}\nNUTTRIO_CHARGE_BELOW 20\n{AS_ROOT}",
         )
         why = run_cli("why", "--nut-config", str(conf))
         assert why.returncode == 0, why.stderr
@@ -284,7 +290,7 @@ def test_notify_test_through_an_upssched_file(tmp_path):
     sched = tmp_path / "my-upssched.conf"
     sched.write_text(f"CMDSCRIPT {script}\nAT ONBATT * START-TIMER onbatt 30\n")
     conf = write_upsmon(
-        tmp_path / "mon", "MONITOR u@127.0.0.1:9 1 m p secondary\nSHUTDOWNCMD true\n"
+        tmp_path / "mon", f"MONITOR u@127.0.0.1:9 1 m p secondary\nSHUTDOWNCMD true\n{AS_ROOT}"
     )
     result = run_cli("notify-test", "--nut-config", str(conf), "--upssched", str(sched))
     assert f"upssched CMDSCRIPT ({script}): ok" in result.stdout
@@ -295,13 +301,14 @@ def test_sigusr1_starts_the_shutdown_as_upsmon_c_fsd(tmp_path):
     d = write_conf(tmp_path / "conf", "[a]\n driver = dummy-ups\n port = a.dev\n")
     done = tmp_path / "shutdown"
     (d / "upsd.users").write_text("[admin]\n password = pw\n upsmon primary\n")
+    port = free_port()  # the MONITOR line names the listener's port, so it is fixed here
     write_upsmon(
         d,
-        f'MONITOR a@localhost 1 admin pw primary\nSHUTDOWNCMD "touch {done}"\n'
+        f'MONITOR a@localhost:{port} 1 admin pw primary\nSHUTDOWNCMD "touch {done}"\n'
         "FINALDELAY 0\nNOTIFYFLAG SHUTDOWN SYSLOG\n",
     )
-    with NuttrioProcess(["--primary", "--nut-config", str(d), "--listen", "127.0.0.1:0"]) as proc:
-        port = port_of(proc.ready_line)
+    listen = f"127.0.0.1:{port}"
+    with NuttrioProcess(["--primary", "--nut-config", str(d), "--listen", listen]) as proc:
         proc.send_signal(signal.SIGUSR1)
         deadline = time.monotonic() + 10
         while not done.exists():
@@ -328,7 +335,7 @@ def test_a_secondary_lets_its_last_notifications_finish_before_exiting(tmp_path)
             tmp_path / "mon",
             f"MONITOR a@127.0.0.1:{port} 1 mon pw secondary\nSHUTDOWNCMD true\n"
             f"NOTIFYCMD {slow}\nNOTIFYFLAG FSD EXEC\nNOTIFYFLAG SHUTDOWN EXEC\n"
-            "POLLFREQ 1\nFINALDELAY 0\n",
+            f"POLLFREQ 1\nFINALDELAY 0\n{AS_ROOT}",
         )
         with NuttrioProcess(["--secondary", "--nut-config", str(mon)]) as secondary:
             sock = socket.create_connection(("127.0.0.1", port), timeout=5)

@@ -147,7 +147,9 @@ def test_a_primary_waits_for_every_secondary_then_shuts_down_last(tmp_path):
     require_real_nut()
     port, order = free_port(), tmp_path / "order"
     prim = attach_conf(tmp_path / "prim", port, {"ups": "OL"})
-    upsmon_conf(prim, "ups@localhost 1 admin adminpass primary", "primary", order, flag=True)
+    upsmon_conf(
+        prim, f"ups@localhost:{port} 1 admin adminpass primary", "primary", order, flag=True
+    )
     sec = f"ups@127.0.0.1:{port} 1 mon monpass secondary"
     sec_a = upsmon_conf(tmp_path / "a", sec, "secondaryA", order)
     sec_b = upsmon_conf(tmp_path / "b", sec, "secondaryB", order)

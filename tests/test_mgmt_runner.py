@@ -17,6 +17,9 @@ from nuttrio.state import LoginRecord, StateStore
 
 from .helpers import NoDescriptions, SimpleUser
 
+#: The listeners of the attachment daemon the local store belongs to.
+OWN = [("127.0.0.1", 3493)]
+
 
 @attrs.define
 class FakeNotifier:
@@ -90,9 +93,11 @@ async def test_local_primary_acts_at_once_and_waits_for_secondaries(
     )
     notifier = FakeNotifier()
     manager = await nursery.start(
-        lambda task_status: run_manager(config, notifier, store=store, task_status=task_status)
+        lambda task_status: run_manager(
+            config, notifier, store=store, listeners=OWN, task_status=task_status
+        )
     )
-    assert [r.address for r in ups.entry.logins] == ["local"]  # the primary counts itself
+    assert [r.address for r in ups.entry.logins] == ["127.0.0.1"]  # the primary counts itself
     ups.entry.add_login("secondary", LoginRecord("10.0.0.2"))
     await trio.testing.wait_all_tasks_blocked()
     t0 = trio.current_time()
@@ -127,7 +132,9 @@ async def test_primary_stops_waiting_after_hostsync(tmp_path, nursery, autojump_
     )
     notifier = FakeNotifier()
     manager = await nursery.start(
-        lambda task_status: run_manager(config, notifier, store=store, task_status=task_status)
+        lambda task_status: run_manager(
+            config, notifier, store=store, listeners=OWN, task_status=task_status
+        )
     )
     ups.entry.add_login("stuck secondary", LoginRecord("10.0.0.3"))
     t0 = trio.current_time()
@@ -147,7 +154,7 @@ async def test_stale_local_driver_counts_as_lost_communications(tmp_path, nurser
     notifier = FakeNotifier()
     manager = await nursery.start(
         lambda task_status: run_manager(
-            config, notifier, store=store, maxage=15, task_status=task_status
+            config, notifier, store=store, maxage=15, listeners=OWN, task_status=task_status
         )
     )
     t0 = trio.current_time()
@@ -167,7 +174,7 @@ async def test_leftover_powerdown_flag_is_removed_at_start(tmp_path, nursery, au
     Ups(store, "u").set("OL")
     await nursery.start(
         lambda task_status: run_manager(
-            config, FakeNotifier(), store=store, task_status=task_status
+            config, FakeNotifier(), store=store, listeners=OWN, task_status=task_status
         )
     )
     assert not (tmp_path / "killpower").exists()
@@ -177,6 +184,10 @@ async def test_leftover_powerdown_flag_is_removed_at_start(tmp_path, nursery, au
 @pytest.fixture
 async def server(nursery):
     """nuttrio's own server on 127.0.0.1 for remote MONITOR lines."""
+    return await _server_on(nursery)
+
+
+async def _server_on(nursery):
     store = StateStore()
     ups = Ups(store, "r")
     ups.set("OL")
@@ -289,7 +300,9 @@ async def test_a_hanging_notify_command_never_delays_the_shutdown(tmp_path, nurs
     notifier = Notifier(config, wall_command=(), use_syslog=False)
     await nursery.start(notifier.run)
     manager = await nursery.start(
-        lambda task_status: run_manager(config, notifier, store=store, task_status=task_status)
+        lambda task_status: run_manager(
+            config, notifier, store=store, listeners=OWN, task_status=task_status
+        )
     )
     start = trio.current_time()
     ups.set("OB LB")
@@ -307,7 +320,7 @@ async def test_reload_takes_new_timings_but_not_new_monitors(tmp_path, nursery, 
     config = load_upsmon_conf(write_upsmon(tmp_path, monitor, command=False))
     manager = await nursery.start(
         lambda task_status: run_manager(
-            config, FakeNotifier(), store=store, task_status=task_status
+            config, FakeNotifier(), store=store, listeners=OWN, task_status=task_status
         )
     )
     manager.reload(
@@ -322,3 +335,50 @@ async def test_reload_takes_new_timings_but_not_new_monitors(tmp_path, nursery, 
     ups.set("OB LB")
     await manager.done.wait()
     assert manager.shutdown_started - t0 == pytest.approx(1, abs=0.3)  # the new FINALDELAY
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "listeners", "expected"),
+    [
+        ("localhost", 3493, [("127.0.0.1", 3493)], "127.0.0.1"),
+        ("LocalHost", 3493, [("127.0.0.1", 3493)], "127.0.0.1"),
+        ("127.0.0.1", 3493, [("127.0.0.1", 3493)], "127.0.0.1"),
+        ("127.0.0.1", 3999, [("127.0.0.1", 3493)], None),  # another port: another upsd
+        ("localhost", 3999, [("127.0.0.1", 3493), ("::1", 3493)], None),
+        ("::1", 3493, [("::1", 3493)], "::1"),
+        ("::1", 3493, [("127.0.0.1", 3493)], None),
+        ("127.0.0.2", 3493, [("127.0.0.1", 3493)], None),  # not that listener's address
+        ("127.0.0.2", 3493, [("0.0.0.0", 3493)], "127.0.0.2"),  # the wildcard covers it
+        ("::1", 3493, [("::", 3493)], "::1"),
+        ("127.0.0.1", 3493, [("::", 3493)], None),  # Trio's IPv6 listeners are IPv6-only
+        ("192.0.2.1", 3493, [("0.0.0.0", 3493)], None),  # not an address of this machine
+        ("ups.example.invalid", 3493, [("0.0.0.0", 3493)], None),  # names go over TCP
+        ("127.0.0.1", 40000, [("127.0.0.1", 40000), ("127.0.0.1", 3493)], "127.0.0.1"),
+    ],
+)
+def test_a_monitor_is_local_only_at_one_of_our_own_listeners(host, port, listeners, expected):
+    from nuttrio.mgmt.runner import local_address
+
+    assert local_address(host, port, listeners) == expected
+
+
+async def test_a_monitor_on_another_port_is_polled_even_if_the_name_is_ours(tmp_path, nursery):
+    """MONITOR u@127.0.0.1:<other> names another upsd, though a UPS u is attached here."""
+    ours = StateStore()
+    mine = Ups(ours, "r")
+    mine.set("OB LB")  # would shut down at once if it were taken as the local UPS
+    theirs, port = await _server_on(nursery)
+    config = load_upsmon_conf(
+        write_upsmon(tmp_path, f"MONITOR r@127.0.0.1:{port} 1 mon pw secondary", command=False)
+    )
+    notifier = FakeNotifier()
+    manager = await nursery.start(
+        lambda task_status: run_manager(
+            config, notifier, store=ours, listeners=OWN, task_status=task_status
+        )
+    )
+    with trio.fail_after(5):
+        await wait_for(lambda: len(theirs.entry.logins) == 1)  # logged in over TCP
+    assert not mine.entry.logins
+    assert not manager.done.is_set()
+    assert "LOWBATT" not in notifier.types()

@@ -233,12 +233,20 @@ class Notifier:
     def reconfigure(self, config: UpsmonConfig) -> None:
         """Take a re-read upsmon.conf: NOTIFYMSG, NOTIFYFLAG and NOTIFYCMD.
 
+        RUN_AS_USER is not taken (upsmon switches user once, at start): a change is logged.
+
         Raises:
             ValueError: If NOTIFYCMD switches to or from upssched (restart for that); the
                 running settings stay in force.
         """
         if config.uses_upssched != (self._upssched is not None):
             raise ValueError("NOTIFYCMD switched to or from upssched: restart to apply it")
+        if config.run_as_user != self.config.run_as_user:
+            log.warning(
+                "RUN_AS_USER changed to %s: commands keep running as %s until restart",
+                config.run_as_user,
+                self.run_as.name if self.run_as is not None else "this process's user",
+            )
         self.config = config
         self._notifycmd = []
         if config.notifycmd is not None and self._upssched is None:
