@@ -1,11 +1,13 @@
-"""Shared test helpers: a scripted driver, simple users, a sans-IO request runner."""
+"""Shared test helpers: a scripted driver, simple users, a sans-IO request runner, waiting."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import attrs
+import pytest
 import trio
 
 from nuttrio.protocol import ServerConnection, Signal
@@ -94,3 +96,24 @@ def lines(*items: str) -> bytes:
 
 def variables(pairs: Iterable[tuple[str, str]]) -> list[Variable]:
     return [Variable(name=n, value=v) for n, v in pairs]
+
+
+def wait_until(
+    predicate: Callable[[], object], timeout: float, what: str, *, every: float = 0.05
+) -> None:
+    """Wait, on the real clock, until ``predicate()`` is true; fail after ``timeout`` s.
+
+    For state held by another process (a real upsd, upsmon or nuttrio), which has no
+    event to wait on. In-process code waits on events or the mock clock instead.
+
+    Args:
+        predicate: Checked at once, then every ``every`` seconds.
+        timeout: Seconds before the test fails.
+        what: What is waited for, for the failure message.
+        every: Seconds between checks.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)

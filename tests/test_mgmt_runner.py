@@ -76,12 +76,6 @@ class Ups:
             u.dumped = True
 
 
-async def wait_for(predicate):
-    """Wait for state that has no event to wait on (logins made by socket peers)."""
-    while not predicate():  # noqa: ASYNC110
-        await trio.sleep(0.01)
-
-
 async def test_local_primary_acts_at_once_and_waits_for_secondaries(
     tmp_path, nursery, autojump_clock
 ):
@@ -187,7 +181,41 @@ async def server(nursery):
     return await _server_on(nursery)
 
 
-async def _server_on(nursery):
+class WatchedCore(ServerCore):
+    """The server's request handling, waking waiters after each request or closed connection."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._changed = trio.Event()
+
+    def _wake(self):
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def handle(self, session, request):
+        try:
+            return super().handle(session, request)
+        finally:
+            self._wake()
+
+    def closed(self, session):
+        super().closed(session)
+        self._wake()
+
+    async def wait_until(self, predicate):
+        """Wait until ``predicate()`` holds, re-checking after each thing the server did."""
+        while not predicate():
+            await self._changed.wait()
+
+
+@attrs.frozen
+class Remote:
+    ups: Ups
+    port: int
+    core: WatchedCore
+
+
+async def _server_on(nursery) -> Remote:
     store = StateStore()
     ups = Ups(store, "r")
     ups.set("OL")
@@ -195,15 +223,15 @@ async def _server_on(nursery):
         "mon": SimpleUser("pw", frozenset({"login"})),
         "admin": SimpleUser("pw", frozenset({"login", "master", "fsd"})),
     }
-    core = ServerCore(store, users, NoDescriptions())
+    core = WatchedCore(store, users, NoDescriptions())
     listeners = await open_listeners([("127.0.0.1", 0)])
     await nursery.start(serve_nut, core, listeners)
-    return ups, listeners[0].socket.getsockname()[1]
+    return Remote(ups, listeners[0].socket.getsockname()[1], core)
 
 
 async def start_remote_manager(tmp_path, nursery, server, monitor_tail):
     """A manager whose MONITOR is the ``server`` fixture's UPS; returns once it logged in."""
-    ups, port = server
+    ups, port = server.ups, server.port
     config = load_upsmon_conf(
         write_upsmon(
             tmp_path,
@@ -216,24 +244,24 @@ async def start_remote_manager(tmp_path, nursery, server, monitor_tail):
         lambda task_status: run_manager(config, notifier, task_status=task_status)
     )
     with trio.fail_after(5):
-        await wait_for(lambda: len(ups.entry.logins) == 1)
+        await server.core.wait_until(lambda: len(ups.entry.logins) == 1)
     return manager, notifier
 
 
 async def test_remote_secondary_shuts_down_on_fsd_and_logs_out(tmp_path, nursery, server):
-    ups, _ = server
+    ups = server.ups
     manager, notifier = await start_remote_manager(tmp_path, nursery, server, "mon pw secondary")
     ups.entry.set_fsd()
     with trio.fail_after(5):
         await manager.done.wait()
     assert notifier.types()[-2:] == ["FSD", "SHUTDOWN"]
     with trio.fail_after(5):
-        await wait_for(lambda: not ups.entry.logins)  # LOGOUT after the command
+        await server.core.wait_until(lambda: not ups.entry.logins)  # LOGOUT after the command
     assert (tmp_path / "shutdown").exists()
 
 
 async def test_remote_primary_sets_fsd_over_the_protocol(tmp_path, nursery, server):
-    ups, _ = server
+    ups = server.ups
     manager, notifier = await start_remote_manager(tmp_path, nursery, server, "admin pw primary")
     ups.set("OB LB")
     with trio.fail_after(10):
@@ -367,7 +395,8 @@ async def test_a_monitor_on_another_port_is_polled_even_if_the_name_is_ours(tmp_
     ours = StateStore()
     mine = Ups(ours, "r")
     mine.set("OB LB")  # would shut down at once if it were taken as the local UPS
-    theirs, port = await _server_on(nursery)
+    remote = await _server_on(nursery)
+    theirs, port = remote.ups, remote.port
     config = load_upsmon_conf(
         write_upsmon(tmp_path, f"MONITOR r@127.0.0.1:{port} 1 mon pw secondary", command=False)
     )
@@ -378,7 +407,7 @@ async def test_a_monitor_on_another_port_is_polled_even_if_the_name_is_ours(tmp_
         )
     )
     with trio.fail_after(5):
-        await wait_for(lambda: len(theirs.entry.logins) == 1)  # logged in over TCP
+        await remote.core.wait_until(lambda: len(theirs.entry.logins) == 1)  # over TCP
     assert not mine.entry.logins
     assert not manager.done.is_set()
     assert "LOWBATT" not in notifier.types()
