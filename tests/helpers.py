@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
 import pytest
 import trio
 
+from nuttrio.mgmt.process import CommandResult
+from nuttrio.mgmt.upssched import NOTIFY_ENV
 from nuttrio.protocol import ServerConnection, Signal
 from nuttrio.server import ServerCore, Session
 from nuttrio.state import CommandKind, CommandStatus, DriverCommand, DriverLink, Variable
@@ -117,3 +119,49 @@ def wait_until(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         time.sleep(every)
+
+
+@attrs.frozen
+class Call:
+    """One command run by :class:`FakeRunner`: when, what, the notify variables it saw."""
+
+    start: float
+    end: float
+    argv: tuple[str, ...]
+    env: dict[str, str | None]
+    stdin: bytes
+    time_limit: float
+
+
+class FakeRunner:
+    """Stands for run_command on the mock clock (the notifier's and upssched's ``runner``).
+
+    Each command "runs" ``durations.get(argv[-1], 0)`` seconds, is cut off at its time
+    limit (reported as timed out), and exits 1 if ``argv[-1]`` is in ``fail``, else 0.
+    """
+
+    def __init__(
+        self, durations: Mapping[str, float] | None = None, fail: Collection[str] = ()
+    ) -> None:
+        self.durations = dict(durations or {})
+        self.fail = set(fail)
+        self.calls: list[Call] = []
+
+    async def __call__(
+        self, argv: Sequence[str], *, env: Mapping[str, str], stdin: bytes, time_limit: float
+    ) -> CommandResult:
+        start = trio.current_time()
+        args = tuple(argv)
+        code = 1 if args[-1] in self.fail else 0
+        result = CommandResult(args, returncode=code, time_limit=time_limit)
+        with trio.move_on_after(time_limit) as scope:
+            await trio.sleep(self.durations.get(args[-1], 0))
+        if scope.cancelled_caught:
+            result = CommandResult(args, timed_out=True, time_limit=time_limit)
+        seen = {k: env.get(k) for k in NOTIFY_ENV}
+        self.calls.append(Call(start, trio.current_time(), args, seen, stdin, time_limit))
+        return result
+
+    def words(self) -> list[str]:
+        """The last argument of every call (CMDSCRIPT's timer or command word)."""
+        return [c.argv[-1] for c in self.calls]

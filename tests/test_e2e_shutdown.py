@@ -26,6 +26,7 @@ from .nuttrio_proc import NuttrioProcess
 from .realnut import (
     RealNut,
     free_port,
+    nut_request,
     require_real_nut,
     run_real_upsmon,
     upsmon_binary,
@@ -102,15 +103,8 @@ def attach_conf(d: Path, port: int, ups: dict[str, str]) -> Path:
 
 
 def ask(port: int, line: str) -> str:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(line.encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        return data.decode().strip()
+    """One request line to the server on ``port``; its reply line."""
+    return nut_request(port, line.encode() + b"\n").decode().strip()
 
 
 def shutdowns(order: Path) -> list[tuple[str, float]]:

@@ -7,7 +7,6 @@ import logging
 import sys
 from pathlib import Path
 
-import attrs
 import pytest
 import trio
 import trio.testing
@@ -19,7 +18,8 @@ from nuttrio.mgmt.notify import (
     NotifierStatistics,
     format_message,
 )
-from nuttrio.mgmt.process import CommandResult
+
+from .helpers import FakeRunner
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notify"
 U1 = "ups1@localhost"
@@ -59,34 +59,6 @@ def records(out: Path) -> list[dict]:
     if not out.exists():
         return []
     return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-
-
-@attrs.frozen
-class Call:
-    start: float
-    end: float
-    argv: tuple[str, ...]
-    env: dict
-    stdin: bytes
-
-
-class FakeRunner:
-    """run_command on the mock clock: each command 'runs' durations.get(argv[-1], 0) s."""
-
-    def __init__(self, durations=None, fail=()):
-        self.durations = durations or {}
-        self.fail = set(fail)
-        self.calls: list[Call] = []
-
-    async def __call__(self, argv, *, env, stdin, time_limit):
-        start = trio.current_time()
-        await trio.sleep(self.durations.get(argv[-1], 0))
-        keys = ("UPSNAME", "NOTIFYTYPE", "NOTIFYMSG")
-        self.calls.append(
-            Call(start, trio.current_time(), tuple(argv), {k: env.get(k) for k in keys}, stdin)
-        )
-        code = 1 if argv[-1] in self.fail else 0
-        return CommandResult(tuple(argv), returncode=code, time_limit=time_limit)
 
 
 # -- messages and flags --------------------------------------------------------------------------

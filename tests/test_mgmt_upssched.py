@@ -6,49 +6,19 @@ import json
 import sys
 from pathlib import Path
 
-import attrs
 import pytest
 import trio
 import trio.testing
 
 from nuttrio.mgmt.conf import load_upssched_conf
-from nuttrio.mgmt.process import CommandResult, command_words, run_command
-from nuttrio.mgmt.upssched import NOTIFY_ENV, TimerInfo, Upssched, UpsschedStatistics
+from nuttrio.mgmt.process import command_words, run_command
+from nuttrio.mgmt.upssched import TimerInfo, Upssched, UpsschedStatistics
+
+from .helpers import FakeRunner
 
 SCRIPT = "/usr/local/bin/upssched-cmd"
 U1 = "ups1@localhost"
 U2 = "ups2@localhost"
-
-
-@attrs.frozen
-class Call:
-    start: float
-    end: float
-    argv: tuple[str, ...]
-    env: dict
-    time_limit: float
-
-
-class FakeRunner:
-    """Stands for run_command on the mock clock: each command 'runs' for durations[word]."""
-
-    def __init__(self, durations=None):
-        self.durations = durations or {}
-        self.calls: list[Call] = []
-
-    async def __call__(self, argv, *, env, stdin, time_limit):
-        start = trio.current_time()
-        result = CommandResult(tuple(argv), returncode=0, time_limit=time_limit)
-        with trio.move_on_after(time_limit) as scope:
-            await trio.sleep(self.durations.get(argv[-1], 0))
-        if scope.cancelled_caught:
-            result = CommandResult(tuple(argv), timed_out=True, time_limit=time_limit)
-        env_seen = {k: env.get(k) for k in NOTIFY_ENV}
-        self.calls.append(Call(start, trio.current_time(), tuple(argv), env_seen, time_limit))
-        return result
-
-    def words(self):
-        return [c.argv[-1] for c in self.calls]
 
 
 def sched_conf(tmp_path: Path, rules: str, cmdscript: str = SCRIPT):
