@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -165,3 +168,33 @@ class FakeRunner:
     def words(self) -> list[str]:
         """The last argument of every call (CMDSCRIPT's timer or command word)."""
         return [c.argv[-1] for c in self.calls]
+
+
+def recorder(tmp_path: Path, name: str = "record.py", before: str = "") -> tuple[Path, Path]:
+    """A script appending argv, the notify variables and stdin to a JSON-lines file.
+
+    ``before`` is Python run first (to sleep or fail on some notify types). Returns the
+    script and the file; :func:`records` reads what it wrote.
+    """
+    out = tmp_path / f"{name}.jsonl"
+    script = tmp_path / name
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        f"{before}"
+        "keys = ('UPSNAME', 'NOTIFYTYPE', 'NOTIFYMSG', 'INHERITED')\n"
+        "rec = {'argv': sys.argv[1:], 'env': {k: os.environ.get(k) for k in keys},\n"
+        "       'stdin': sys.stdin.read()}\n"
+        f"with open({str(out)!r}, 'a') as f:\n"
+        "    f.write(json.dumps(rec) + '\\n')\n",
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return script, out
+
+
+def records(out: Path) -> list[dict[str, Any]]:
+    """What a :func:`recorder` script wrote, one record per run (none if it never ran)."""
+    if not out.exists():
+        return []
+    return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ from nuttrio.mgmt.notify import (
     format_message,
 )
 
-from .helpers import FakeRunner
+from .helpers import FakeRunner, recorder, records
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notify"
 U1 = "ups1@localhost"
@@ -34,31 +32,6 @@ def upsmon(tmp_path: Path, extra: str = ""):
     )
     path.chmod(0o600)
     return load_upsmon_conf(path)
-
-
-def recorder(tmp_path: Path, name: str = "record.py", before: str = "") -> tuple[Path, Path]:
-    """A script appending argv, the notify variables and stdin to a JSON-lines file."""
-    out = tmp_path / f"{name}.jsonl"
-    script = tmp_path / name
-    script.write_text(
-        f"#!{sys.executable}\n"
-        "import json, os, sys\n"
-        f"{before}"
-        "keys = ('UPSNAME', 'NOTIFYTYPE', 'NOTIFYMSG', 'INHERITED')\n"
-        "rec = {'argv': sys.argv[1:], 'env': {k: os.environ.get(k) for k in keys},\n"
-        "       'stdin': sys.stdin.read()}\n"
-        f"with open({str(out)!r}, 'a') as f:\n"
-        "    f.write(json.dumps(rec) + '\\n')\n",
-        encoding="utf-8",
-    )
-    script.chmod(0o755)
-    return script, out
-
-
-def records(out: Path) -> list[dict]:
-    if not out.exists():
-        return []
-    return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
 
 
 # -- messages and flags --------------------------------------------------------------------------

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ from nuttrio.mgmt.conf import load_upssched_conf
 from nuttrio.mgmt.process import command_words, run_command
 from nuttrio.mgmt.upssched import TimerInfo, Upssched, UpsschedStatistics
 
-from .helpers import FakeRunner
+from .helpers import FakeRunner, recorder, records
 
 SCRIPT = "/usr/local/bin/upssched-cmd"
 U1 = "ups1@localhost"
@@ -413,28 +411,6 @@ async def test_no_cmdscript_logs_instead_of_running(tmp_path, autojump_clock, ca
 
 
 # -- real processes ------------------------------------------------------------------------------
-
-
-def recorder(tmp_path: Path, name: str = "record.py") -> tuple[Path, Path]:
-    """A script appending its arguments, upssched's variables and stdin to a JSON-lines file."""
-    out = tmp_path / f"{name}.jsonl"
-    script = tmp_path / name
-    script.write_text(
-        f"#!{sys.executable}\n"
-        "import json, os, sys\n"
-        "keys = ('UPSNAME', 'NOTIFYTYPE', 'NOTIFYMSG', 'INHERITED')\n"
-        "rec = {'argv': sys.argv[1:], 'env': {k: os.environ.get(k) for k in keys},\n"
-        "       'stdin': sys.stdin.read()}\n"
-        f"with open({str(out)!r}, 'a') as f:\n"
-        "    f.write(json.dumps(rec) + '\\n')\n",
-        encoding="utf-8",
-    )
-    script.chmod(0o755)
-    return script, out
-
-
-def records(out: Path) -> list[dict]:
-    return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
 
 
 async def test_real_cmdscript_gets_argument_and_environment(nursery, tmp_path, monkeypatch):
