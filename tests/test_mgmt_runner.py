@@ -76,21 +76,31 @@ class Ups:
             u.dumped = True
 
 
-async def test_local_primary_acts_at_once_and_waits_for_secondaries(
-    tmp_path, nursery, autojump_clock
-):
+async def start_local_primary(tmp_path, nursery, status):
+    """A primary manager of UPS ``u`` (now ``status``) in a local store; MAXAGE 15 s.
+
+    Returns:
+        ``(ups, notifier, manager, config)``.
+    """
     store = StateStore()
     ups = Ups(store, "u")
-    ups.set("OL")
+    ups.set(status)
     config = load_upsmon_conf(
         write_upsmon(tmp_path, "MONITOR u@localhost 1 admin pw primary", command=False)
     )
     notifier = FakeNotifier()
     manager = await nursery.start(
         lambda task_status: run_manager(
-            config, notifier, store=store, listeners=OWN, task_status=task_status
+            config, notifier, store=store, maxage=15, listeners=OWN, task_status=task_status
         )
     )
+    return ups, notifier, manager, config
+
+
+async def test_local_primary_acts_at_once_and_waits_for_secondaries(
+    tmp_path, nursery, autojump_clock
+):
+    ups, notifier, manager, config = await start_local_primary(tmp_path, nursery, "OL")
     assert [r.address for r in ups.entry.logins] == ["127.0.0.1"]  # the primary counts itself
     ups.entry.add_login("secondary", LoginRecord("10.0.0.2"))
     await trio.testing.wait_all_tasks_blocked()
@@ -118,18 +128,7 @@ async def test_local_primary_acts_at_once_and_waits_for_secondaries(
 
 
 async def test_primary_stops_waiting_after_hostsync(tmp_path, nursery, autojump_clock):
-    store = StateStore()
-    ups = Ups(store, "u")
-    ups.set("OL")
-    config = load_upsmon_conf(
-        write_upsmon(tmp_path, "MONITOR u@localhost 1 admin pw primary", command=False)
-    )
-    notifier = FakeNotifier()
-    manager = await nursery.start(
-        lambda task_status: run_manager(
-            config, notifier, store=store, listeners=OWN, task_status=task_status
-        )
-    )
+    ups, _, manager, _ = await start_local_primary(tmp_path, nursery, "OL")
     ups.entry.add_login("stuck secondary", LoginRecord("10.0.0.3"))
     t0 = trio.current_time()
     ups.set("OB LB")
@@ -139,18 +138,7 @@ async def test_primary_stops_waiting_after_hostsync(tmp_path, nursery, autojump_
 
 
 async def test_stale_local_driver_counts_as_lost_communications(tmp_path, nursery, autojump_clock):
-    store = StateStore()
-    ups = Ups(store, "u")
-    ups.set("OB")
-    config = load_upsmon_conf(
-        write_upsmon(tmp_path, "MONITOR u@localhost 1 admin pw primary", command=False)
-    )
-    notifier = FakeNotifier()
-    manager = await nursery.start(
-        lambda task_status: run_manager(
-            config, notifier, store=store, maxage=15, listeners=OWN, task_status=task_status
-        )
-    )
+    _, notifier, manager, _ = await start_local_primary(tmp_path, nursery, "OB")
     t0 = trio.current_time()
     # The driver hangs: nothing more is published. Stale after MAXAGE, dead after DEADTIME.
     await notifier.wait_type("COMMBAD")
