@@ -338,3 +338,14 @@ def test_a_secondary_lets_its_last_notifications_finish_before_exiting(tmp_path)
             assert secondary.proc.wait(20) == 0
         # Both slow notifications ran to the end although the shutdown came first.
         assert stamps.read_text().split() == ["FSD", "SHUTDOWN"]
+
+
+def test_primary_refuses_a_monitor_upsd_users_would_refuse(tmp_path):
+    d = write_conf(tmp_path / "conf", "[a]\n driver = dummy-ups\n port = a.dev\n")
+    (d / "upsd.users").write_text("[admin]\n password = pw\n upsmon primary\n")
+    port = free_port()
+    write_upsmon(d, f"MONITOR a@localhost:{port} 1 admin wrong primary\nSHUTDOWNCMD true\n")
+    result = run_cli("--primary", "--nut-config", str(d), "--listen", f"127.0.0.1:{port}")
+    assert result.returncode == 2
+    assert f"{d / 'upsmon.conf'}:1: MONITOR a@localhost:{port}" in result.stderr
+    assert "password of user 'admin'" in result.stderr
