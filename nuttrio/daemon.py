@@ -46,7 +46,7 @@ from .mgmt.conf import (
     load_upssched_conf,
 )
 from .mgmt.notify import Notifier
-from .mgmt.process import RunAs, command_user
+from .mgmt.process import DEFAULT_RUN_AS_USER, RunAs, command_user
 from .mgmt.runner import Manager, local_monitors, run_manager
 from .server import ConnectionLimits, ServerCore, ServerSettings, open_listeners, serve_nut
 from .state import StateStore, UpsEntry
@@ -354,8 +354,8 @@ def run_as_user(upsmon: UpsmonConfig) -> RunAs | None:
     except KeyError:
         if upsmon.run_as_user is None:
             raise ConfigError(
-                "RUN_AS_USER is not set and the default user nut does not exist: upsmon runs "
-                "NOTIFYCMD as that user when started as root; set RUN_AS_USER",
+                f"RUN_AS_USER is not set and the default user {DEFAULT_RUN_AS_USER} does not "
+                "exist: started as root, upsmon runs NOTIFYCMD as that user; set RUN_AS_USER",
                 upsmon.path,
             ) from None
         raise ConfigError(

@@ -137,3 +137,29 @@ async def test_upssched_cmdscript_runs_as_run_as_user(tmp_path, open_dir):
             await notifier.upssched.drain()
         nursery.cancel_scope.cancel()
     assert ids(open_dir) == [(NOBODY.pw_uid, NOBODY.pw_gid, "onbatt")]
+
+
+def test_not_root_never_switches_and_needs_no_default_user(monkeypatch):
+    import nuttrio.mgmt.process as process
+
+    monkeypatch.setattr(os, "geteuid", lambda: 12345)
+    monkeypatch.setattr(process, "DEFAULT_RUN_AS_USER", "no-such-default-user")
+    assert command_user(None) is None  # the default user is not needed, so not looked up
+    assert command_user("nobody") is None  # cannot switch: runs as itself
+    with pytest.raises(KeyError):
+        command_user("no-such-user-here")  # but a bad RUN_AS_USER is still an error
+
+
+@needs_root
+def test_a_missing_default_user_is_a_configuration_error(tmp_path, monkeypatch):
+    import nuttrio.mgmt.process as process
+    from nuttrio.config import ConfigError
+    from nuttrio.daemon import run_as_user
+
+    monkeypatch.setattr(process, "DEFAULT_RUN_AS_USER", "no-such-default-user")
+    conf = tmp_path / "upsmon.conf"
+    conf.write_text("MONITOR u@localhost 1 m p primary\nSHUTDOWNCMD true\n")
+    conf.chmod(0o600)
+    with pytest.raises(ConfigError, match="RUN_AS_USER is not set and the default user") as info:
+        run_as_user(load_upsmon_conf(conf))
+    assert info.value.path == conf

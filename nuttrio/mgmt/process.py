@@ -136,11 +136,15 @@ def command_user(configured: str | None) -> RunAs | None:
         current user).
 
     Raises:
-        KeyError: If the user (given or default) does not exist; checked even when not
-            root, so that a bad file fails on every machine alike.
+        KeyError: If the user does not exist: RUN_AS_USER is checked even when not root,
+            so that a bad file fails on every machine alike; the default user only when
+            root (it is needed only then).
     """
+    root = os.geteuid() == 0
+    if configured is None and not root:
+        return None
     user = RunAs.lookup(configured if configured is not None else DEFAULT_RUN_AS_USER)
-    if os.geteuid() != 0 or user.uid == os.geteuid():
+    if not root or user.uid == os.geteuid():
         return None
     return user
 
