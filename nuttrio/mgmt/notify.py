@@ -28,6 +28,11 @@ The upssched hand-over is not queued: upssched only starts and cancels timers an
 CMDSCRIPT runs in its own worker, so its timers count from the notification, not from
 when the walls queued before it finished.
 
+The wall command, NOTIFYCMD and the upssched's CMDSCRIPT run as the notifier's
+``run_as`` user (upsmon.conf's ``RUN_AS_USER``, default ``nut`` when running as root; see
+:func:`~nuttrio.mgmt.process.command_user`), as upsmon's unprivileged child runs them;
+SHUTDOWNCMD is not run here and keeps the manager's own rights.
+
 NOTIFYCMD contract (as upsmon's): environment = the manager's plus ``UPSNAME`` (the UPS
 as written in MONITOR, ``""`` for a notification about no UPS such as SHUTDOWN) and
 ``NOTIFYTYPE``; arguments = NOTIFYCMD's words (shell-style split), then the words after

@@ -49,11 +49,13 @@ When a timer expires, ``CMDSCRIPT <timername>`` runs.
 
 Commands and environment
 ------------------------
-CMDSCRIPT runs without a shell, as NUT 2.8.6 runs it: its words (shell-style split, or
-the whole text if it names an existing file) followed by the timer name or command as
-*one* argument. upssched 2.8.0-2.8.5 use ``system("CMDSCRIPT cmd")``, so a command with
-spaces (``EXECUTE "replace battery"``) reached the script as two words and shell
-characters were interpreted; here it is one word, literally.
+CMDSCRIPT runs as the ``run_as`` user (RUN_AS_USER), through
+:func:`~nuttrio.mgmt.process.run_command`, and without a shell, as NUT 2.8.6 runs it:
+its words (shell-style split, or the whole text if it names an existing file) followed
+by the timer name or command as *one* argument. upssched 2.8.0-2.8.5 use
+``system("CMDSCRIPT cmd")``, so a command with spaces (``EXECUTE "replace battery"``)
+reached the script as two words and shell characters were interpreted; here it is one
+word, literally.
 
 The environment is the manager's, with (as upssched 2.8.5 sets them when a timer fires):
 
