@@ -14,7 +14,7 @@ same ``.dev`` file edits and the same upsmon.conf timings:
       nuttrio's real :class:`~nuttrio.mgmt.notify.Notifier`, up to the moment the
       NOTIFYCMD script writes its timestamp (the cost of starting a process).
    b. ``python -m nuttrio --primary`` as a process (its own dummy-ups driver on a ``.dev``
-      file, ``MONITOR ups@localhost ... primary``), NOTIFYCMD writing a timestamp;
+      file, ``MONITOR ups@localhost:<its port> ... primary``), NOTIFYCMD writing a timestamp;
    c. Debian's ``upsmon`` (primary) against the real ``upsd`` + ``dummy-ups`` on the same
       kind of ``.dev`` file, NOTIFYCMD writing a timestamp.
 
@@ -180,6 +180,8 @@ def write_upsmon_conf(
         f"MONITOR {monitor}",
         f'SHUTDOWNCMD "echo shutdown $(date +%s.%N) >> {shutdown_log}"',
         f"NOTIFYCMD {notifycmd}",
+        # upsmon runs with -p (everything as root): nuttrio's NOTIFYCMD runs as root too.
+        "RUN_AS_USER root",
         *timing.lines,
         *(f"NOTIFYFLAG {t} {'SYSLOG+EXEC' if t in EXEC_TYPES else 'SYSLOG'}" for t in NOTIFY_TYPES),
     ]
@@ -338,6 +340,10 @@ class RecordingNotifier:
         return self._hit
 
 
+#: The listener the in-process store stands behind: ``ups@localhost`` is local only there.
+OWN_LISTENERS = [("127.0.0.1", 3493)]
+
+
 @dataclass
 class InProcessResult:
     to_event: list[float] = field(default_factory=list)
@@ -361,7 +367,9 @@ async def _in_process(
             u.dumped = True
         status = "OL"
         async with trio.open_nursery() as nursery:
-            manager = await nursery.start(partial(run_manager, config, recorder, store=store))
+            manager = await nursery.start(
+                partial(run_manager, config, recorder, store=store, listeners=OWN_LISTENERS)
+            )
             await trio.sleep(0.05)  # the first reading (OL: no notification) is taken
             with trio.fail_after(30 + 0.1 * samples):
                 for _ in range(samples):
@@ -386,7 +394,9 @@ async def _in_process(
         notifier = Notifier(config)
         async with trio.open_nursery() as nursery:
             await nursery.start(notifier.run)
-            await nursery.start(partial(run_manager, config, notifier, store=store))
+            await nursery.start(
+                partial(run_manager, config, notifier, store=store, listeners=OWN_LISTENERS)
+            )
             await trio.sleep(0.2)
             seen = len(read_stamps(stamps))
             if seen:
@@ -592,7 +602,7 @@ def nuttrio_primary_run(workdir: Path, timing: Timing, samples: int, seed: int) 
         script, stamps = notify_script(workdir)
         write_upsmon_conf(
             confdir,
-            f"{UPS}@localhost 1 {ADMIN_USER} {ADMIN_PASSWORD} primary",
+            f"{UPS}@localhost:{port} 1 {ADMIN_USER} {ADMIN_PASSWORD} primary",
             timing,
             script,
             workdir / "shutdown.log",

@@ -20,19 +20,34 @@ from __future__ import annotations
 import enum
 import logging
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import attrs
 import trio
 
-from .config import ConfigError, NutConfig, UpsSection, load_nut_config, reload_nut_config
+from .config import (
+    UPSD_USERS,
+    ConfigError,
+    NutConfig,
+    UpsSection,
+    User,
+    load_nut_config,
+    reload_nut_config,
+)
 from .descriptions import Descriptions
 from .hw import Driver, DriverContext, create_driver, dummy
-from .mgmt.conf import UpsmonConfig, UpsschedConfig, load_upsmon_conf, load_upssched_conf
+from .mgmt.conf import (
+    Monitor,
+    UpsmonConfig,
+    UpsschedConfig,
+    load_upsmon_conf,
+    load_upssched_conf,
+)
 from .mgmt.notify import Notifier
-from .mgmt.runner import Manager, run_manager
+from .mgmt.process import DEFAULT_RUN_AS_USER, RunAs, command_user
+from .mgmt.runner import Manager, local_monitors, run_manager
 from .server import ConnectionLimits, ServerCore, ServerSettings, open_listeners, serve_nut
 from .state import StateStore, UpsEntry
 
@@ -160,10 +175,16 @@ class Daemon:
             self.store.remove(name)
 
     def _reload_manager(self) -> None:
-        """Re-read upsmon.conf for the manager and its notifier (MONITOR lines excepted)."""
+        """Re-read upsmon.conf for the manager and its notifier (MONITOR lines excepted).
+
+        The MONITOR lines served in-process are checked against the upsd.users in force
+        (just reloaded, or kept if that reload failed); if upsd would refuse one, the
+        reload fails and the running settings stay.
+        """
         assert self.manager is not None
         try:
             upsmon, _ = load_manager_config(self.options)
+            check_local_logins(upsmon, self)
             self.manager.reload(upsmon)
             if self.notifier is not None:
                 self.notifier.reconfigure(upsmon)
@@ -177,10 +198,14 @@ class Daemon:
 
         Connections stay open. New UPSes start, removed ones stop, changed ones restart
         their driver; users take effect at each connection's next action. If the new
-        configuration is bad, it is logged and the running one stays in force.
+        configuration is bad, it is logged and the running one stays in force. upsmon.conf
+        is read last, so that its MONITOR lines are checked against the new upsd.users.
         """
+        await self._reload_nut()
         if self.manager is not None:
             self._reload_manager()
+
+    async def _reload_nut(self) -> None:
         if self.config is None:
             return
         try:
@@ -346,6 +371,10 @@ def _limits(options: DaemonOptions, config: NutConfig | None) -> ConnectionLimit
 def load_manager_config(options: DaemonOptions) -> tuple[UpsmonConfig, UpsschedConfig | None]:
     """Read upsmon.conf (and upssched.conf when used) for the primary and secondary roles.
 
+    Also checks that RUN_AS_USER (or the default ``nut``, see
+    :func:`~nuttrio.mgmt.process.command_user`) exists. The MONITOR lines served
+    in-process are checked by :func:`check_local_logins`, once the listeners are bound.
+
     Raises:
         ConfigError: If there is no configuration directory or a file is bad.
     """
@@ -357,6 +386,7 @@ def load_manager_config(options: DaemonOptions) -> tuple[UpsmonConfig, UpsschedC
     upsmon = load_upsmon_conf(options.confdir / "upsmon.conf")
     for warning in upsmon.warnings:
         log.warning("%s", warning)
+    run_as_user(upsmon)
     sched_path = options.upssched
     if sched_path is None and upsmon.uses_upssched:
         sched_path = options.confdir / "upssched.conf"
@@ -365,6 +395,81 @@ def load_manager_config(options: DaemonOptions) -> tuple[UpsmonConfig, UpsschedC
         for warning in sched.warnings:
             log.warning("%s", warning)
     return upsmon, sched
+
+
+def run_as_user(upsmon: UpsmonConfig) -> RunAs | None:
+    """The user the notifications' commands run as (``None``: this process's own).
+
+    Raises:
+        ConfigError: If RUN_AS_USER (or the default user) does not exist, with the line.
+    """
+    try:
+        return command_user(upsmon.run_as_user)
+    except KeyError:
+        if upsmon.run_as_user is None:
+            raise ConfigError(
+                f"RUN_AS_USER is not set and the default user {DEFAULT_RUN_AS_USER} does not "
+                "exist: started as root, upsmon runs NOTIFYCMD as that user; set RUN_AS_USER",
+                upsmon.path,
+            ) from None
+        raise ConfigError(
+            f"RUN_AS_USER {upsmon.run_as_user}: no such user",
+            upsmon.path,
+            upsmon.run_as_user_line or None,
+        ) from None
+
+
+def _login_problem(mon: Monitor, users: Mapping[str, User]) -> str | None:
+    """Why upsd would refuse this MONITOR's LOGIN (or PRIMARY), or ``None`` if it would not."""
+    user = users.get(mon.username)
+    if user is None:
+        return f"user {mon.username!r} is not in {UPSD_USERS}: upsd would refuse its LOGIN"
+    if user.password is None:
+        return f"user {mon.username!r} has no password in {UPSD_USERS}: upsd allows it nothing"
+    if user.password != mon.password:
+        return (
+            f"the password of user {mon.username!r} is not the one in {UPSD_USERS}: upsd "
+            "would refuse its LOGIN"
+        )
+    if not user.allows("login", mon.password):
+        return (
+            f"user {mon.username!r} may not LOGIN: give it 'upsmon secondary' (or 'upsmon "
+            f"primary') in {UPSD_USERS}"
+        )
+    if mon.primary and not user.allows("primary", mon.password):
+        return (
+            f"user {mon.username!r} has no 'upsmon primary' in {UPSD_USERS}: upsd would refuse "
+            "PRIMARY, so the real upsmon could never set FSD"
+        )
+    return None
+
+
+def check_local_logins(upsmon: UpsmonConfig, daemon: Daemon) -> None:
+    """Refuse a MONITOR served in-process with credentials upsd.users would refuse.
+
+    In the primary role the manager follows its own UPSes through the store and never
+    logs in; this makes it no more powerful than the real upsmon: LOGIN needs the user
+    and password of upsd.users (and the ``login`` action), a ``primary`` MONITOR also
+    ``upsmon primary`` (or ``master``). A MONITOR polled over TCP is checked by the
+    server it connects to, as usual.
+
+    Raises:
+        ConfigError: For the first MONITOR upsd would refuse, with upsmon.conf's line.
+    """
+    if daemon.config is None:
+        return
+    local = local_monitors(upsmon, daemon.store, daemon.addresses)
+    for mon in upsmon.monitors:
+        if mon.system not in local:
+            continue
+        problem = _login_problem(mon, daemon.config.users)
+        if problem is not None:
+            users = daemon.config.confdir / UPSD_USERS
+            raise ConfigError(
+                f"MONITOR {mon.system} (served by this nuttrio): {problem} ({users})",
+                upsmon.path,
+                mon.lineno or None,
+            )
 
 
 async def _run_attach(
@@ -422,13 +527,15 @@ async def run_daemon(
             daemon = await _run_attach(options, nursery)
         if manager_config is not None:
             upsmon, sched = manager_config
-            notifier = Notifier(upsmon, upssched=sched)
+            if options.role is Role.PRIMARY:
+                check_local_logins(upsmon, daemon)
+            notifier = Notifier(upsmon, upssched=sched, run_as=run_as_user(upsmon))
             daemon.notifier = notifier
             await nursery.start(notifier.run)
             maxage = daemon.config.upsd.maxage if daemon.config is not None else 15.0
             store = daemon.store if options.role is Role.PRIMARY else None
             daemon.manager = await nursery.start(
-                _run_manager_then, upsmon, notifier, store, maxage, options.role, nursery
+                _run_manager_then, upsmon, notifier, store, maxage, daemon, nursery
             )
         task_status.started(daemon)
         await trio.sleep(math.inf)
@@ -439,13 +546,20 @@ async def _run_manager_then(
     notifier: Notifier,
     store: StateStore | None,
     maxage: float,
-    role: Role,
+    daemon: Daemon,
     daemon_nursery: trio.Nursery,
     *,
     task_status: trio.TaskStatus[Manager] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    await run_manager(upsmon, notifier, store=store, maxage=maxage, task_status=task_status)
-    if role is Role.SECONDARY:
+    await run_manager(
+        upsmon,
+        notifier,
+        store=store,
+        maxage=maxage,
+        listeners=daemon.addresses,
+        task_status=task_status,
+    )
+    if daemon.options.role is Role.SECONDARY:
         # Let the notifications already queued (FSD, SHUTDOWN, the wall) finish before the
         # process exits, as upsmon's forked notifiers outlive it; but not for ever.
         with trio.move_on_after(NOTIFY_DRAIN_TIMEOUT):

@@ -1,13 +1,20 @@
-"""Shared test helpers: a scripted driver, simple users, a sans-IO request runner."""
+"""Shared test helpers: a scripted driver, simple users, a sans-IO request runner, waiting."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import sys
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
+import pytest
 import trio
 
+from nuttrio.mgmt.process import CommandResult
+from nuttrio.mgmt.upssched import NOTIFY_ENV
 from nuttrio.protocol import ServerConnection, Signal
 from nuttrio.server import ServerCore, Session
 from nuttrio.state import CommandKind, CommandStatus, DriverCommand, DriverLink, Variable
@@ -94,3 +101,100 @@ def lines(*items: str) -> bytes:
 
 def variables(pairs: Iterable[tuple[str, str]]) -> list[Variable]:
     return [Variable(name=n, value=v) for n, v in pairs]
+
+
+def wait_until(
+    predicate: Callable[[], object], timeout: float, what: str, *, every: float = 0.05
+) -> None:
+    """Wait, on the real clock, until ``predicate()`` is true; fail after ``timeout`` s.
+
+    For state held by another process (a real upsd, upsmon or nuttrio), which has no
+    event to wait on. In-process code waits on events or the mock clock instead.
+
+    Args:
+        predicate: Checked at once, then every ``every`` seconds.
+        timeout: Seconds before the test fails.
+        what: What is waited for, for the failure message.
+        every: Seconds between checks.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+@attrs.frozen
+class Call:
+    """One command run by :class:`FakeRunner`: when, what, the notify variables it saw."""
+
+    start: float
+    end: float
+    argv: tuple[str, ...]
+    env: dict[str, str | None]
+    stdin: bytes
+    time_limit: float
+
+
+class FakeRunner:
+    """Stands for run_command on the mock clock (the notifier's and upssched's ``runner``).
+
+    Each command "runs" ``durations.get(argv[-1], 0)`` seconds, is cut off at its time
+    limit (reported as timed out), and exits 1 if ``argv[-1]`` is in ``fail``, else 0.
+    """
+
+    def __init__(
+        self, durations: Mapping[str, float] | None = None, fail: Collection[str] = ()
+    ) -> None:
+        self.durations = dict(durations or {})
+        self.fail = set(fail)
+        self.calls: list[Call] = []
+
+    async def __call__(
+        self, argv: Sequence[str], *, env: Mapping[str, str], stdin: bytes, time_limit: float
+    ) -> CommandResult:
+        start = trio.current_time()
+        args = tuple(argv)
+        code = 1 if args[-1] in self.fail else 0
+        result = CommandResult(args, returncode=code, time_limit=time_limit)
+        with trio.move_on_after(time_limit) as scope:
+            await trio.sleep(self.durations.get(args[-1], 0))
+        if scope.cancelled_caught:
+            result = CommandResult(args, timed_out=True, time_limit=time_limit)
+        seen = {k: env.get(k) for k in NOTIFY_ENV}
+        self.calls.append(Call(start, trio.current_time(), args, seen, stdin, time_limit))
+        return result
+
+    def words(self) -> list[str]:
+        """The last argument of every call (CMDSCRIPT's timer or command word)."""
+        return [c.argv[-1] for c in self.calls]
+
+
+def recorder(tmp_path: Path, name: str = "record.py", before: str = "") -> tuple[Path, Path]:
+    """A script appending argv, the notify variables and stdin to a JSON-lines file.
+
+    ``before`` is Python run first (to sleep or fail on some notify types). Returns the
+    script and the file; :func:`records` reads what it wrote.
+    """
+    out = tmp_path / f"{name}.jsonl"
+    script = tmp_path / name
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        f"{before}"
+        "keys = ('UPSNAME', 'NOTIFYTYPE', 'NOTIFYMSG', 'INHERITED')\n"
+        "rec = {'argv': sys.argv[1:], 'env': {k: os.environ.get(k) for k in keys},\n"
+        "       'stdin': sys.stdin.read()}\n"
+        f"with open({str(out)!r}, 'a') as f:\n"
+        "    f.write(json.dumps(rec) + '\\n')\n",
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return script, out
+
+
+def records(out: Path) -> list[dict[str, Any]]:
+    """What a :func:`recorder` script wrote, one record per run (none if it never ran)."""
+    if not out.exists():
+        return []
+    return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]

@@ -41,6 +41,7 @@ class NuttrioProcess:
         self.ready_line = ""
         self.returncode: int | None = None
         self.stderr = ""
+        self._log = ""  # stderr read by wait_for_log before the process stopped
 
     def __enter__(self) -> NuttrioProcess:
         self.proc = subprocess.Popen(
@@ -72,16 +73,38 @@ class NuttrioProcess:
         assert self.proc is not None
         self.proc.send_signal(signum)
 
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
+        """Read nuttrio's standard error until a line contains ``text``; return that line.
+
+        Raises:
+            AssertionError: If no such line comes within ``timeout`` seconds.
+        """
+        assert self.proc is not None
+        assert self.proc.stderr is not None
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stderr, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if sel.select(timeout=min(left, 0.1)):
+                line = self.proc.stderr.readline()
+                self._log += line
+                if text in line:
+                    return line
+                if not line:
+                    break
+        raise AssertionError(f"no log line with {text!r} in {timeout} s: {self._log[-3000:]}")
+
     def stop(self, signum: int = signal.SIGTERM) -> int:
         """Stop nuttrio with ``signum`` and return its exit status."""
         assert self.proc is not None
         if self.returncode is None:
             self.proc.send_signal(signum)
             try:
-                _, self.stderr = self.proc.communicate(timeout=10)
+                _, rest = self.proc.communicate(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                _, self.stderr = self.proc.communicate()
+                _, rest = self.proc.communicate()
+            self.stderr = self._log + rest
             self.returncode = self.proc.returncode
         return self.returncode
 

@@ -986,8 +986,8 @@ def collect_ddl_upsc(
 def ddl_real_upsc_fixture(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, list[str]]:
     """Session-wide ``upsc`` output of the real NUT for every DDL ``.dev`` file.
 
-    Skips when NUT or the shared data is missing. Import it where needed
-    (``from tests.realnut import ddl_real_upsc_fixture  # noqa: F401``).
+    Skips when NUT or the shared data is missing. ``tests/conftest.py`` registers it
+    for every test.
 
     Args:
         tmp_path_factory: pytest's session temp-dir factory.
@@ -1033,8 +1033,8 @@ class RealNutFactory(Protocol):
 def real_nut_fixture(tmp_path: Path) -> Iterator[RealNutFactory]:
     """Provide a factory that starts real upsd + drivers; all are stopped at teardown.
 
-    Skips the test when the NUT programs are not installed. Import it into a test
-    module (``from tests.realnut import real_nut_fixture  # noqa: F401``) or a conftest.
+    Skips the test when the NUT programs are not installed. ``tests/conftest.py``
+    registers it for every test.
 
     Args:
         tmp_path: pytest's per-test temporary directory.

@@ -9,14 +9,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from nuttrio.cli.main import parse_listen
 
+from .helpers import wait_until
 from .nuttrio_proc import NuttrioProcess
+from .realnut import free_port
 
 
 def ask(port: int, data: bytes, *, end: bytes = b"\n", sock: socket.socket | None = None) -> bytes:
@@ -162,16 +163,13 @@ def test_sighup_reloads_ups_conf_and_users_without_dropping_connections(tmp_path
         )
         (d / "upsd.users").write_text("[mon]\n password = new\n upsmon secondary\n")
         proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 10
-        while b"UPS b" not in ask(port, b"LIST UPS\n", end=b"END LIST UPS\n"):
-            assert time.monotonic() < deadline, "reload did not add UPS b"
-            time.sleep(0.05)
+        wait_until(lambda: b"UPS b" in ask(port, b"LIST UPS\n", end=b"END LIST UPS\n"), 10, "UPS b")
         assert ask(port, b"LOGIN a\n", sock=held) == b"OK\n"  # same connection, new users
         assert ask(port, b"GET UPSDESC b\n") == b'UPSDESC b "added"\n'
         # A broken file on reload keeps the running configuration.
         (d / "ups.conf").write_text("[a]\n driver = dummy-ups\n")
         proc.send_signal(signal.SIGHUP)
-        time.sleep(0.5)
+        assert "ups.conf" in proc.wait_for_log("reload failed, keeping the running configuration")
         assert b"UPS b" in ask(port, b"LIST UPS\n", end=b"END LIST UPS\n")
         held.close()
 
@@ -184,6 +182,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         timeout=60,
         env=env,
     )
+
+
+#: upsmon.conf line for tests whose commands write into ``tmp_path`` (root's only): as
+#: root, NOTIFYCMD and CMDSCRIPT would otherwise run as the default user ``nut``.
+AS_ROOT = "RUN_AS_USER root\n"
 
 
 def write_upsmon(d: Path, body: str) -> Path:
@@ -233,7 +236,7 @@ def test_why_and_notify_test(tmp_path):
             tmp_path / "mon",
             f"MONITOR a@127.0.0.1:{port} 1 mon pw secondary\n"
             f"MONITOR nope@127.0.0.1:{port} 0 mon pw secondary\n"
-            f"SHUTDOWNCMD true\nNOTIFYCMD {script}\nNUTTRIO_CHARGE_BELOW 20\n",
+            f"SHUTDOWNCMD true\nNOTIFYCMD {script}\nNUTTRIO_CHARGE_BELOW 20\n{AS_ROOT}",
         )
         why = run_cli("why", "--nut-config", str(conf))
         assert why.returncode == 0, why.stderr
@@ -284,7 +287,7 @@ def test_notify_test_through_an_upssched_file(tmp_path):
     sched = tmp_path / "my-upssched.conf"
     sched.write_text(f"CMDSCRIPT {script}\nAT ONBATT * START-TIMER onbatt 30\n")
     conf = write_upsmon(
-        tmp_path / "mon", "MONITOR u@127.0.0.1:9 1 m p secondary\nSHUTDOWNCMD true\n"
+        tmp_path / "mon", f"MONITOR u@127.0.0.1:9 1 m p secondary\nSHUTDOWNCMD true\n{AS_ROOT}"
     )
     result = run_cli("notify-test", "--nut-config", str(conf), "--upssched", str(sched))
     assert f"upssched CMDSCRIPT ({script}): ok" in result.stdout
@@ -295,18 +298,16 @@ def test_sigusr1_starts_the_shutdown_as_upsmon_c_fsd(tmp_path):
     d = write_conf(tmp_path / "conf", "[a]\n driver = dummy-ups\n port = a.dev\n")
     done = tmp_path / "shutdown"
     (d / "upsd.users").write_text("[admin]\n password = pw\n upsmon primary\n")
+    port = free_port()  # the MONITOR line names the listener's port, so it is fixed here
     write_upsmon(
         d,
-        f'MONITOR a@localhost 1 admin pw primary\nSHUTDOWNCMD "touch {done}"\n'
+        f'MONITOR a@localhost:{port} 1 admin pw primary\nSHUTDOWNCMD "touch {done}"\n'
         "FINALDELAY 0\nNOTIFYFLAG SHUTDOWN SYSLOG\n",
     )
-    with NuttrioProcess(["--primary", "--nut-config", str(d), "--listen", "127.0.0.1:0"]) as proc:
-        port = port_of(proc.ready_line)
+    listen = f"127.0.0.1:{port}"
+    with NuttrioProcess(["--primary", "--nut-config", str(d), "--listen", listen]) as proc:
         proc.send_signal(signal.SIGUSR1)
-        deadline = time.monotonic() + 10
-        while not done.exists():
-            assert time.monotonic() < deadline, "SIGUSR1 did not start the shutdown"
-            time.sleep(0.05)
+        wait_until(done.exists, 10, "the shutdown SIGUSR1 starts")
         assert ask(port, b"GET VAR a ups.status\n") == b'VAR a ups.status "FSD OL"\n'
         # SHUTDOWNEXIT 0: the manager ended after SHUTDOWNCMD (as upsmon exits), so its own
         # login is gone too, while the attachment daemon keeps serving.
@@ -328,7 +329,7 @@ def test_a_secondary_lets_its_last_notifications_finish_before_exiting(tmp_path)
             tmp_path / "mon",
             f"MONITOR a@127.0.0.1:{port} 1 mon pw secondary\nSHUTDOWNCMD true\n"
             f"NOTIFYCMD {slow}\nNOTIFYFLAG FSD EXEC\nNOTIFYFLAG SHUTDOWN EXEC\n"
-            "POLLFREQ 1\nFINALDELAY 0\n",
+            f"POLLFREQ 1\nFINALDELAY 0\n{AS_ROOT}",
         )
         with NuttrioProcess(["--secondary", "--nut-config", str(mon)]) as secondary:
             sock = socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -337,3 +338,14 @@ def test_a_secondary_lets_its_last_notifications_finish_before_exiting(tmp_path)
             assert secondary.proc.wait(20) == 0
         # Both slow notifications ran to the end although the shutdown came first.
         assert stamps.read_text().split() == ["FSD", "SHUTDOWN"]
+
+
+def test_primary_refuses_a_monitor_upsd_users_would_refuse(tmp_path):
+    d = write_conf(tmp_path / "conf", "[a]\n driver = dummy-ups\n port = a.dev\n")
+    (d / "upsd.users").write_text("[admin]\n password = pw\n upsmon primary\n")
+    port = free_port()
+    write_upsmon(d, f"MONITOR a@localhost:{port} 1 admin wrong primary\nSHUTDOWNCMD true\n")
+    result = run_cli("--primary", "--nut-config", str(d), "--listen", f"127.0.0.1:{port}")
+    assert result.returncode == 2
+    assert f"{d / 'upsmon.conf'}:1: MONITOR a@localhost:{port}" in result.stderr
+    assert "password of user 'admin'" in result.stderr

@@ -26,7 +26,6 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,6 +36,7 @@ import pytest
 
 from nuttrio.protocol.replies import VER_TEXT
 
+from .helpers import wait_until
 from .nuttrio_proc import NuttrioProcess
 from .realnut import (
     ADMIN_PASSWORD,
@@ -211,15 +211,6 @@ def same_call(servers: Servers, func: Callable[[int], Any]) -> Any:
     return theirs
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``predicate`` every 20 ms until it is true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
-
-
 def upsc_value(port: int, ups: str, var: str) -> str:
     return run_client(["upsc", f"{ups}@{{hp}}", var], port).out
 
@@ -331,7 +322,7 @@ def test_upsc_clients_after_login(servers: Servers) -> None:
         # another UPS is not affected
         assert same(servers, ["upsc", "-c", "dummy@{hp}"]) == Result(0, "", SSL_BANNER)
     for port in servers.ports:
-        wait_for(
+        wait_until(
             lambda port=port: run_client(["upsc", "-c", "loginups@{hp}"], port).out == "",
             5.0,
             f"the closed connections to leave LIST CLIENT on port {port}",
@@ -509,7 +500,7 @@ def test_upsrw_set_then_upsc(servers: Servers) -> None:
     result = same(servers, ["upsrw", "-s", "ups.load=42", *ADMIN, "rwups@{hp}"])
     assert result == Result(0, "", "OK\n")
     for port in servers.ports:
-        wait_for(
+        wait_until(
             lambda port=port: upsc_value(port, "rwups", "ups.load") == "42\n",
             SET_VISIBLE_TIMEOUT,
             f"ups.load=42 on port {port}",
@@ -597,7 +588,7 @@ def run_upslogs(servers: Servers, tmp_path: Path, ups: str, fmt: str | None) -> 
                 return []
             return text.splitlines(keepends=True)[: text.count("\n")]
 
-        wait_for(
+        wait_until(
             lambda: all(len(lines(log)) >= 3 for _, log, _ in procs),
             10.0,
             "3 lines from each upslog",
@@ -693,7 +684,7 @@ def pynut_session(port: int) -> dict[str, Any]:
         call("RunUPSCommand", lambda: client.RunUPSCommand("pyups", "load.off"))
         call("RunUPSCommand nope", lambda: client.RunUPSCommand("pyups", "nope.cmd"))
         call("FSD", lambda: client.FSD("pyups"))
-        wait_for(
+        wait_until(
             lambda: client.GetUPSVars("pyups").get(b"ups.load") == b"55",
             SET_VISIBLE_TIMEOUT,
             f"PyNUT's SET VAR on port {port}",

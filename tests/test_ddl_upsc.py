@@ -9,7 +9,6 @@ import pytest
 
 from .nuttrio_proc import NuttrioProcess
 from .realnut import (
-    ddl_real_upsc_fixture,  # noqa: F401 - the session fixture `ddl_real_upsc`
     ddl_ups_name,
     ddl_ups_sections,
     free_port,

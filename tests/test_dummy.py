@@ -47,7 +47,6 @@ from tests.realnut import (
     RealNut,
     RealNutFactory,
     ddl_dev_files,
-    real_nut_fixture,  # noqa: F401 - the real_nut fixture
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "dummy"

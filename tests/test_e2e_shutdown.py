@@ -21,10 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from .helpers import wait_until
 from .nuttrio_proc import NuttrioProcess
 from .realnut import (
     RealNut,
     free_port,
+    nut_request,
     require_real_nut,
     run_real_upsmon,
     upsmon_binary,
@@ -101,23 +103,8 @@ def attach_conf(d: Path, port: int, ups: dict[str, str]) -> Path:
 
 
 def ask(port: int, line: str) -> str:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(line.encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        return data.decode().strip()
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
+    """One request line to the server on ``port``; its reply line."""
+    return nut_request(port, line.encode() + b"\n").decode().strip()
 
 
 def shutdowns(order: Path) -> list[tuple[str, float]]:
@@ -147,7 +134,9 @@ def test_a_primary_waits_for_every_secondary_then_shuts_down_last(tmp_path):
     require_real_nut()
     port, order = free_port(), tmp_path / "order"
     prim = attach_conf(tmp_path / "prim", port, {"ups": "OL"})
-    upsmon_conf(prim, "ups@localhost 1 admin adminpass primary", "primary", order, flag=True)
+    upsmon_conf(
+        prim, f"ups@localhost:{port} 1 admin adminpass primary", "primary", order, flag=True
+    )
     sec = f"ups@127.0.0.1:{port} 1 mon monpass secondary"
     sec_a = upsmon_conf(tmp_path / "a", sec, "secondaryA", order)
     sec_b = upsmon_conf(tmp_path / "b", sec, "secondaryB", order)
@@ -199,7 +188,9 @@ def test_b_cut_off_while_on_battery_shuts_down_while_online_does_not(tmp_path):
         on_line = stack.enter_context(secondary(s_ol))
         wait_until(lambda: ask(port, "GET NUMLOGINS ob") == "NUMLOGINS ob 1", 10, "ob login")
         wait_until(lambda: ask(port, "GET NUMLOGINS ol") == "NUMLOGINS ol 1", 10, "ol login")
-        time.sleep(1.5)  # both have read their UPS's status at least once (POLLFREQ 1)
+        # Each has read its UPS's status: ob says so (ONBATT, SYSLOG: its log); ol read
+        # OL in the same exchange as its LOGIN (GET VAR follows LOGIN at once).
+        on_batt.wait_for_log("on battery")
         cut = time.time()
         server.stop(signal.SIGKILL)
         wait_until(lambda: shutdowns(order), 15, "the on-battery secondary")
@@ -207,6 +198,7 @@ def test_b_cut_off_while_on_battery_shuts_down_while_online_does_not(tmp_path):
         assert name == "ob"
         assert 3 <= stamp - cut <= 3 + 1 + 3  # DEADTIME 3 + FINALDELAY 1 + polling
         assert on_batt.proc.wait(10) == 0
+        # Nothing to wait for: what is checked is that nothing happens within DEADTIME.
         time.sleep(3)
         assert rest == []
         assert [n for n, _ in shutdowns(order)] == ["ob"]

@@ -1,87 +1,200 @@
-"""The manager's local source: it follows the store's watch instead of polling (MockClock)."""
+"""A primary serving its own UPS: only at its own listeners, never with more rights than upsmon.
+
+In ``--primary`` the manager follows the UPSes attached in the same process through the
+store and never logs in over TCP; these tests check it still needs the credentials the
+real upsmon would need (upsd.users), that only its own listener's host and port count as
+local, and what ``LIST CLIENT`` shows for it.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import pwd
+import tempfile
+from pathlib import Path
+
 import pytest
 import trio
-import trio.testing
 
-from nuttrio.mgmt.conf import Monitor
-from nuttrio.mgmt.machine import Observed, PollFailed
-from nuttrio.mgmt.runner import _LocalSource
-from nuttrio.state import LoginRecord, StateStore
+from nuttrio import DaemonOptions, Role, open_daemon
+from nuttrio.config import ConfigError
 
+from .realnut import free_port, write_dev_file, write_nut_config
 
-class Recorder:
-    """Stands in for the Manager: records what the source submits."""
-
-    def __init__(self) -> None:
-        self.events: list[Observed | PollFailed] = []
-
-    async def submit(self, event: Observed | PollFailed) -> None:
-        self.events.append(event)
-
-    def interval(self, system: str) -> float:
-        return 5.0
+USERS = """\
+[admin]
+    password = adminpass
+    upsmon primary
+[mon]
+    password = monpass
+    upsmon secondary
+[nobody-much]
+    password = pw
+    actions = SET
+"""
 
 
-def monitor() -> Monitor:
-    return Monitor(
-        system="u@localhost", ups="u", host="localhost", port=3493, power_value=1,
-        username="admin", password="pw", primary=True, lineno=1,
-    )  # fmt: skip
+def confdir(tmp_path: Path, monitor: str, extra: str = "", *, users: str = USERS) -> Path:
+    """A NUT directory with UPS ``u`` on a free port and an upsmon.conf with ``monitor``.
+
+    ``{port}`` in ``monitor`` becomes the listener's port.
+    """
+    port = free_port()
+    d = tmp_path / "etc"
+    write_nut_config(
+        d,
+        port=port,
+        ups={"u": {"port": str(write_dev_file(tmp_path / "u.dev", {"ups.status": "OL"}))}},
+        users=users,
+    )
+    (d / "upsmon.conf").write_text(
+        f"# upsmon.conf\nMONITOR {monitor.format(port=port)}\nSHUTDOWNCMD true\n{extra}"
+    )
+    (d / "upsmon.conf").chmod(0o600)
+    return d
 
 
-async def test_nothing_is_submitted_while_nothing_changes(nursery, autojump_clock):
-    store = StateStore()
-    entry = store.add("u")
-    recorder = Recorder()
-    with entry.connect() as link:
-        with link.update() as u:
-            u.set("ups.status", "OL")
-            u.dumped = True
-        source = _LocalSource(monitor(), entry, maxage=15)
-        await nursery.start(source.run, recorder)
-        for _ in range(60):
-            await trio.sleep(10)
-            link.heartbeat()  # alive, unchanged: no polling, no event
-        assert [type(e) for e in recorder.events] == [Observed]
-        with link.update() as u:
-            u.set("ups.status", "OB")
-        await trio.testing.wait_all_tasks_blocked()
-        assert recorder.events[-1] == Observed("u@localhost", "OB", trio.current_time(), {})
+def options(d: Path) -> DaemonOptions:
+    return DaemonOptions(confdir=d, role=Role.PRIMARY)
 
 
-async def test_silence_is_noticed_at_the_maxage_edge(nursery, autojump_clock):
-    store = StateStore()
-    entry = store.add("u")
-    recorder = Recorder()
-    with entry.connect() as link:
-        with link.update() as u:
-            u.set("ups.status", "OB")
-            u.dumped = True
-        start = trio.current_time()
-        await nursery.start(_LocalSource(monitor(), entry, maxage=15).run, recorder)
-        await trio.sleep(31)
-        times = [(type(e).__name__, e.now - start) for e in recorder.events]
-        # The good reading is re-stated at the edge (DEADTIME counts from there), then the
-        # failure, then the failure again every poll interval (NOCOMM repeats).
-        assert [name for name, _ in times] == [
-            "Observed", "Observed", "PollFailed", "PollFailed", "PollFailed", "PollFailed",
-        ]  # fmt: skip
-        assert [t for _, t in times] == pytest.approx([0, 15, 15, 20, 25, 30])
-        assert times[1][1] > 15
+def port_of(d: Path) -> int:
+    return int((d / "upsd.conf").read_text().split("LISTEN 127.0.0.1 ")[1].split()[0])
 
 
-async def test_other_changes_do_not_delay_the_repeated_failure(nursery, autojump_clock):
-    store = StateStore()
-    entry = store.add("u")
-    recorder = Recorder()
-    start = trio.current_time()
-    await nursery.start(_LocalSource(monitor(), entry, maxage=15).run, recorder)
-    for i in range(12):  # logins come and go every second (the snapshot changes)
-        await trio.sleep(1)
-        entry.add_login(i, LoginRecord("10.0.0.9"))
-        entry.remove_login(i)
-    assert [e.now - start for e in recorder.events] == [0, 5, 10]  # not connected, repeated
-    assert all(isinstance(e, PollFailed) for e in recorder.events)
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+async def refused(d: Path) -> ConfigError:
+    """Start the primary, expect it to refuse its configuration, return the error."""
+    with pytest.raises(BaseException) as info:  # noqa: PT011 - unwrapped below
+        async with open_daemon(options(d)):
+            pass
+    errors = [e for e in _leaves(info.value) if isinstance(e, ConfigError)]
+    assert errors, f"expected a ConfigError, got {info.value!r}"
+    return errors[0]
+
+
+async def ask(port: int, *lines: str) -> list[str]:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all("".join(f"{line}\n" for line in lines).encode())
+        data = b""
+        while not data.endswith(b"END LIST CLIENT u\n") and not data.startswith(b"ERR"):
+            chunk = await stream.receive_some(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data.decode().splitlines()
+
+
+@pytest.mark.parametrize(
+    ("monitor", "why"),
+    [
+        ("u@localhost:{port} 1 admin wrongpass primary", "password of user 'admin'"),
+        ("u@localhost:{port} 1 mon monpass primary", "no 'upsmon primary'"),
+        ("u@127.0.0.1:{port} 1 ghost pw secondary", "user 'ghost' is not in upsd.users"),
+        ("u@localhost:{port} 1 nobody-much pw secondary", "may not LOGIN"),
+        ("u@localhost:{port} 1 mon wrong secondary", "password of user 'mon'"),
+    ],
+)
+async def test_a_local_monitor_upsd_would_refuse_stops_the_start(tmp_path, monitor, why):
+    d = confdir(tmp_path, monitor)
+    error = await refused(d)
+    assert error.path == d / "upsmon.conf"
+    assert error.lineno == 2
+    assert why in error.message
+    assert "upsd.users" in str(error)
+
+
+async def test_a_secondary_monitor_of_the_local_ups_needs_only_a_login(tmp_path):
+    d = confdir(tmp_path, "u@localhost:{port} 1 mon monpass secondary")
+    async with open_daemon(options(d)) as daemon:
+        assert daemon.manager is not None
+        assert [r.username for r in daemon.store.get("u").logins] == ["mon"]
+
+
+async def test_list_client_shows_the_loopback_address_of_the_primary(tmp_path):
+    d = confdir(tmp_path, "u@localhost:{port} 1 admin adminpass primary")
+    async with open_daemon(options(d)):
+        reply = await ask(port_of(d), "LIST CLIENT u")
+    assert reply == ["BEGIN LIST CLIENT u", "CLIENT u 127.0.0.1", "END LIST CLIENT u"]
+
+
+async def test_a_monitor_on_another_port_is_not_the_local_ups(tmp_path):
+    """Not taken as the local UPS, so not checked here: polled over TCP (nothing there)."""
+    d = confdir(tmp_path, f"u@127.0.0.1:{free_port()} 1 admin wrongpass primary")
+    async with open_daemon(options(d)) as daemon:
+        assert not daemon.store.get("u").logins
+
+
+async def test_sighup_refuses_credentials_upsd_would_refuse_and_keeps_running(tmp_path, caplog):
+    d = confdir(tmp_path, "u@localhost:{port} 1 admin adminpass primary")
+    async with open_daemon(options(d)) as daemon:
+        assert daemon.manager is not None
+        running = daemon.manager.config
+        (d / "upsd.users").write_text(USERS.replace("adminpass", "newpass"))
+        with caplog.at_level(logging.ERROR, logger="nuttrio"):
+            await daemon.reload()
+        assert daemon.manager.config is running
+        assert "password of user 'admin'" in caplog.text
+        assert "upsmon.conf:2" in caplog.text
+        # With upsd.users back as it was, the reload goes through.
+        (d / "upsd.users").write_text(USERS)
+        with (d / "upsmon.conf").open("a") as f:
+            f.write("FINALDELAY 2\n")
+        await daemon.reload()
+        assert daemon.manager.config.finaldelay == 2
+
+
+async def test_an_unknown_run_as_user_stops_the_start(tmp_path):
+    d = confdir(
+        tmp_path, "u@localhost:{port} 1 admin adminpass primary", "RUN_AS_USER nosuchuser\n"
+    )
+    error = await refused(d)
+    assert error.path == d / "upsmon.conf"
+    assert error.lineno == 4
+    assert "nosuchuser" in error.message
+
+
+def id_script(out: Path) -> Path:
+    """A script any user may run that appends ``<NOTIFYTYPE or $1> <uid>`` to ``out/ids``."""
+    out.chmod(0o777)
+    (out / "ids").touch()
+    (out / "ids").chmod(0o666)  # root's SHUTDOWNCMD may create it first
+    script = out / "id.sh"
+    script.write_text(f'#!/bin/sh\necho "${{NOTIFYTYPE:-$1}} $(id -u)" >> {out}/ids\n')
+    script.chmod(0o755)
+    return script
+
+
+def primary_running_commands_as(tmp_path: Path, script: Path, user: str) -> Path:
+    d = confdir(
+        tmp_path,
+        "u@localhost:{port} 1 admin adminpass primary",
+        f"NOTIFYCMD {script}\nNOTIFYFLAG SHUTDOWN EXEC\nRUN_AS_USER {user}\nFINALDELAY 0\n",
+    )
+    text = (d / "upsmon.conf").read_text()
+    (d / "upsmon.conf").write_text(text.replace("SHUTDOWNCMD true", f'SHUTDOWNCMD "{script} cmd"'))
+    return d
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching user needs root")
+async def test_notifications_run_as_run_as_user_and_shutdowncmd_as_root(tmp_path):
+    with tempfile.TemporaryDirectory(prefix="nuttrio-runas-") as name:
+        script = id_script(Path(name))
+        d = primary_running_commands_as(tmp_path, script, "nobody")
+        async with open_daemon(options(d)) as daemon:
+            assert daemon.manager is not None
+            assert daemon.notifier is not None
+            daemon.manager.request_fsd()
+            with trio.fail_after(10):
+                await daemon.manager.done.wait()
+                await daemon.notifier.drain()
+        lines = sorted((script.parent / "ids").read_text().splitlines())
+    nobody = pwd.getpwnam("nobody").pw_uid
+    assert lines == sorted([f"SHUTDOWN {nobody}", "cmd 0"])

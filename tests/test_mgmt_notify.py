@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 from pathlib import Path
 
-import attrs
 import pytest
 import trio
 import trio.testing
@@ -19,7 +16,8 @@ from nuttrio.mgmt.notify import (
     NotifierStatistics,
     format_message,
 )
-from nuttrio.mgmt.upssched import CommandResult
+
+from .helpers import FakeRunner, recorder, records
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notify"
 U1 = "ups1@localhost"
@@ -34,59 +32,6 @@ def upsmon(tmp_path: Path, extra: str = ""):
     )
     path.chmod(0o600)
     return load_upsmon_conf(path)
-
-
-def recorder(tmp_path: Path, name: str = "record.py", before: str = "") -> tuple[Path, Path]:
-    """A script appending argv, the notify variables and stdin to a JSON-lines file."""
-    out = tmp_path / f"{name}.jsonl"
-    script = tmp_path / name
-    script.write_text(
-        f"#!{sys.executable}\n"
-        "import json, os, sys\n"
-        f"{before}"
-        "keys = ('UPSNAME', 'NOTIFYTYPE', 'NOTIFYMSG', 'INHERITED')\n"
-        "rec = {'argv': sys.argv[1:], 'env': {k: os.environ.get(k) for k in keys},\n"
-        "       'stdin': sys.stdin.read()}\n"
-        f"with open({str(out)!r}, 'a') as f:\n"
-        "    f.write(json.dumps(rec) + '\\n')\n",
-        encoding="utf-8",
-    )
-    script.chmod(0o755)
-    return script, out
-
-
-def records(out: Path) -> list[dict]:
-    if not out.exists():
-        return []
-    return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-
-
-@attrs.frozen
-class Call:
-    start: float
-    end: float
-    argv: tuple[str, ...]
-    env: dict
-    stdin: bytes
-
-
-class FakeRunner:
-    """run_command on the mock clock: each command 'runs' durations.get(argv[-1], 0) s."""
-
-    def __init__(self, durations=None, fail=()):
-        self.durations = durations or {}
-        self.fail = set(fail)
-        self.calls: list[Call] = []
-
-    async def __call__(self, argv, *, env, stdin, time_limit):
-        start = trio.current_time()
-        await trio.sleep(self.durations.get(argv[-1], 0))
-        keys = ("UPSNAME", "NOTIFYTYPE", "NOTIFYMSG")
-        self.calls.append(
-            Call(start, trio.current_time(), tuple(argv), {k: env.get(k) for k in keys}, stdin)
-        )
-        code = 1 if argv[-1] in self.fail else 0
-        return CommandResult(tuple(argv), returncode=code, time_limit=time_limit)
 
 
 # -- messages and flags --------------------------------------------------------------------------

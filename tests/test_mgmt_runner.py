@@ -17,6 +17,9 @@ from nuttrio.state import LoginRecord, StateStore
 
 from .helpers import NoDescriptions, SimpleUser
 
+#: The listeners of the attachment daemon the local store belongs to.
+OWN = [("127.0.0.1", 3493)]
+
 
 @attrs.define
 class FakeNotifier:
@@ -73,26 +76,32 @@ class Ups:
             u.dumped = True
 
 
-async def wait_for(predicate):
-    """Wait for state that has no event to wait on (logins made by socket peers)."""
-    while not predicate():  # noqa: ASYNC110
-        await trio.sleep(0.01)
+async def start_local_primary(tmp_path, nursery, status):
+    """A primary manager of UPS ``u`` (now ``status``) in a local store; MAXAGE 15 s.
 
-
-async def test_local_primary_acts_at_once_and_waits_for_secondaries(
-    tmp_path, nursery, autojump_clock
-):
+    Returns:
+        ``(ups, notifier, manager, config)``.
+    """
     store = StateStore()
     ups = Ups(store, "u")
-    ups.set("OL")
+    ups.set(status)
     config = load_upsmon_conf(
         write_upsmon(tmp_path, "MONITOR u@localhost 1 admin pw primary", command=False)
     )
     notifier = FakeNotifier()
     manager = await nursery.start(
-        lambda task_status: run_manager(config, notifier, store=store, task_status=task_status)
+        lambda task_status: run_manager(
+            config, notifier, store=store, maxage=15, listeners=OWN, task_status=task_status
+        )
     )
-    assert [r.address for r in ups.entry.logins] == ["local"]  # the primary counts itself
+    return ups, notifier, manager, config
+
+
+async def test_local_primary_acts_at_once_and_waits_for_secondaries(
+    tmp_path, nursery, autojump_clock
+):
+    ups, notifier, manager, config = await start_local_primary(tmp_path, nursery, "OL")
+    assert [r.address for r in ups.entry.logins] == ["127.0.0.1"]  # the primary counts itself
     ups.entry.add_login("secondary", LoginRecord("10.0.0.2"))
     await trio.testing.wait_all_tasks_blocked()
     t0 = trio.current_time()
@@ -119,16 +128,7 @@ async def test_local_primary_acts_at_once_and_waits_for_secondaries(
 
 
 async def test_primary_stops_waiting_after_hostsync(tmp_path, nursery, autojump_clock):
-    store = StateStore()
-    ups = Ups(store, "u")
-    ups.set("OL")
-    config = load_upsmon_conf(
-        write_upsmon(tmp_path, "MONITOR u@localhost 1 admin pw primary", command=False)
-    )
-    notifier = FakeNotifier()
-    manager = await nursery.start(
-        lambda task_status: run_manager(config, notifier, store=store, task_status=task_status)
-    )
+    ups, _, manager, _ = await start_local_primary(tmp_path, nursery, "OL")
     ups.entry.add_login("stuck secondary", LoginRecord("10.0.0.3"))
     t0 = trio.current_time()
     ups.set("OB LB")
@@ -138,18 +138,7 @@ async def test_primary_stops_waiting_after_hostsync(tmp_path, nursery, autojump_
 
 
 async def test_stale_local_driver_counts_as_lost_communications(tmp_path, nursery, autojump_clock):
-    store = StateStore()
-    ups = Ups(store, "u")
-    ups.set("OB")
-    config = load_upsmon_conf(
-        write_upsmon(tmp_path, "MONITOR u@localhost 1 admin pw primary", command=False)
-    )
-    notifier = FakeNotifier()
-    manager = await nursery.start(
-        lambda task_status: run_manager(
-            config, notifier, store=store, maxage=15, task_status=task_status
-        )
-    )
+    _, notifier, manager, _ = await start_local_primary(tmp_path, nursery, "OB")
     t0 = trio.current_time()
     # The driver hangs: nothing more is published. Stale after MAXAGE, dead after DEADTIME.
     await notifier.wait_type("COMMBAD")
@@ -167,7 +156,7 @@ async def test_leftover_powerdown_flag_is_removed_at_start(tmp_path, nursery, au
     Ups(store, "u").set("OL")
     await nursery.start(
         lambda task_status: run_manager(
-            config, FakeNotifier(), store=store, task_status=task_status
+            config, FakeNotifier(), store=store, listeners=OWN, task_status=task_status
         )
     )
     assert not (tmp_path / "killpower").exists()
@@ -177,6 +166,44 @@ async def test_leftover_powerdown_flag_is_removed_at_start(tmp_path, nursery, au
 @pytest.fixture
 async def server(nursery):
     """nuttrio's own server on 127.0.0.1 for remote MONITOR lines."""
+    return await _server_on(nursery)
+
+
+class WatchedCore(ServerCore):
+    """The server's request handling, waking waiters after each request or closed connection."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._changed = trio.Event()
+
+    def _wake(self):
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def handle(self, session, request):
+        try:
+            return super().handle(session, request)
+        finally:
+            self._wake()
+
+    def closed(self, session):
+        super().closed(session)
+        self._wake()
+
+    async def wait_until(self, predicate):
+        """Wait until ``predicate()`` holds, re-checking after each thing the server did."""
+        while not predicate():
+            await self._changed.wait()
+
+
+@attrs.frozen
+class Remote:
+    ups: Ups
+    port: int
+    core: WatchedCore
+
+
+async def _server_on(nursery) -> Remote:
     store = StateStore()
     ups = Ups(store, "r")
     ups.set("OL")
@@ -184,15 +211,15 @@ async def server(nursery):
         "mon": SimpleUser("pw", frozenset({"login"})),
         "admin": SimpleUser("pw", frozenset({"login", "master", "fsd"})),
     }
-    core = ServerCore(store, users, NoDescriptions())
+    core = WatchedCore(store, users, NoDescriptions())
     listeners = await open_listeners([("127.0.0.1", 0)])
     await nursery.start(serve_nut, core, listeners)
-    return ups, listeners[0].socket.getsockname()[1]
+    return Remote(ups, listeners[0].socket.getsockname()[1], core)
 
 
 async def start_remote_manager(tmp_path, nursery, server, monitor_tail):
     """A manager whose MONITOR is the ``server`` fixture's UPS; returns once it logged in."""
-    ups, port = server
+    ups, port = server.ups, server.port
     config = load_upsmon_conf(
         write_upsmon(
             tmp_path,
@@ -205,24 +232,24 @@ async def start_remote_manager(tmp_path, nursery, server, monitor_tail):
         lambda task_status: run_manager(config, notifier, task_status=task_status)
     )
     with trio.fail_after(5):
-        await wait_for(lambda: len(ups.entry.logins) == 1)
+        await server.core.wait_until(lambda: len(ups.entry.logins) == 1)
     return manager, notifier
 
 
 async def test_remote_secondary_shuts_down_on_fsd_and_logs_out(tmp_path, nursery, server):
-    ups, _ = server
+    ups = server.ups
     manager, notifier = await start_remote_manager(tmp_path, nursery, server, "mon pw secondary")
     ups.entry.set_fsd()
     with trio.fail_after(5):
         await manager.done.wait()
     assert notifier.types()[-2:] == ["FSD", "SHUTDOWN"]
     with trio.fail_after(5):
-        await wait_for(lambda: not ups.entry.logins)  # LOGOUT after the command
+        await server.core.wait_until(lambda: not ups.entry.logins)  # LOGOUT after the command
     assert (tmp_path / "shutdown").exists()
 
 
 async def test_remote_primary_sets_fsd_over_the_protocol(tmp_path, nursery, server):
-    ups, _ = server
+    ups = server.ups
     manager, notifier = await start_remote_manager(tmp_path, nursery, server, "admin pw primary")
     ups.set("OB LB")
     with trio.fail_after(10):
@@ -289,7 +316,9 @@ async def test_a_hanging_notify_command_never_delays_the_shutdown(tmp_path, nurs
     notifier = Notifier(config, wall_command=(), use_syslog=False)
     await nursery.start(notifier.run)
     manager = await nursery.start(
-        lambda task_status: run_manager(config, notifier, store=store, task_status=task_status)
+        lambda task_status: run_manager(
+            config, notifier, store=store, listeners=OWN, task_status=task_status
+        )
     )
     start = trio.current_time()
     ups.set("OB LB")
@@ -307,7 +336,7 @@ async def test_reload_takes_new_timings_but_not_new_monitors(tmp_path, nursery, 
     config = load_upsmon_conf(write_upsmon(tmp_path, monitor, command=False))
     manager = await nursery.start(
         lambda task_status: run_manager(
-            config, FakeNotifier(), store=store, task_status=task_status
+            config, FakeNotifier(), store=store, listeners=OWN, task_status=task_status
         )
     )
     manager.reload(
@@ -322,3 +351,51 @@ async def test_reload_takes_new_timings_but_not_new_monitors(tmp_path, nursery, 
     ups.set("OB LB")
     await manager.done.wait()
     assert manager.shutdown_started - t0 == pytest.approx(1, abs=0.3)  # the new FINALDELAY
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "listeners", "expected"),
+    [
+        ("localhost", 3493, [("127.0.0.1", 3493)], "127.0.0.1"),
+        ("LocalHost", 3493, [("127.0.0.1", 3493)], "127.0.0.1"),
+        ("127.0.0.1", 3493, [("127.0.0.1", 3493)], "127.0.0.1"),
+        ("127.0.0.1", 3999, [("127.0.0.1", 3493)], None),  # another port: another upsd
+        ("localhost", 3999, [("127.0.0.1", 3493), ("::1", 3493)], None),
+        ("::1", 3493, [("::1", 3493)], "::1"),
+        ("::1", 3493, [("127.0.0.1", 3493)], None),
+        ("127.0.0.2", 3493, [("127.0.0.1", 3493)], None),  # not that listener's address
+        ("127.0.0.2", 3493, [("0.0.0.0", 3493)], "127.0.0.2"),  # the wildcard covers it
+        ("::1", 3493, [("::", 3493)], "::1"),
+        ("127.0.0.1", 3493, [("::", 3493)], None),  # Trio's IPv6 listeners are IPv6-only
+        ("192.0.2.1", 3493, [("0.0.0.0", 3493)], None),  # not an address of this machine
+        ("ups.example.invalid", 3493, [("0.0.0.0", 3493)], None),  # names go over TCP
+        ("127.0.0.1", 40000, [("127.0.0.1", 40000), ("127.0.0.1", 3493)], "127.0.0.1"),
+    ],
+)
+def test_a_monitor_is_local_only_at_one_of_our_own_listeners(host, port, listeners, expected):
+    from nuttrio.mgmt.runner import local_address
+
+    assert local_address(host, port, listeners) == expected
+
+
+async def test_a_monitor_on_another_port_is_polled_even_if_the_name_is_ours(tmp_path, nursery):
+    """MONITOR u@127.0.0.1:<other> names another upsd, though a UPS u is attached here."""
+    ours = StateStore()
+    mine = Ups(ours, "r")
+    mine.set("OB LB")  # would shut down at once if it were taken as the local UPS
+    remote = await _server_on(nursery)
+    theirs, port = remote.ups, remote.port
+    config = load_upsmon_conf(
+        write_upsmon(tmp_path, f"MONITOR r@127.0.0.1:{port} 1 mon pw secondary", command=False)
+    )
+    notifier = FakeNotifier()
+    manager = await nursery.start(
+        lambda task_status: run_manager(
+            config, notifier, store=ours, listeners=OWN, task_status=task_status
+        )
+    )
+    with trio.fail_after(5):
+        await remote.core.wait_until(lambda: len(theirs.entry.logins) == 1)  # over TCP
+    assert not mine.entry.logins
+    assert not manager.done.is_set()
+    assert "LOWBATT" not in notifier.types()

@@ -2,60 +2,21 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
-import attrs
 import pytest
 import trio
 import trio.testing
 
 from nuttrio.mgmt.conf import load_upssched_conf
-from nuttrio.mgmt.upssched import (
-    NOTIFY_ENV,
-    CommandResult,
-    TimerInfo,
-    Upssched,
-    UpsschedStatistics,
-    command_words,
-    run_command,
-)
+from nuttrio.mgmt.process import command_words, run_command
+from nuttrio.mgmt.upssched import TimerInfo, Upssched, UpsschedStatistics
+
+from .helpers import FakeRunner, recorder, records
 
 SCRIPT = "/usr/local/bin/upssched-cmd"
 U1 = "ups1@localhost"
 U2 = "ups2@localhost"
-
-
-@attrs.frozen
-class Call:
-    start: float
-    end: float
-    argv: tuple[str, ...]
-    env: dict
-    time_limit: float
-
-
-class FakeRunner:
-    """Stands for run_command on the mock clock: each command 'runs' for durations[word]."""
-
-    def __init__(self, durations=None):
-        self.durations = durations or {}
-        self.calls: list[Call] = []
-
-    async def __call__(self, argv, *, env, stdin, time_limit):
-        start = trio.current_time()
-        result = CommandResult(tuple(argv), returncode=0, time_limit=time_limit)
-        with trio.move_on_after(time_limit) as scope:
-            await trio.sleep(self.durations.get(argv[-1], 0))
-        if scope.cancelled_caught:
-            result = CommandResult(tuple(argv), timed_out=True, time_limit=time_limit)
-        env_seen = {k: env.get(k) for k in NOTIFY_ENV}
-        self.calls.append(Call(start, trio.current_time(), tuple(argv), env_seen, time_limit))
-        return result
-
-    def words(self):
-        return [c.argv[-1] for c in self.calls]
 
 
 def sched_conf(tmp_path: Path, rules: str, cmdscript: str = SCRIPT):
@@ -450,28 +411,6 @@ async def test_no_cmdscript_logs_instead_of_running(tmp_path, autojump_clock, ca
 
 
 # -- real processes ------------------------------------------------------------------------------
-
-
-def recorder(tmp_path: Path, name: str = "record.py") -> tuple[Path, Path]:
-    """A script appending its arguments, upssched's variables and stdin to a JSON-lines file."""
-    out = tmp_path / f"{name}.jsonl"
-    script = tmp_path / name
-    script.write_text(
-        f"#!{sys.executable}\n"
-        "import json, os, sys\n"
-        "keys = ('UPSNAME', 'NOTIFYTYPE', 'NOTIFYMSG', 'INHERITED')\n"
-        "rec = {'argv': sys.argv[1:], 'env': {k: os.environ.get(k) for k in keys},\n"
-        "       'stdin': sys.stdin.read()}\n"
-        f"with open({str(out)!r}, 'a') as f:\n"
-        "    f.write(json.dumps(rec) + '\\n')\n",
-        encoding="utf-8",
-    )
-    script.chmod(0o755)
-    return script, out
-
-
-def records(out: Path) -> list[dict]:
-    return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
 
 
 async def test_real_cmdscript_gets_argument_and_environment(nursery, tmp_path, monkeypatch):

@@ -45,7 +45,6 @@ from .realnut import (
     MONITOR_PASSWORD,
     MONITOR_USER,
     RealNutFactory,
-    real_nut_fixture,  # noqa: F401 - the real_nut fixture
     write_dev_file,
 )
 

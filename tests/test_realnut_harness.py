@@ -20,9 +20,7 @@ from tests.realnut import (
     RealNut,
     RealNutError,
     RealNutFactory,
-    ddl_real_upsc_fixture,  # noqa: F401  (pytest fixture "ddl_real_upsc")
     free_port,
-    real_nut_fixture,  # noqa: F401  (pytest fixture "real_nut")
     require_real_nut,
     upsc_dump,
     write_dev_file,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 
 from ..config import ConfigError, load_nut_config
-from ..daemon import DaemonOptions, driver_context, load_manager_config
+from ..daemon import DaemonOptions, driver_context, load_manager_config, run_as_user
 from ..hw import create_driver
 from ..mgmt.notify import Notifier
 from ..mgmt.runner import check_powerdown_flag, read_once
@@ -91,7 +91,7 @@ async def why(options: DaemonOptions) -> int:
 async def notify_test(options: DaemonOptions) -> int:
     """Send a test notification through every configured sink; 0 if all of them worked."""
     upsmon, sched = load_manager_config(options)
-    notifier = Notifier(upsmon, upssched=sched)
+    notifier = Notifier(upsmon, upssched=sched, run_as=run_as_user(upsmon))
     async with trio.open_nursery() as nursery:
         await nursery.start(notifier.run)
         lines = await notifier.test()

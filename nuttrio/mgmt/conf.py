@@ -500,6 +500,7 @@ class UpsmonConfig:
         pollfail_log_throttle_max: ``POLLFAIL_LOG_THROTTLE_MAX``: -1 log every failed
             poll, 0 only changes, N every N-th.
         run_as_user: ``RUN_AS_USER``, or ``None`` for the built-in user.
+        run_as_user_line: The line of ``RUN_AS_USER`` (0 when not set).
         debug_min: ``DEBUG_MIN``, or ``None``.
         certpath: ``CERTPATH``: NSS database directory, or OpenSSL CA directory/bundle.
         certident: ``CERTIDENT``, or ``None``.
@@ -543,6 +544,7 @@ class UpsmonConfig:
     shutdownexit: int = 0
     pollfail_log_throttle_max: int = -1
     run_as_user: str | None = None
+    run_as_user_line: int = 0
     debug_min: int | None = None
     certpath: Path | None = None
     certident: CertIdent | None = None
@@ -985,6 +987,7 @@ def load_upsmon_conf(path: Path) -> UpsmonConfig:
             values[name.lower()] = Path(arg)
         elif name == "RUN_AS_USER":
             values["run_as_user"] = arg
+            values["run_as_user_line"] = lineno
         else:  # CERTIDENT
             values["certident"] = CertIdent(arg, words[2])
 

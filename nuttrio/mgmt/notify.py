@@ -28,6 +28,11 @@ The upssched hand-over is not queued: upssched only starts and cancels timers an
 CMDSCRIPT runs in its own worker, so its timers count from the notification, not from
 when the walls queued before it finished.
 
+The wall command, NOTIFYCMD and the upssched's CMDSCRIPT run as the notifier's
+``run_as`` user (upsmon.conf's ``RUN_AS_USER``, default ``nut`` when running as root; see
+:func:`~nuttrio.mgmt.process.command_user`), as upsmon's unprivileged child runs them;
+SHUTDOWNCMD is not run here and keeps the manager's own rights.
+
 NOTIFYCMD contract (as upsmon's): environment = the manager's plus ``UPSNAME`` (the UPS
 as written in MONITOR, ``""`` for a notification about no UPS such as SHUTDOWN) and
 ``NOTIFYTYPE``; arguments = NOTIFYCMD's words (shell-style split), then the words after
@@ -52,14 +57,15 @@ import attrs
 import trio
 
 from nuttrio.mgmt.conf import UpsmonConfig, UpsschedConfig
-from nuttrio.mgmt.upssched import (
+from nuttrio.mgmt.process import (
     CommandResult,
     CommandRunner,
-    Upssched,
+    RunAs,
     WorkQueue,
     command_words,
-    run_command,
+    runner_as,
 )
+from nuttrio.mgmt.upssched import Upssched
 
 __all__ = [
     "TEST_COMMAND",
@@ -171,7 +177,11 @@ class Notifier:
         use_syslog: Also write SYSLOG notifications to the system log (``syslog``
             module), not only to Python logging.
         runner: How commands are run (default
-            :func:`~nuttrio.mgmt.upssched.run_command`); for tests.
+            :func:`~nuttrio.mgmt.process.run_command` as ``run_as``); for tests.
+        run_as: The user the wall command, NOTIFYCMD and upssched's CMDSCRIPT run as
+            (``RUN_AS_USER``, see :func:`~nuttrio.mgmt.process.command_user`); ``None``
+            runs them as this process's user. Fixed for the notifier's lifetime, as
+            upsmon switches user once at start.
 
     Raises:
         ValueError: If NOTIFYCMD names upssched but no ``upssched`` config is given (the
@@ -189,6 +199,7 @@ class Notifier:
         queue_size: int = 1000,
         use_syslog: bool = True,
         runner: CommandRunner | None = None,
+        run_as: RunAs | None = None,
     ) -> None:
         if not command_timeout > 0:
             raise ValueError(f"command_timeout must be positive, not {command_timeout!r}")
@@ -202,10 +213,15 @@ class Notifier:
         self.wall_command: tuple[str, ...] = tuple(wall_command)
         self._queue_size = queue_size
         self._use_syslog = use_syslog
-        self._runner: CommandRunner = runner if runner is not None else run_command
+        self.run_as = run_as
+        self._runner: CommandRunner = runner if runner is not None else runner_as(run_as)
         self._upssched = (
             Upssched(
-                upssched, command_timeout=command_timeout, queue_size=queue_size, runner=runner
+                upssched,
+                command_timeout=command_timeout,
+                queue_size=queue_size,
+                runner=runner,
+                run_as=run_as,
             )
             if upssched is not None
             else None
@@ -222,12 +238,20 @@ class Notifier:
     def reconfigure(self, config: UpsmonConfig) -> None:
         """Take a re-read upsmon.conf: NOTIFYMSG, NOTIFYFLAG and NOTIFYCMD.
 
+        RUN_AS_USER is not taken (upsmon switches user once, at start): a change is logged.
+
         Raises:
             ValueError: If NOTIFYCMD switches to or from upssched (restart for that); the
                 running settings stay in force.
         """
         if config.uses_upssched != (self._upssched is not None):
             raise ValueError("NOTIFYCMD switched to or from upssched: restart to apply it")
+        if config.run_as_user != self.config.run_as_user:
+            log.warning(
+                "RUN_AS_USER changed to %s: commands keep running as %s until restart",
+                config.run_as_user,
+                self.run_as.name if self.run_as is not None else "this process's user",
+            )
         self.config = config
         self._notifycmd = []
         if config.notifycmd is not None and self._upssched is None:

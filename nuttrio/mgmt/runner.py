@@ -5,7 +5,8 @@ General theory of operation
 Every MONITOR line gets a *source* task that turns what it sees into machine events:
 
 * a UPS attached in this process (``--primary``: its name is in the local state store and
-  the MONITOR host is this machine) is followed through the store's latest-value watch, so a
+  the MONITOR host and port are one of this process's own listeners, see
+  :func:`local_address`) is followed through the store's latest-value watch, so a
   status change at the driver reaches the machine at once, without polling; the manager
   counts itself as a login on it, as upsmon's LOGIN does;
 * any other UPS is polled over the NUT protocol as upsmon does: STARTTLS attempt, USERNAME,
@@ -23,12 +24,15 @@ itself, so nothing a notification command does can delay or stop it.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import math
 import os
 import shlex
+import socket
 import ssl
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -62,6 +66,8 @@ __all__ = [
     "Manager",
     "NotifySink",
     "check_powerdown_flag",
+    "local_address",
+    "local_monitors",
     "machine_for",
     "run_manager",
 ]
@@ -78,7 +84,6 @@ REQUEST_TIMEOUT = 5.0
 RECONNECT_MAX_DELAY = 30.0
 #: Seconds allowed for SHUTDOWNCMD to return (it normally only starts the OS shutdown).
 SHUTDOWNCMD_TIMEOUT = 120.0
-_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _EXTRA_VARS = ("battery.charge", "battery.runtime")
 # What a remote server or the network can do to a request (ConnectionError and ssl.SSLError
 # are OSErrors; RemoteProtocolError is a server speaking nonsense).
@@ -161,6 +166,88 @@ def _write_powerdown_flag(path: Path) -> None:
         raise
 
 
+# -- which MONITOR lines this process serves itself --------------------------------------
+
+_IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _candidates(host: str) -> list[_IPAddress]:
+    """The addresses a MONITOR host names: ``localhost`` resolved, an IP literal as is.
+
+    Any other name counts as another machine (it is polled over TCP, where upsd's own
+    checks apply, so a wrong guess costs a connection, never a check).
+    """
+    if host.lower() == "localhost":
+        try:
+            infos = socket.getaddrinfo("localhost", None, type=socket.SOCK_STREAM)
+        except OSError:
+            return []
+        return list(dict.fromkeys(ipaddress.ip_address(str(i[4][0])) for i in infos))
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        return []
+
+
+def _is_own_address(address: _IPAddress) -> bool:
+    """Whether ``address`` belongs to this machine (a socket can be bound to it)."""
+    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((str(address), 0))
+    except OSError:
+        return False
+    return True
+
+
+def local_address(host: str, port: int, listeners: Sequence[tuple[str, int]]) -> str | None:
+    """The address at which ``host:port`` reaches one of this process's own listeners.
+
+    A listener on ``0.0.0.0`` covers every IPv4 address of this machine, one on ``::``
+    every IPv6 address (Trio's listeners are IPv6-only, as upsd's). ``localhost`` is
+    resolved; another host name never counts as local.
+
+    Args:
+        host: The MONITOR line's host (IPv6 without brackets).
+        port: The MONITOR line's port.
+        listeners: ``(host, port)`` of every bound listener (``Daemon.addresses``).
+
+    Returns:
+        The address a client connecting there would come from (what ``LIST CLIENT``
+        shows for it), or ``None`` if no listener answers there.
+    """
+    bound = [(ipaddress.ip_address(h), p) for h, p in listeners if p == port]
+    for address in _candidates(host):
+        for listener, _ in bound:
+            if listener == address:
+                return str(address)
+            if (
+                listener.is_unspecified
+                and listener.version == address.version
+                and _is_own_address(address)
+            ):
+                return str(address)
+    return None
+
+
+def local_monitors(
+    config: UpsmonConfig, store: StateStore | None, listeners: Sequence[tuple[str, int]]
+) -> dict[str, str]:
+    """The MONITOR lines served in this process: ``system`` -> client address.
+
+    A MONITOR is local when its UPS is in ``store`` and its host and port reach one of
+    ``listeners`` (see :func:`local_address`); every other one is polled over TCP.
+    """
+    out: dict[str, str] = {}
+    if store is None:
+        return out
+    for mon in config.monitors:
+        address = local_address(mon.host, mon.port, listeners)
+        if address is not None and store.get(mon.ups) is not None:
+            out[mon.system] = address
+    return out
+
+
 # -- sources -------------------------------------------------------------------------------
 
 
@@ -188,11 +275,12 @@ class _LocalSource:
     NOCOMM repeats as upsmon's does.
     """
 
-    def __init__(self, mon: Monitor, entry: UpsEntry, maxage: float) -> None:
+    def __init__(self, mon: Monitor, entry: UpsEntry, maxage: float, address: str) -> None:
         self.system = mon.system
         self.mon = mon
         self.entry = entry
         self.maxage = maxage
+        self.address = address
         self._token = object()
 
     def _event(self, snap: UpsSnapshot, now: float) -> Observed | PollFailed:
@@ -211,7 +299,7 @@ class _LocalSource:
         self, manager: Manager, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Submit each change of the UPS to ``manager`` until cancelled (then log out)."""
-        self.entry.add_login(self._token, LoginRecord("local", self.mon.username))
+        self.entry.add_login(self._token, LoginRecord(self.address, self.mon.username))
         task_status.started()
         try:
             last: Observed | PollFailed | None = None
@@ -430,6 +518,7 @@ class Manager:
         store: StateStore | None,
         maxage: float,
         nursery: trio.Nursery,
+        listeners: Sequence[tuple[str, int]] = (),
     ) -> None:
         self.config = config
         self.notifier = notifier
@@ -439,10 +528,12 @@ class Manager:
         self._nursery = nursery
         self._send, self._receive = trio.open_memory_channel[Event](256)
         self._sources: dict[str, _Source] = {}
+        local = local_monitors(config, store, listeners)
         for mon in config.monitors:
             entry = store.get(mon.ups) if store is not None else None
-            if entry is not None and mon.host.lower() in _LOCAL_HOSTS:
-                self._sources[mon.system] = _LocalSource(mon, entry, maxage)
+            address = local.get(mon.system)
+            if entry is not None and address is not None:
+                self._sources[mon.system] = _LocalSource(mon, entry, maxage, address)
             else:
                 self._sources[mon.system] = _RemoteSource(mon, config)
 
@@ -552,6 +643,7 @@ async def run_manager(
     *,
     store: StateStore | None = None,
     maxage: float = 15.0,
+    listeners: Sequence[tuple[str, int]] = (),
     task_status: trio.TaskStatus[Manager] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the manager until the shutdown is done (then per SHUTDOWNEXIT) or cancelled.
@@ -565,11 +657,14 @@ async def run_manager(
         notifier: Where notifications go; its own task must be running.
         store: The local state store (``--primary``), for UPSes attached in this process.
         maxage: MAXAGE of the local attachment daemon (staleness of local UPSes).
+        listeners: ``(host, port)`` of the local attachment daemon's listeners: a MONITOR
+            is followed through ``store`` only when it names one of them (see
+            :func:`local_monitors`), else it is polled over TCP like any remote one.
         task_status: Receives the :class:`Manager` once every source is started.
     """
     _clear_stale_flag(config)
     async with trio.open_nursery() as nursery:
-        manager = Manager(config, notifier, store, maxage, nursery)
+        manager = Manager(config, notifier, store, maxage, nursery, listeners)
         nursery.start_soon(manager._decide)
         for source in manager._sources.values():
             await nursery.start(source.run, manager)

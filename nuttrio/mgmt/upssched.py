@@ -49,11 +49,13 @@ When a timer expires, ``CMDSCRIPT <timername>`` runs.
 
 Commands and environment
 ------------------------
-CMDSCRIPT runs without a shell, as NUT 2.8.6 runs it: its words (shell-style split, or
-the whole text if it names an existing file) followed by the timer name or command as
-*one* argument. upssched 2.8.0-2.8.5 use ``system("CMDSCRIPT cmd")``, so a command with
-spaces (``EXECUTE "replace battery"``) reached the script as two words and shell
-characters were interpreted; here it is one word, literally.
+CMDSCRIPT runs as the ``run_as`` user (RUN_AS_USER), through
+:func:`~nuttrio.mgmt.process.run_command`, and without a shell, as NUT 2.8.6 runs it:
+its words (shell-style split, or the whole text if it names an existing file) followed
+by the timer name or command as *one* argument. upssched 2.8.0-2.8.5 use
+``system("CMDSCRIPT cmd")``, so a command with spaces (``EXECUTE "replace battery"``)
+reached the script as two words and shell characters were interpreted; here it is one
+word, literally.
 
 The environment is the manager's, with (as upssched 2.8.5 sets them when a timer fires):
 
@@ -77,29 +79,26 @@ import logging
 import math
 import os
 import shlex
-import signal
-import sys
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 import trio
 
 from nuttrio.mgmt.conf import SchedAction, SchedRule, UpsschedConfig
-
-T = TypeVar("T")
+from nuttrio.mgmt.process import (
+    CommandResult,
+    CommandRunner,
+    RunAs,
+    WorkQueue,
+    command_words,
+    runner_as,
+)
 
 __all__ = [
     "NOTIFY_ENV",
-    "CommandResult",
-    "CommandRunner",
     "TimerInfo",
     "Upssched",
     "UpsschedStatistics",
-    "WorkQueue",
-    "command_words",
-    "run_command",
 ]
 
 log = logging.getLogger("nuttrio.upssched")
@@ -109,158 +108,6 @@ NOTIFY_ENV: tuple[str, ...] = ("UPSNAME", "NOTIFYTYPE", "NOTIFYMSG")
 
 #: upssched 2.8.5 joins the messages of a shared timer with this (``collect_string``).
 _MESSAGE_SEPARATOR = ".\t"
-
-
-# ---------------------------------------------------------------------------------------
-# Running commands
-
-
-@attrs.frozen
-class CommandResult:
-    """How one command run ended.
-
-    Attributes:
-        argv: The command and its arguments.
-        returncode: The exit status (negative: killed by that signal), or ``None`` if
-            the command did not finish (timeout) or did not start (error).
-        timed_out: The command ran longer than its time limit and was killed.
-        time_limit: The time limit, in seconds.
-        error: Why the command could not be started (not found, not executable, ...).
-    """
-
-    argv: tuple[str, ...]
-    returncode: int | None = None
-    timed_out: bool = False
-    time_limit: float | None = None
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """Whether the command ran and exited with status 0."""
-        return self.returncode == 0
-
-    def describe(self) -> str:
-        """Say how the command ended, for logs and ``nuttrio notify-test``.
-
-        Returns:
-            ``"ok"``, ``"exit status N"``, ``"killed by signal N (NAME)"``,
-            ``"timed out after N s, killed"`` or ``"could not run: <reason>"``.
-        """
-        if self.error is not None:
-            return f"could not run: {self.error}"
-        if self.timed_out:
-            limit = f" after {self.time_limit:g} s" if self.time_limit is not None else ""
-            return f"timed out{limit}, killed"
-        if self.returncode is None:  # pragma: no cover - not built that way
-            return "did not finish"
-        if self.returncode == 0:
-            return "ok"
-        if self.returncode < 0:
-            try:
-                name = f" ({signal.Signals(-self.returncode).name})"
-            except ValueError:
-                name = ""
-            return f"killed by signal {-self.returncode}{name}"
-        return f"exit status {self.returncode}"
-
-
-class CommandRunner(Protocol):
-    """How :class:`Upssched` and the notifier run a command (:func:`run_command`).
-
-    Tests substitute a fake that records the calls on the mock clock.
-    """
-
-    def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        env: Mapping[str, str],
-        stdin: bytes,
-        time_limit: float,
-    ) -> Awaitable[CommandResult]:
-        """Run ``argv`` with ``env``, feed it ``stdin``, give up after ``time_limit``."""
-        ...
-
-
-async def _kill_group(proc: trio.Process) -> None:
-    """Kill the command and everything it started (its own process group)."""
-    if sys.platform == "win32":  # pragma: no cover
-        proc.kill()
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:  # pragma: no cover - already gone
-        pass
-    except OSError:  # pragma: no cover - not a group leader after all
-        proc.kill()
-
-
-async def run_command(
-    argv: Sequence[str],
-    *,
-    env: Mapping[str, str],
-    stdin: bytes = b"",
-    time_limit: float,
-) -> CommandResult:
-    """Run a command without a shell and wait for it, at most ``time_limit`` seconds.
-
-    The command starts in a new session (its own process group) with the manager's
-    standard output and error. When the time limit passes, or when the caller is
-    cancelled, the whole process group gets SIGKILL, so a script's children die with it.
-
-    Args:
-        argv: The program (looked up in ``PATH`` if it has no ``/``) and its arguments.
-        env: The complete environment of the command.
-        stdin: Bytes written to its standard input, which is then closed.
-        time_limit: Seconds the command may run (``math.inf`` for no limit).
-
-    Returns:
-        How it ended. A command that cannot start (missing, not executable, a NUL byte
-        in an argument) is reported in :attr:`CommandResult.error`, not raised.
-
-    Raises:
-        trio.Cancelled: If the caller is cancelled; the command is killed first.
-    """
-    args = tuple(argv)
-    completed = None
-    try:
-        with trio.move_on_after(time_limit):
-            completed = await trio.run_process(
-                list(args),
-                stdin=stdin,
-                env=dict(env),
-                check=False,
-                start_new_session=True,
-                deliver_cancel=_kill_group,
-            )
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return CommandResult(args, error=f"{reason}: {args[0] if args else '(empty)'}")
-    if completed is None:
-        return CommandResult(args, timed_out=True, time_limit=time_limit)
-    return CommandResult(args, returncode=completed.returncode, time_limit=time_limit)
-
-
-def command_words(command: str) -> list[str]:
-    """Split a configured command (NOTIFYCMD, CMDSCRIPT) into program and arguments.
-
-    The text is split as a shell would split words (quotes, backslashes), without any
-    other shell processing. A text that names an existing file is taken whole, so an
-    unquoted path with spaces still works; an unbalanced quote falls back to splitting
-    on whitespace.
-
-    Args:
-        command: The configured command text.
-
-    Returns:
-        The words; empty for an empty text.
-    """
-    if os.path.isfile(command):
-        return [command]
-    try:
-        return shlex.split(command)
-    except ValueError:
-        return command.split()
 
 
 def _environment(values: Mapping[str, str]) -> dict[str, str]:
@@ -362,71 +209,6 @@ def _timer_env(requests: Sequence[_Request]) -> dict[str, str]:
     }
 
 
-class WorkQueue(Generic[T]):
-    """A bounded first-in-first-out queue for one worker task; putting never blocks.
-
-    The notifier and upssched run their commands in order through one of these.
-
-    Args:
-        size: Most items waiting at once; putting one more drops the oldest.
-        on_drop: Called with each dropped item (to log and count it).
-
-    Raises:
-        ValueError: If ``size`` is below 1.
-    """
-
-    def __init__(self, size: int, on_drop: Callable[[T], None]) -> None:
-        if size < 1:
-            raise ValueError(f"queue_size must be 1 or more, not {size!r}")
-        self._items: deque[T] = deque()
-        self._size = size
-        self._on_drop = on_drop
-        self._ready: trio.Event | None = None
-        self._put = 0
-        self._done = 0  # taken and finished, or dropped
-        self._progress: trio.Event | None = None
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def put(self, item: T) -> None:
-        """Append ``item`` (dropping the oldest if full) and wake the worker. Never blocks."""
-        if len(self._items) >= self._size:
-            self._on_drop(self._items.popleft())
-            self.task_done()
-        self._items.append(item)
-        self._put += 1
-        if self._ready is not None:
-            self._ready.set()
-
-    def task_done(self) -> None:
-        """The worker finished an item it took (for :meth:`join`)."""
-        self._done += 1
-        if self._progress is not None:
-            self._progress.set()
-            self._progress = None
-
-    async def join(self) -> None:
-        """Wait until every item put so far has been finished or dropped. A checkpoint.
-
-        Cancelling the wait changes nothing in the queue.
-        """
-        target = self._put
-        await trio.lowlevel.checkpoint()
-        while self._done < target:
-            if self._progress is None:
-                self._progress = trio.Event()
-            await self._progress.wait()
-
-    async def get(self) -> T:
-        """Wait for the oldest item and take it. Always a checkpoint."""
-        await trio.lowlevel.checkpoint()
-        while not self._items:
-            self._ready = trio.Event()
-            await self._ready.wait()
-        return self._items.popleft()
-
-
 class Upssched:
     """upssched's timers and commands, in-process on the Trio clock.
 
@@ -438,7 +220,10 @@ class Upssched:
         command_timeout: Seconds each CMDSCRIPT run may take before it is killed.
         queue_size: Most commands waiting at once; beyond it the oldest waiting command
             is dropped, with an error log.
-        runner: How commands are run (default :func:`run_command`).
+        runner: How commands are run (default
+            :func:`~nuttrio.mgmt.process.run_command` as ``run_as``); for tests.
+        run_as: The user CMDSCRIPT runs as (see
+            :func:`~nuttrio.mgmt.process.command_user`); ``None`` for this process's.
 
     Raises:
         ValueError: If ``command_timeout`` is not positive or ``queue_size`` is below 1.
@@ -451,13 +236,14 @@ class Upssched:
         command_timeout: float = 30.0,
         queue_size: int = 1000,
         runner: CommandRunner | None = None,
+        run_as: RunAs | None = None,
     ) -> None:
         if not command_timeout > 0:
             raise ValueError(f"command_timeout must be positive, not {command_timeout!r}")
         self.config = config
         self.command_timeout = command_timeout
         self._queue_size = queue_size
-        self._runner: CommandRunner = runner if runner is not None else run_command
+        self._runner: CommandRunner = runner if runner is not None else runner_as(run_as)
         self._script = command_words(config.cmdscript) if config.cmdscript else []
         self._timers: list[_Timer] = []
         self._seq = 0
