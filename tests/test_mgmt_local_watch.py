@@ -25,6 +25,10 @@ class Recorder:
         return 5.0
 
 
+def local_source(entry):
+    return _LocalSource(monitor(), entry, maxage=15, address="127.0.0.1")
+
+
 def monitor() -> Monitor:
     return Monitor(
         system="u@localhost", ups="u", host="localhost", port=3493, power_value=1,
@@ -40,7 +44,7 @@ async def test_nothing_is_submitted_while_nothing_changes(nursery, autojump_cloc
         with link.update() as u:
             u.set("ups.status", "OL")
             u.dumped = True
-        source = _LocalSource(monitor(), entry, maxage=15, address="127.0.0.1")
+        source = local_source(entry)
         await nursery.start(source.run, recorder)
         for _ in range(60):
             await trio.sleep(10)
@@ -61,7 +65,7 @@ async def test_silence_is_noticed_at_the_maxage_edge(nursery, autojump_clock):
             u.set("ups.status", "OB")
             u.dumped = True
         start = trio.current_time()
-        await nursery.start(_LocalSource(monitor(), entry, maxage=15, address="127.0.0.1").run, recorder)
+        await nursery.start(local_source(entry).run, recorder)
         await trio.sleep(31)
         times = [(type(e).__name__, e.now - start) for e in recorder.events]
         # The good reading is re-stated at the edge (DEADTIME counts from there), then the
@@ -78,7 +82,7 @@ async def test_other_changes_do_not_delay_the_repeated_failure(nursery, autojump
     entry = store.add("u")
     recorder = Recorder()
     start = trio.current_time()
-    await nursery.start(_LocalSource(monitor(), entry, maxage=15, address="127.0.0.1").run, recorder)
+    await nursery.start(local_source(entry).run, recorder)
     for i in range(12):  # logins come and go every second (the snapshot changes)
         await trio.sleep(1)
         entry.add_login(i, LoginRecord("10.0.0.9"))
