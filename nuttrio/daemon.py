@@ -27,12 +27,21 @@ from pathlib import Path
 import attrs
 import trio
 
-from .config import ConfigError, NutConfig, UpsSection, load_nut_config, reload_nut_config
 from .descriptions import Descriptions
 from .hw import Driver, create_driver, dummy
-from .mgmt.conf import UpsmonConfig, UpsschedConfig, load_upsmon_conf, load_upssched_conf
 from .mgmt.notify import Notifier
 from .mgmt.runner import Manager, run_manager
+from .nutconf import (
+    ConfigError,
+    NutConfig,
+    UpsmonConfig,
+    UpsschedConfig,
+    UpsSection,
+    load_nut_config,
+    load_upsmon_conf,
+    load_upssched_conf,
+    reload_nut_config,
+)
 from .server import ConnectionLimits, ServerCore, ServerSettings, open_listeners, serve_nut
 from .state import StateStore, UpsEntry
 

@@ -21,7 +21,6 @@ import pytest
 import trio
 import trio.testing
 
-from nuttrio.config import ConfigError, UpsSection
 from nuttrio.hw.base import DRIVERS, Driver, create_driver
 from nuttrio.hw.dummy import (
     DummyUps,
@@ -31,6 +30,7 @@ from nuttrio.hw.dummy import (
     simulated_ups,
 )
 from nuttrio.hw.dummy_table import KNOWN, StFlag
+from nuttrio.nutconf import ConfigError, UpsSection
 from nuttrio.protocol.tokenizer import Line, split_text
 from nuttrio.state import (
     CommandKind,

@@ -12,7 +12,6 @@ import pytest
 import trio
 import trio.testing
 
-from nuttrio.mgmt.conf import load_upsmon_conf, load_upssched_conf
 from nuttrio.mgmt.notify import (
     TEST_MESSAGE,
     Notifier,
@@ -20,6 +19,7 @@ from nuttrio.mgmt.notify import (
     format_message,
 )
 from nuttrio.mgmt.upssched import CommandResult
+from nuttrio.nutconf import load_upsmon_conf, load_upssched_conf
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notify"
 U1 = "ups1@localhost"

@@ -11,7 +11,6 @@ import pytest
 import trio
 import trio.testing
 
-from nuttrio.mgmt.conf import load_upssched_conf
 from nuttrio.mgmt.upssched import (
     NOTIFY_ENV,
     CommandResult,
@@ -21,6 +20,7 @@ from nuttrio.mgmt.upssched import (
     command_words,
     run_command,
 )
+from nuttrio.nutconf import load_upssched_conf
 
 SCRIPT = "/usr/local/bin/upssched-cmd"
 U1 = "ups1@localhost"

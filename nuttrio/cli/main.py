@@ -13,8 +13,8 @@ from pathlib import Path
 import trio
 
 from .. import __version__
-from ..config import ConfigError
 from ..daemon import DEFAULT_PORT, Daemon, DaemonOptions, Role, run_daemon
+from ..nutconf import ConfigError
 from ..protocol import DEFAULT_MAX_LINE
 from ..server import ConnectionLimits
 from . import tools

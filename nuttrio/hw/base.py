@@ -14,7 +14,7 @@ from typing import Protocol
 
 import trio
 
-from ..config import ConfigError, UpsSection
+from ..nutconf import ConfigError, UpsSection
 from ..state import DriverLink
 
 __all__ = ["DRIVERS", "Driver", "DriverFactory", "create_driver"]
@@ -35,7 +35,7 @@ class Driver(Protocol):
 
 
 #: Builds a driver from its ups.conf section; ``confdir`` resolves relative paths.
-#: Raises :class:`~nuttrio.config.ConfigError` (with file and line) for a bad section.
+#: Raises :class:`~nuttrio.nutconf.ConfigError` (with file and line) for a bad section.
 DriverFactory = Callable[[UpsSection, Path], Driver]
 
 #: NUT driver names nuttrio can serve, filled by the driver modules.

@@ -73,7 +73,7 @@ from typing import Protocol
 import attrs
 import trio
 
-from ..config import ConfigError, UpsSection
+from ..nutconf import ConfigError, UpsSection
 from ..protocol.tokenizer import Line, LineError, split_text
 from ..state import CommandKind, CommandStatus, DriverCommand, DriverLink, Variable
 from .base import DRIVERS, Driver

@@ -35,7 +35,7 @@ it in upsmon.conf, then the message as one last argument. There is no shell, as 
 2.8.6 (upsmon 2.8.0-2.8.5 build a shell command line, so quotes and ``$`` in a message
 were interpreted).
 
-A notify type missing from :data:`~nuttrio.mgmt.conf.NOTIFY_TYPES` (so without NOTIFYMSG
+A notify type missing from :data:`~nuttrio.nutconf.NOTIFY_TYPES` (so without NOTIFYMSG
 and NOTIFYFLAG entries) gets the message ``UPS <system>: <type>`` and the flags SYSLOG.
 """
 
@@ -51,7 +51,6 @@ from typing import Literal
 import attrs
 import trio
 
-from nuttrio.mgmt.conf import UpsmonConfig, UpsschedConfig
 from nuttrio.mgmt.upssched import (
     CommandResult,
     CommandRunner,
@@ -60,6 +59,7 @@ from nuttrio.mgmt.upssched import (
     command_words,
     run_command,
 )
+from nuttrio.nutconf import UpsmonConfig, UpsschedConfig
 
 __all__ = [
     "TEST_COMMAND",

@@ -33,9 +33,9 @@ from typing import Protocol
 
 import trio
 
+from ..nutconf import Monitor, UpsmonConfig
 from ..protocol import ClientConnection, ClientReply, ClientSignal, RemoteProtocolError
 from ..state import LoginRecord, StateStore, UpsEntry
-from .conf import Monitor, UpsmonConfig
 from .machine import (
     Action,
     Event,

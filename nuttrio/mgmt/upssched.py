@@ -21,7 +21,7 @@ owns a nursery) runs two tasks:
   script never races with itself.
 
 Semantics (what each ``AT`` action does for a notification of type *T* about UPS *U*,
-in file order, for every rule :meth:`~nuttrio.mgmt.conf.SchedRule.matches`):
+in file order, for every rule :meth:`~nuttrio.nutconf.SchedRule.matches`):
 
 ``START-TIMER name secs``
     Starts a timer for *U* that expires ``secs`` seconds later. If a timer of that name
@@ -86,7 +86,7 @@ from typing import Generic, Protocol, TypeVar
 import attrs
 import trio
 
-from nuttrio.mgmt.conf import SchedAction, SchedRule, UpsschedConfig
+from nuttrio.nutconf import SchedAction, SchedRule, UpsschedConfig
 
 T = TypeVar("T")
 
@@ -434,7 +434,7 @@ class Upssched:
     count from the call and expire, and queued commands run, once :meth:`run` is going.
 
     Args:
-        config: upssched.conf (:func:`~nuttrio.mgmt.conf.load_upssched_conf`).
+        config: upssched.conf (:func:`~nuttrio.nutconf.load_upssched_conf`).
         command_timeout: Seconds each CMDSCRIPT run may take before it is killed.
         queue_size: Most commands waiting at once; beyond it the oldest waiting command
             is dropped, with an error log.
