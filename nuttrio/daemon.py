@@ -32,6 +32,7 @@ from .hw import Driver, create_driver, dummy
 from .mgmt.notify import Notifier
 from .mgmt.runner import Manager, run_manager
 from .nutconf import (
+    DEFAULT_PORT,
     ConfigError,
     NutConfig,
     UpsmonConfig,
@@ -49,8 +50,6 @@ __all__ = ["DEFAULT_PORT", "Daemon", "DaemonOptions", "Role", "open_daemon", "ru
 
 log = logging.getLogger("nuttrio")
 
-#: The NUT port (IANA "nut").
-DEFAULT_PORT = 3493
 #: Seconds a secondary waits, after its shutdown, for queued notifications before exiting.
 NOTIFY_DRAIN_TIMEOUT = 10.0
 
