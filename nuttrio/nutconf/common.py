@@ -21,11 +21,13 @@ This module performs no I/O beyond reading the file it is given.
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 import stat
 from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
-from typing import TypeVar
+from types import MappingProxyType
+from typing import Any, TypeVar
 
 import attrs
 
@@ -43,6 +45,7 @@ __all__ = [
     "close_matches",
     "dispatch",
     "fold",
+    "frozen_map",
     "invalid_directive",
     "parse_bool",
     "parse_int",
@@ -53,6 +56,7 @@ __all__ = [
     "split_host_port",
     "strtol",
     "upper",
+    "warning_sink",
     "where",
 ]
 
@@ -81,6 +85,15 @@ def upper(text: str) -> str:
 def where(path: Path, lineno: int | None) -> str:
     """Return ``"<file>:<line>"`` (or ``"<file>"`` without a line), as messages start."""
     return f"{path}:{lineno}" if lineno else f"{path}"
+
+
+#: The logger for configuration messages (one name for every file, as before the split).
+log = logging.getLogger("nuttrio.config")
+
+
+def frozen_map(table: Mapping[str, object]) -> Mapping[str, Any]:
+    """A read-only copy of ``table`` (the attrs converter of every mapping field here)."""
+    return MappingProxyType(dict(table))
 
 
 # ---------------------------------------------------------------------------------------
@@ -127,6 +140,13 @@ class ConfigWarning:
 
     def __str__(self) -> str:
         return f"{where(self.path, self.lineno)}: {self.message}"
+
+
+def warning_sink(warnings: list[ConfigWarning] | None) -> Callable[[ConfigWarning], None]:
+    """Where a loader puts its warnings: ``warnings`` if given, else the log."""
+    if warnings is not None:
+        return warnings.append
+    return lambda warning: log.warning("%s", warning)
 
 
 def _case_hint(name: str, known: Collection[str], what: str) -> str:

@@ -5,15 +5,13 @@ This module performs no I/O beyond reading those files.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType
 
 import attrs
 
-from .common import ConfigError, ConfigWarning
+from .common import ConfigError, ConfigWarning, frozen_map, log
 from .nut_conf import NUT_CONF, NutConf, load_nut_conf
 from .ups_conf import UPS_CONF, UpsSection, load_ups_conf
 from .upsd_conf import UPSD_CONF, UpsdConfig, load_upsd_conf
@@ -28,21 +26,11 @@ __all__ = [
     "reload_nut_config",
 ]
 
-_log = logging.getLogger("nuttrio.config")
-
 #: Debian's compiled-in CONFPATH, used when ``NUT_CONFPATH`` is not set.
 DEFAULT_CONFDIR = Path("/etc/nut")
 #: Debian's compiled-in STATEPATH (driver sockets), used when neither upsd.conf's
 #: ``STATEPATH`` nor the environment variable ``NUT_STATEPATH`` gives one.
 DEFAULT_STATEPATH = Path("/run/nut")
-
-
-def _frozen_map(table: Mapping[str, str]) -> Mapping[str, str]:
-    return MappingProxyType(dict(table))
-
-
-def _frozen_users(table: Mapping[str, User]) -> Mapping[str, User]:
-    return MappingProxyType(dict(table))
 
 
 @attrs.frozen
@@ -62,8 +50,8 @@ class NutConfig:
     confdir: Path
     upsd: UpsdConfig
     ups: tuple[UpsSection, ...]
-    ups_globals: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_map)
-    users: Mapping[str, User] = attrs.field(factory=dict, converter=_frozen_users)
+    ups_globals: Mapping[str, str] = attrs.field(factory=dict, converter=frozen_map)
+    users: Mapping[str, User] = attrs.field(factory=dict, converter=frozen_map)
     warnings: tuple[ConfigWarning, ...] = ()
     nut: NutConf = attrs.field(factory=NutConf)
 
@@ -147,7 +135,7 @@ def load_nut_config(
         confdir = default_confdir(env)
     config = _load(confdir, env, reloading=False)
     if config.nut.mode == "none":
-        _log.info(
+        log.info(
             "%s: MODE=none (NUT's start-up scripts would start nothing); nuttrio runs as "
             "its command line says",
             config.nut.path,

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType
 
 import attrs
 
-from .common import ConfigWarning, read_config_lines
+from .common import ConfigWarning, frozen_map, read_config_lines
 
 __all__ = ["NUT_CONF", "NUT_MODES", "NutConf", "load_nut_conf"]
 
@@ -25,10 +24,6 @@ NUT_CONF = "nut.conf"
 #: The MODE values NUT documents: none (start nothing), standalone (driver, upsd and
 #: upsmon on one host), netserver (the same, serving others too), netclient (upsmon only).
 NUT_MODES = ("none", "standalone", "netserver", "netclient")
-
-
-def _frozen_map(table: Mapping[str, str]) -> Mapping[str, str]:
-    return MappingProxyType(dict(table))
 
 
 @attrs.frozen
@@ -44,7 +39,7 @@ class NutConf:
 
     path: Path | None = None
     mode: str | None = None
-    settings: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_map)
+    settings: Mapping[str, str] = attrs.field(factory=dict, converter=frozen_map)
     warnings: tuple[ConfigWarning, ...] = ()
 
 

@@ -5,7 +5,6 @@ This module performs no I/O beyond reading the file.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -20,13 +19,12 @@ from .common import (
     fold,
     parse_section_header,
     read_config_lines,
+    warning_sink,
 )
 
 __all__ = ["UPS_CONF", "UpsSection", "load_ups_conf"]
 
 UPS_CONF = "ups.conf"
-
-_log = logging.getLogger("nuttrio.config")
 
 # ups.conf keys upsd itself reads; like upsd, nuttrio matches them case-sensitively.
 _UPSD_UPS_KEYS = ("driver", "port", "desc")
@@ -183,7 +181,7 @@ def load_ups_conf(
     Returns:
         The sections in file order, and the global settings.
     """
-    warn = warnings.append if warnings is not None else (lambda w: _log.warning("%s", w))
+    warn = warning_sink(warnings)
     sections: dict[str, _SectionDraft] = {}  # keyed by folded name
     globals_: dict[str, str] = {}
     current: _SectionDraft | None = None

@@ -5,7 +5,6 @@ This module performs no I/O beyond reading the file.
 
 from __future__ import annotations
 
-import logging
 import stat
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -20,13 +19,12 @@ from .common import (
     parse_section_header,
     read_config_lines,
     readable_by_others,
+    warning_sink,
 )
 
 __all__ = ["UPSD_USERS", "User", "load_upsd_users"]
 
 UPSD_USERS = "upsd.users"
-
-_log = logging.getLogger("nuttrio.config")
 
 # upsd.users actions that upsd 2.8.0 ever checks for (server/net*.c).
 _KNOWN_ACTIONS = frozenset({"login", "master", "primary", "fsd", "set"})
@@ -236,7 +234,7 @@ def load_upsd_users(path: Path, *, warnings: list[ConfigWarning] | None = None) 
     Returns:
         The users, in file order, keyed by name.
     """
-    warn: _Warn = warnings.append if warnings is not None else (lambda w: _log.warning("%s", w))
+    warn: _Warn = warning_sink(warnings)
     if readable_by_others(path, stat.S_IROTH | stat.S_IXOTH):
         warn(ConfigWarning(path, None, "file is world readable"))
     users: dict[str, _UserDraft] = {}

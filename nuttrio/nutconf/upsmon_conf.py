@@ -33,6 +33,7 @@ from .common import (
     Directive,
     Handler,
     dispatch,
+    frozen_map,
     parse_bool,
     parse_int,
     readable_by_others,
@@ -56,10 +57,6 @@ __all__ = [
 ]
 
 UPSMON_CONF = "upsmon.conf"
-
-
-def _frozen_str_map(table: Mapping[str, str]) -> Mapping[str, str]:
-    return MappingProxyType(dict(table))
 
 
 def _frozen_flag_map(table: Mapping[str, frozenset[str]]) -> Mapping[str, frozenset[str]]:
@@ -279,7 +276,7 @@ class UpsmonConfig:
     shutdowncmd_args: tuple[str, ...] = ()
     notifycmd: str | None = None
     notifycmd_args: tuple[str, ...] = ()
-    notifymsg: Mapping[str, str] = attrs.field(factory=_stock_messages, converter=_frozen_str_map)
+    notifymsg: Mapping[str, str] = attrs.field(factory=_stock_messages, converter=frozen_map)
     notifyflag: Mapping[str, frozenset[str]] = attrs.field(
         factory=_stock_flags, converter=_frozen_flag_map
     )
