@@ -1,4 +1,4 @@
-"""Tests for nuttrio.config: upsd.conf, ups.conf and upsd.users as upsd 2.8.0 reads them."""
+"""Tests for nuttrio.nutconf: upsd.conf, ups.conf and upsd.users as upsd 2.8.0 reads them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for nuttrio.mgmt.conf: upsmon.conf and upssched.conf as upsmon and upssched read them.
+"""Tests for nuttrio.nutconf: upsmon.conf and upssched.conf as upsmon and upssched read them.
 
 The NUT behaviours pinned here were read in NUT's sources (clients/upsmon.c, upsmon.h,
 upssched.c, upsclient.c at v2.8.0 and v2.8.5) and, where the test says so, observed with
