@@ -190,6 +190,16 @@ def test_config_mode_reports_a_missing_closing_quote_where_it_began(
     ]
 
 
+_CONF_BYTES = st.lists(st.sampled_from([b"a", b" ", b'"', b"\\", b"#", b"=", b"\n", b"\t"]))
+
+
+@given(_CONF_BYTES.map(b"".join))
+def test_config_mode_changes_only_lines_with_an_unclosed_quote(text: bytes) -> None:
+    strict = split_text(text, quotes_end_at_eol=True)
+    if not any(isinstance(item, LineError) and "closing quote" in item.message for item in strict):
+        assert strict == split_text(text)
+
+
 def test_config_mode_keeps_the_lines_after_the_bad_one() -> None:
     items = split_text(b'p = "x\nq = y\n', quotes_end_at_eol=True)
     assert isinstance(items[0], LineError)

@@ -249,6 +249,26 @@ class Directive:
         """A :class:`ConfigWarning` at this line."""
         return ConfigWarning(self.path, self.lineno, message)
 
+    def value(self, program: str, *, most: int = 1, wanted: str = "one value") -> str:
+        """The first value of a directive that takes one (or up to ``most``) values.
+
+        Args:
+            program: The NUT program, for the message (it ignores such a line).
+            most: The most values the directive takes.
+            wanted: What it takes, for the message.
+
+        Raises:
+            ConfigError: If there is no value, or more than ``most``.
+        """
+        if not self.args:
+            raise self.error(f"{self.name} needs a value ({program} ignores this line)")
+        if len(self.args) > most:
+            raise self.error(
+                f"{self.name} takes {wanted}, got {' '.join(self.args)!r} ({program} ignores "
+                "the extra words; quote a value that contains spaces)"
+            )
+        return self.args[0]
+
     def check_count(self, least: int, most: int, usage: str, program: str = "upsmon") -> None:
         """Check the number of words after the directive name.
 
@@ -374,7 +394,6 @@ def parse_int(
     word: str,
     d: Directive,
     *,
-    directive: str | None = None,
     signed: bool = True,
     minimum: int | None = None,
     what: str = "a whole number",
@@ -384,8 +403,7 @@ def parse_int(
 
     Args:
         word: The text.
-        d: The line, for the error.
-        directive: The name in messages (default: the line's directive).
+        d: The line (its directive names the setting in the message).
         signed: Accept a leading ``-``.
         minimum: The smallest value accepted, if any.
         what: What the directive needs, for the message.
@@ -394,13 +412,12 @@ def parse_int(
     Raises:
         ConfigError: If ``word`` is not all digits (with an optional ``-``) or too small.
     """
-    name = d.name if directive is None else directive
     if not (_SIGNED if signed else _UNSIGNED).fullmatch(word):
-        raise d.error(f"{name} needs {what}, not {word!r}")
+        raise d.error(f"{d.name} needs {what}, not {word!r}")
     value = int(word)
     if minimum is not None and value < minimum:
         reason = f" ({why})" if why else ""
-        raise d.error(f"{name} must be {minimum} or more, not {value}{reason}")
+        raise d.error(f"{d.name} must be {minimum} or more, not {value}{reason}")
     return value
 
 

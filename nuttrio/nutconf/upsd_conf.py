@@ -119,21 +119,8 @@ def _parse_port(word: str, d: Directive) -> int:
         raise d.error(f"LISTEN port {word!r} is not a number or a known TCP service") from None
 
 
-def _value(d: Directive, most: int = 1) -> str:
-    """The directive's first value, after checking the count as upsd's messages say."""
-    if not d.args:
-        raise d.error(f"{d.name} needs a value")
-    if len(d.args) > most:
-        wanted = "an address and an optional port" if most == 2 else "one value"
-        raise d.error(
-            f"{d.name} takes {wanted}, got {' '.join(d.args)!r} "
-            "(quote a value that contains spaces)"
-        )
-    return d.args[0]
-
-
 def _listen(draft: _Draft, d: Directive) -> None:
-    host = _value(d, most=2)
+    host = d.value("upsd", most=2, wanted="an address and an optional port")
     port = _parse_port(d.args[1], d) if len(d.args) > 1 else DEFAULT_PORT
     entry = Listen(host, port)
     if entry in draft.listen:
@@ -144,7 +131,7 @@ def _listen(draft: _Draft, d: Directive) -> None:
 
 def _count(field: str, least: int = 0, why: str = "") -> Handler[_Draft]:
     def handle(draft: _Draft, d: Directive) -> None:
-        value = parse_int(_value(d), d, directive=_canonical(d.name), signed=False)
+        value = parse_int(d.value("upsd"), d, signed=False)
         if value < least:
             raise d.error(f"{d.name} must be at least {least} ({why})")
         draft.values[field] = value
@@ -153,7 +140,7 @@ def _count(field: str, least: int = 0, why: str = "") -> Handler[_Draft]:
 
 
 def _allow_no_device(draft: _Draft, d: Directive) -> None:
-    arg = _value(d)
+    arg = d.value("upsd")
     flag = int(arg) != 0 if arg.isascii() and arg.isdigit() else parse_bool(arg, UPSD_BOOLEANS)
     if flag is None:
         raise d.error(
@@ -163,7 +150,7 @@ def _allow_no_device(draft: _Draft, d: Directive) -> None:
 
 
 def _disable_weak_ssl(draft: _Draft, d: Directive) -> None:
-    arg = _value(d)
+    arg = d.value("upsd")
     flag = parse_bool(arg, UPSD_BOOLEANS)
     if flag is None:
         raise d.error(
@@ -174,7 +161,7 @@ def _disable_weak_ssl(draft: _Draft, d: Directive) -> None:
 
 def _path(field: str) -> Handler[_Draft]:
     def handle(draft: _Draft, d: Directive) -> None:
-        draft.values[field] = Path(_value(d))
+        draft.values[field] = Path(d.value("upsd"))
 
     return handle
 

@@ -224,13 +224,7 @@ def _setting(convert: Handler[_Draft]) -> Handler[_Draft]:
     """A one-value directive: count and repetition checked, then ``convert`` stores it."""
 
     def handle(draft: _Draft, d: Directive) -> None:
-        if not d.args:
-            raise d.error(f"{d.name} needs a value (upssched ignores this line)")
-        if len(d.args) > 1:
-            raise d.error(
-                f"{d.name} takes one value, got {' '.join(d.args)!r} (upssched ignores the "
-                "extra words; quote a value that contains spaces)"
-            )
+        d.value("upssched")
         if d.name in draft.seen:
             draft.warnings.append(repeated_directive(d.path, d.lineno, d.name, draft.seen[d.name]))
         draft.seen[d.name] = d.lineno
