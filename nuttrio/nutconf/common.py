@@ -364,7 +364,7 @@ def readable_by_others(path: Path, mask: int = stat.S_IROTH) -> bool:
 
 
 def close_matches(word: str, candidates: Collection[str]) -> list[str]:
-    """The candidates that look like a misspelling of ``word`` (or it of them), best first."""
+    """The candidates that ``word`` may be a misspelling of, best first (difflib ratio 0.6)."""
     return difflib.get_close_matches(word, list(candidates), n=3, cutoff=0.6)
 
 
