@@ -58,6 +58,7 @@ __all__ = [
     "upper",
     "warning_sink",
     "where",
+    "world_readable",
 ]
 
 #: The NUT port (IANA ``nut``, 3493/tcp), used wherever a port is not given.
@@ -361,6 +362,13 @@ def readable_by_others(path: Path, mask: int = stat.S_IROTH) -> bool:
         return bool(path.stat().st_mode & mask)
     except OSError:
         return False
+
+
+def world_readable(path: Path) -> ConfigWarning | None:
+    """Upsd's warning for a file others may read (``check_perms`` in upsd.c), if it is one."""
+    if readable_by_others(path, stat.S_IROTH | stat.S_IXOTH):
+        return ConfigWarning(path, None, "file is world readable")
+    return None
 
 
 def close_matches(word: str, candidates: Collection[str]) -> list[str]:

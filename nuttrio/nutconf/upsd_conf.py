@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import socket
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -25,7 +24,7 @@ from .common import (
     fold,
     parse_bool,
     parse_int,
-    readable_by_others,
+    world_readable,
 )
 
 __all__ = ["DEFAULT_LISTEN", "UPSD_CONF", "Listen", "UpsdConfig", "load_upsd_conf"]
@@ -240,8 +239,9 @@ def load_upsd_conf(path: Path, *, env: Mapping[str, str] | None = None) -> UpsdC
     """
     env = os.environ if env is None else env
     draft = _Draft(warnings=[])
-    if readable_by_others(path, stat.S_IROTH | stat.S_IXOTH):
-        draft.warnings.append(ConfigWarning(path, None, "file is world readable"))
+    perm = world_readable(path)
+    if perm is not None:
+        draft.warnings.append(perm)
     env_statepath = env.get("NUT_STATEPATH")
     if env_statepath:
         draft.values["statepath"] = Path(env_statepath)

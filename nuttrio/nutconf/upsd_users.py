@@ -5,7 +5,6 @@ This module performs no I/O beyond reading the file.
 
 from __future__ import annotations
 
-import stat
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -18,8 +17,8 @@ from .common import (
     fold,
     parse_section_header,
     read_config_lines,
-    readable_by_others,
     warning_sink,
+    world_readable,
 )
 
 __all__ = ["UPSD_USERS", "User", "load_upsd_users"]
@@ -235,8 +234,9 @@ def load_upsd_users(path: Path, *, warnings: list[ConfigWarning] | None = None) 
         The users, in file order, keyed by name.
     """
     warn: _Warn = warning_sink(warnings)
-    if readable_by_others(path, stat.S_IROTH | stat.S_IXOTH):
-        warn(ConfigWarning(path, None, "file is world readable"))
+    perm = world_readable(path)
+    if perm is not None:
+        warn(perm)
     users: dict[str, _UserDraft] = {}
     current: _UserDraft | None = None
     for lineno, words in read_config_lines(path, UPSD_USERS):
