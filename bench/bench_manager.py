@@ -76,9 +76,9 @@ if str(REPO) not in sys.path:
 import trio  # noqa: E402
 
 from nuttrio import __version__ as NUTTRIO_VERSION  # noqa: E402
-from nuttrio.mgmt.conf import load_upsmon_conf  # noqa: E402
 from nuttrio.mgmt.notify import Notifier  # noqa: E402
 from nuttrio.mgmt.runner import run_manager  # noqa: E402
+from nuttrio.nutconf import load_upsmon_conf  # noqa: E402
 from nuttrio.state import StateStore  # noqa: E402
 from tests.nuttrio_proc import NuttrioProcess  # noqa: E402
 from tests.realnut import (  # noqa: E402

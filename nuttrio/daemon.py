@@ -27,27 +27,26 @@ from pathlib import Path
 import attrs
 import trio
 
-from .config import (
-    UPSD_USERS,
-    ConfigError,
-    NutConfig,
-    UpsSection,
-    User,
-    load_nut_config,
-    reload_nut_config,
-)
 from .descriptions import Descriptions
 from .hw import Driver, DriverContext, create_driver, dummy
-from .mgmt.conf import (
-    Monitor,
-    UpsmonConfig,
-    UpsschedConfig,
-    load_upsmon_conf,
-    load_upssched_conf,
-)
 from .mgmt.notify import Notifier
 from .mgmt.process import DEFAULT_RUN_AS_USER, RunAs, command_user
 from .mgmt.runner import Manager, local_monitors, run_manager
+from .nutconf import (
+    DEFAULT_PORT,
+    UPSD_USERS,
+    ConfigError,
+    Monitor,
+    NutConfig,
+    UpsmonConfig,
+    UpsschedConfig,
+    UpsSection,
+    User,
+    load_nut_config,
+    load_upsmon_conf,
+    load_upssched_conf,
+    reload_nut_config,
+)
 from .server import ConnectionLimits, ServerCore, ServerSettings, open_listeners, serve_nut
 from .state import StateStore, UpsEntry
 
@@ -55,8 +54,6 @@ __all__ = ["DEFAULT_PORT", "Daemon", "DaemonOptions", "Role", "open_daemon", "ru
 
 log = logging.getLogger("nuttrio")
 
-#: The NUT port (IANA "nut").
-DEFAULT_PORT = 3493
 #: Seconds a secondary waits, after its shutdown, for queued notifications before exiting.
 NOTIFY_DRAIN_TIMEOUT = 10.0
 

@@ -31,6 +31,7 @@ from types import MappingProxyType
 
 import attrs
 
+from nuttrio.nutconf.common import fold as _fold
 from nuttrio.protocol.tokenizer import LineError, split_text
 
 __all__ = ["DEFAULT_DATAPATH", "Descriptions"]
@@ -45,14 +46,6 @@ CMDVARTAB = "cmdvartab"
 
 _VARDESC = "VARDESC"
 _CMDDESC = "CMDDESC"
-
-# C strcasecmp in the C locale folds ASCII letters only.
-_ASCII_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
-def _fold(name: str) -> str:
-    """Return the lookup key for ``name``: ASCII letters lowered, nothing else touched."""
-    return name.translate(_ASCII_FOLD)
 
 
 def _short_repr(table: Mapping[str, str]) -> str:

@@ -23,7 +23,6 @@ import trio
 import trio.testing
 
 import nuttrio
-from nuttrio.config import ConfigError, UpsSection
 from nuttrio.hw.base import DRIVERS, Driver, DriverContext, create_driver
 from nuttrio.hw.dummy import (
     DummyUps,
@@ -33,6 +32,7 @@ from nuttrio.hw.dummy import (
     simulated_ups,
 )
 from nuttrio.hw.dummy_table import KNOWN, StFlag
+from nuttrio.nutconf import ConfigError, UpsSection
 from nuttrio.protocol.tokenizer import Line, split_text
 from nuttrio.state import (
     CommandKind,

@@ -16,11 +16,11 @@ import pytest
 import trio
 import trio.testing
 
-from nuttrio.config import UpsSection, load_nut_config
 from nuttrio.daemon import driver_context
 from nuttrio.hw.base import DriverContext, DriverRegistry, create_driver
 from nuttrio.hw.kit import DeviceSilent, every, run_polling_driver
 from nuttrio.hw.transport import BlockingDevice, SerialSettings, open_serial
+from nuttrio.nutconf import UpsSection, load_nut_config
 from nuttrio.state import CommandKind, CommandStatus, DriverCommand, UpsEntry, Variable
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def test_a_driver_module_is_imported_only_when_a_section_names_it(tmp_path, monk
 
 
 def test_a_driver_module_that_cannot_load_is_a_config_error(monkeypatch):
-    from nuttrio.config import ConfigError
+    from nuttrio.nutconf import ConfigError
 
     monkeypatch.setattr(
         "nuttrio.hw.base.DRIVERS", DriverRegistry({"broken": "no_such_module_xyz:factory"})
@@ -84,7 +84,7 @@ def test_serving_dummy_ups_imports_neither_pyusb_nor_pyserial(tmp_path):
         f"""
         import sys
         import nuttrio.daemon, nuttrio.hw.transport, nuttrio.hw.kit
-        from nuttrio.config import load_nut_config
+        from nuttrio.nutconf import load_nut_config
         from nuttrio.daemon import driver_context
         from nuttrio.hw import create_driver
         from pathlib import Path

@@ -1,4 +1,4 @@
-"""Tests for nuttrio.mgmt.conf: upsmon.conf and upssched.conf as upsmon and upssched read them.
+"""Tests for nuttrio.nutconf: upsmon.conf and upssched.conf as upsmon and upssched read them.
 
 The NUT behaviours pinned here were read in NUT's sources (clients/upsmon.c, upsmon.h,
 upssched.c, upsclient.c at v2.8.0 and v2.8.5) and, where the test says so, observed with
@@ -14,13 +14,13 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
 import pytest
 
-from nuttrio.config import ConfigError
-from nuttrio.mgmt.conf import (
+from nuttrio.nutconf import (
     DEFAULT_NOTIFY_FLAGS,
     NOTIFY_FLAGS,
     NOTIFY_TYPES,
@@ -28,6 +28,8 @@ from nuttrio.mgmt.conf import (
     NUTTRIO_NOTIFY_TYPES,
     CertHost,
     CertIdent,
+    ConfigError,
+    ConfigWarning,
     Monitor,
     SchedAction,
     SchedRule,
@@ -44,6 +46,11 @@ from nuttrio.mgmt.conf import (
 FIXTURES = Path(__file__).parent / "fixtures" / "mgmt"
 MON = "MONITOR ups@localhost 1 monuser pass primary\nPOWERDOWNFLAG /run/killpower\n"
 MON_SHUT = MON + 'SHUTDOWNCMD "/sbin/shutdown -h +0"\n'
+
+
+def as_text(warnings: Iterable[ConfigWarning]) -> tuple[str, ...]:
+    """The warnings as they are logged."""
+    return tuple(str(w) for w in warnings)
 
 
 def write(path: Path, text: str) -> Path:
@@ -85,7 +92,9 @@ def copy_fixture(name: str, dest: Path) -> Path:
 
 def warning_texts(cfg: UpsmonConfig | UpsschedConfig) -> list[str]:
     """The warnings without the leading path."""
-    return [w.split(": ", 1)[1] if w.startswith(str(cfg.path)) else w for w in cfg.warnings]
+    return [
+        w.split(": ", 1)[1] if w.startswith(str(cfg.path)) else w for w in as_text(cfg.warnings)
+    ]
 
 
 # ---------------------------------------------------------------------------------------
@@ -248,7 +257,7 @@ def test_class_defaults_equal_loader_defaults(tmp_path: Path) -> None:
 
 def test_every_directive(tmp_path: Path) -> None:
     cfg = load_upsmon_conf(copy_fixture("upsmon-all.conf", tmp_path))
-    assert cfg.warnings == ()
+    assert as_text(cfg.warnings) == ()
     assert cfg.monitors == (
         Monitor(
             "ups1@localhost", "ups1", "localhost", 3493, 1, "upsmon_primary", "pass word", True, 5
@@ -412,7 +421,7 @@ def test_duplicate_monitor_is_an_error(tmp_path: Path) -> None:
 
 def test_same_ups_under_two_names_warns(tmp_path: Path) -> None:
     cfg = upsmon(tmp_path, MON_SHUT + "MONITOR ups@LOCALHOST:3493 0 u p secondary\n")
-    assert list(cfg.warnings) == [
+    assert list(as_text(cfg.warnings)) == [
         f"{cfg.path}:4: MONITOR ups@LOCALHOST:3493 is the same UPS as ups@localhost (line 1):"
         " both log in and both power values count"
     ]
@@ -453,7 +462,7 @@ def test_monitoring_only_needs_minsupplies_0(tmp_path: Path) -> None:
     assert "add up to 0, less than MINSUPPLIES 1" in err.message
     cfg = upsmon(tmp_path, "MONITOR a 0 u p secondary\nMINSUPPLIES 0\n")
     assert cfg.minsupplies == 0
-    assert cfg.warnings == ()  # no SHUTDOWNCMD is fine for a monitoring-only host
+    assert as_text(cfg.warnings) == ()  # no SHUTDOWNCMD is fine for a monitoring-only host
 
 
 # ---------------------------------------------------------------------------------------
@@ -616,7 +625,7 @@ def test_repeated_directives_warn_last_wins(tmp_path: Path) -> None:
     assert cfg.notifyflag["ONBATT"] == {"WALL"}
     # upsmon's CERTHOST list is searched newest first: the last line for a host wins.
     assert [(c.host, c.certname) for c in cfg.certhost] == [("other", "b"), ("h", "c")]
-    assert list(cfg.warnings) == [
+    assert list(as_text(cfg.warnings)) == [
         f"{cfg.path}:5: POLLFREQ repeated (first on line 4); the last one is used",
         f"{cfg.path}:7: NOTIFYMSG ONBATT repeated (first on line 6); the last one is used",
         f"{cfg.path}:9: NOTIFYFLAG ONBATT repeated (first on line 8); the last one is used",
@@ -632,7 +641,7 @@ def test_unknown_directives_warn(tmp_path: Path) -> None:
     cfg = upsmon(tmp_path, MON_SHUT + "pollfreq 5\nFOO bar baz\nNuttrio_Runtime_Below 5\n")
     assert cfg.pollfreq == 5
     assert cfg.runtime_below is None
-    assert cfg.warnings == (
+    assert as_text(cfg.warnings) == (
         f"{cfg.path}:4: invalid directive 'pollfreq 5' (directive names are case-sensitive: "
         "POLLFREQ); ignored",
         f"{cfg.path}:5: invalid directive 'FOO bar baz'; ignored",
@@ -656,7 +665,7 @@ def test_unknown_notify_type_warns(tmp_path: Path) -> None:
     # upsmon (observed): "'BOGUS' is not a valid notify event name",
     # "Warning: invalid notify type [BOGUS]".
     cfg = upsmon(tmp_path, MON_SHUT + 'NOTIFYMSG BOGUS "x"\nNOTIFYFLAG BOGUS SYSLOG\n')
-    texts = list(cfg.warnings)
+    texts = list(as_text(cfg.warnings))
     assert len(texts) == 2
     assert texts[0].startswith(f"{cfg.path}:4: NOTIFYMSG: unknown notify type 'BOGUS'; ignored")
     assert texts[1].startswith(f"{cfg.path}:5: NOTIFYFLAG: unknown notify type 'BOGUS'; ignored")
@@ -674,7 +683,7 @@ def test_notifyflag_replaces_and_drops_unknown_flags(tmp_path: Path) -> None:
     assert cfg.notifyflag["ONBATT"] == {"WALL"}
     assert cfg.notifyflag["ONLINE"] == {"SYSLOG"}
     assert cfg.notifyflag["LOWBATT"] == frozenset()
-    texts = list(cfg.warnings)
+    texts = list(as_text(cfg.warnings))
     assert texts[0] == (
         f"{cfg.path}:4: invalid notify flag 'syslog' for ONBATT (flags are case-sensitive: "
         "SYSLOG); ignored (known: SYSLOG+WALL+EXEC+IGNORE)"
@@ -686,7 +695,7 @@ def test_notifyflag_replaces_and_drops_unknown_flags(tmp_path: Path) -> None:
 def test_ignore_with_other_flags_warns(tmp_path: Path) -> None:
     cfg = upsmon(tmp_path, MON_SHUT + "NOTIFYFLAG ONBATT IGNORE+SYSLOG\n")
     assert cfg.notifyflag["ONBATT"] == {"IGNORE", "SYSLOG"}
-    assert list(cfg.warnings) == [
+    assert list(as_text(cfg.warnings)) == [
         f"{cfg.path}:4: NOTIFYFLAG ONBATT combines IGNORE with other flags; IGNORE wins and "
         "nothing is done"
     ]
@@ -716,7 +725,7 @@ def test_notifymsg_formats_accepted(tmp_path: Path) -> None:
         + 'NOTIFYMSG SHUTDOWN "bye"\n',
     )
     assert cfg.notifymsg["ONBATT"] == "100%% sure: %s"
-    assert cfg.warnings == ()
+    assert as_text(cfg.warnings) == ()
 
 
 def test_sanity_warnings(tmp_path: Path) -> None:
@@ -737,14 +746,16 @@ def test_sanity_warnings(tmp_path: Path) -> None:
 
 def test_secondary_without_powerdownflag_is_fine(tmp_path: Path) -> None:
     cfg = upsmon(tmp_path, 'MONITOR ups@host 1 u p secondary\nSHUTDOWNCMD "x"\n')
-    assert cfg.warnings == ()
+    assert as_text(cfg.warnings) == ()
 
 
 def test_world_readable_file_warns(tmp_path: Path) -> None:
     path = write(tmp_path / "upsmon.conf", MON_SHUT)
     path.chmod(0o644)
     cfg = load_upsmon_conf(path)
-    assert cfg.warnings == (f"{path}: file is readable by other users but holds MONITOR passwords",)
+    assert as_text(cfg.warnings) == (
+        f"{path}: file is readable by other users but holds MONITOR passwords",
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -764,13 +775,13 @@ def test_triggers_global_and_per_monitor(tmp_path: Path) -> None:
     assert cfg.triggers_for("ups@localhost") == ShutdownTriggers(None, 100, 0)
     assert cfg.triggers_for("b@host") == ShutdownTriggers(300, 20, None)
     assert cfg.triggers_for("unknown") == ShutdownTriggers(300, 100, 0)
-    assert cfg.warnings == ()
+    assert as_text(cfg.warnings) == ()
 
 
 def test_trigger_off_globally(tmp_path: Path) -> None:
     cfg = upsmon(tmp_path, MON_SHUT + "NUTTRIO_RUNTIME_BELOW 300\nNUTTRIO_RUNTIME_BELOW off\n")
     assert cfg.runtime_below is None
-    assert list(cfg.warnings) == [
+    assert list(as_text(cfg.warnings)) == [
         f"{cfg.path}:5: NUTTRIO_RUNTIME_BELOW repeated (first on line 4); the last one is used"
     ]
 
@@ -852,7 +863,7 @@ def test_notifycmd_is_upssched(cmd: str, expected: bool) -> None:
 
 def test_upssched_fixture(tmp_path: Path) -> None:
     cfg = load_upssched_conf(copy_fixture("upssched.conf", tmp_path))
-    assert cfg.warnings == ()
+    assert as_text(cfg.warnings) == ()
     assert cfg.cmdscript == "/usr/local/bin/upssched-cmd"
     assert cfg.pipefn == Path("/run/nut/upssched/upssched.pipe")
     assert cfg.lockfn == Path("/run/nut/upssched/upssched.lock")
@@ -954,7 +965,7 @@ def test_upssched_order_does_not_matter_but_warns(tmp_path: Path) -> None:
     assert cfg.cmdscript == "/bin/cmd"
     assert len(cfg.rules) == 2
     assert cfg.pipefn is None
-    assert list(cfg.warnings) == [
+    assert list(as_text(cfg.warnings)) == [
         f"{cfg.path}:1: AT before CMDSCRIPT, PIPEFN, LOCKFN: upssched 2.8.x requires "
         "CMDSCRIPT, PIPEFN and LOCKFN before the first AT and stops here (nuttrio reads the "
         "whole file)"
@@ -968,7 +979,7 @@ def test_upssched_warnings(tmp_path: Path) -> None:
     )
     assert cfg.cmdscript == "/bin/other"
     assert [r.notify_type for r in cfg.rules] == ["BOGUS", "ONBATT"]
-    texts = list(cfg.warnings)
+    texts = list(as_text(cfg.warnings))
     assert texts[0] == (
         f"{cfg.path}:4: invalid directive 'cmdscript /x' (directive names are case-sensitive: "
         "CMDSCRIPT); ignored"
@@ -980,7 +991,7 @@ def test_upssched_warnings(tmp_path: Path) -> None:
 
 def test_upssched_nuttrio_types_are_known(tmp_path: Path) -> None:
     cfg = upssched(tmp_path, HEAD + "AT NOTLOWBATT * CANCEL-TIMER-MATCHED lowbatt\n")
-    assert cfg.warnings == ()
+    assert as_text(cfg.warnings) == ()
     assert cfg.rules[0].matches("notlowbatt", "any@host")
 
 
@@ -996,14 +1007,14 @@ def test_check_upssched_against_upsmon(tmp_path: Path) -> None:
         + "AT ONBATT * START-TIMER t 5\nAT ONBATT ups1 START-TIMER u 5\n"
         + "AT ONLINE * CANCEL-TIMER t\nAT LOWBATT ups1@localhost EXECUTE x\n",
     )
-    assert check_upssched_against_upsmon(sched, mon) == [
+    assert list(as_text(check_upssched_against_upsmon(sched, mon))) == [
         f"{sched.path}:5: AT ONBATT ups1 never applies: no MONITOR is written exactly 'ups1' "
         "(upsmon.conf has ups1@localhost)",
         f"{sched.path}:6: AT ONLINE never applies: NOTIFYFLAG ONLINE in {mon.path} includes IGNORE",
         f"{sched.path}:7: AT LOWBATT never applies: NOTIFYFLAG LOWBATT in {mon.path} lacks EXEC",
     ]
     plain = attrs.evolve(mon, notifycmd="/usr/local/bin/notify")
-    assert check_upssched_against_upsmon(sched, plain) == [
+    assert list(as_text(check_upssched_against_upsmon(sched, plain))) == [
         f"{mon.path}: NOTIFYCMD is not upssched, so the AT rules of {sched.path} are never used"
     ]
 
@@ -1053,7 +1064,7 @@ def test_real_upsmon_accepts_the_extensions(tmp_path: Path) -> None:
     write(conf, text)
 
     ours = load_upsmon_conf(conf)
-    assert ours.warnings == ()
+    assert as_text(ours.warnings) == ()
     system = f"ups@127.0.0.1:{port}"
     assert ours.triggers_for(system) == ShutdownTriggers(600, 40, 900)
 
@@ -1154,4 +1165,4 @@ def test_real_upssched_wants_cmdscript_first(tmp_path: Path) -> None:
     assert not (tmp_path / "ran").exists()
     ours = load_upssched_conf(conf)  # nuttrio: only a warning
     assert ours.cmdscript == str(script)
-    assert "AT before CMDSCRIPT, PIPEFN, LOCKFN" in ours.warnings[0]
+    assert "AT before CMDSCRIPT, PIPEFN, LOCKFN" in as_text(ours.warnings)[0]

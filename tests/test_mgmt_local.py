@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from nuttrio import DaemonOptions, Role, open_daemon
-from nuttrio.config import ConfigError
+from nuttrio.nutconf import ConfigError
 
 from .realnut import free_port, write_dev_file, write_nut_config
 

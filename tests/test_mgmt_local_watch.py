@@ -6,9 +6,9 @@ import pytest
 import trio
 import trio.testing
 
-from nuttrio.mgmt.conf import Monitor
 from nuttrio.mgmt.machine import Observed, PollFailed
 from nuttrio.mgmt.runner import _LocalSource
+from nuttrio.nutconf import Monitor
 from nuttrio.state import LoginRecord, StateStore
 
 

@@ -9,13 +9,13 @@ import pytest
 import trio
 import trio.testing
 
-from nuttrio.mgmt.conf import load_upsmon_conf, load_upssched_conf
 from nuttrio.mgmt.notify import (
     TEST_MESSAGE,
     Notifier,
     NotifierStatistics,
     format_message,
 )
+from nuttrio.nutconf import load_upsmon_conf, load_upssched_conf
 
 from .helpers import FakeRunner, recorder, records
 

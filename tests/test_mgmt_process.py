@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from nuttrio.mgmt.conf import load_upsmon_conf, load_upssched_conf
 from nuttrio.mgmt.notify import Notifier
 from nuttrio.mgmt.process import DEFAULT_RUN_AS_USER, RunAs, command_user, run_command
+from nuttrio.nutconf import load_upsmon_conf, load_upssched_conf
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching user needs root")
 
@@ -153,8 +153,8 @@ def test_not_root_never_switches_and_needs_no_default_user(monkeypatch):
 @needs_root
 def test_a_missing_default_user_is_a_configuration_error(tmp_path, monkeypatch):
     import nuttrio.mgmt.process as process
-    from nuttrio.config import ConfigError
     from nuttrio.daemon import run_as_user
+    from nuttrio.nutconf import ConfigError
 
     monkeypatch.setattr(process, "DEFAULT_RUN_AS_USER", "no-such-default-user")
     conf = tmp_path / "upsmon.conf"

@@ -10,8 +10,8 @@ import pytest
 import trio
 import trio.testing
 
-from nuttrio.mgmt.conf import load_upsmon_conf
 from nuttrio.mgmt.runner import POWERDOWN_MAGIC, check_powerdown_flag, run_manager
+from nuttrio.nutconf import load_upsmon_conf
 from nuttrio.server import ServerCore, open_listeners, serve_nut
 from nuttrio.state import LoginRecord, StateStore
 

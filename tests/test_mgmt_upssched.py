@@ -8,9 +8,9 @@ import pytest
 import trio
 import trio.testing
 
-from nuttrio.mgmt.conf import load_upssched_conf
 from nuttrio.mgmt.process import command_words, run_command
 from nuttrio.mgmt.upssched import TimerInfo, Upssched, UpsschedStatistics
+from nuttrio.nutconf import load_upssched_conf
 
 from .helpers import FakeRunner, recorder, records
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import trio
 
 from .. import __version__
-from ..config import ConfigError
 from ..daemon import DEFAULT_PORT, Daemon, DaemonOptions, Role, run_daemon
+from ..nutconf import ConfigError, split_host_port
 from ..protocol import DEFAULT_MAX_LINE
 from ..server import ConnectionLimits
 from . import tools
@@ -30,19 +30,10 @@ def parse_listen(text: str) -> tuple[str, int]:
     Raises:
         argparse.ArgumentTypeError: If the text is not of that form.
     """
-    host, port = text, str(DEFAULT_PORT)
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0 or (end + 1 < len(text) and text[end + 1] != ":"):
-            raise argparse.ArgumentTypeError(f"bad address {text!r}: use [v6addr]:PORT")
-        host = text[1:end]
-        if end + 1 < len(text):
-            port = text[end + 2 :]
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"bad address {text!r}: use HOST:PORT")
-    return host, int(port)
+    try:
+        return split_host_port(text, port_zero=True, bare_ipv6=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"bad address {text!r}: {exc}") from None
 
 
 def _parser() -> argparse.ArgumentParser:

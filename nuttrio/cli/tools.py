@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import trio
 
-from ..config import ConfigError, load_nut_config
 from ..daemon import DaemonOptions, driver_context, load_manager_config, run_as_user
 from ..hw import create_driver
 from ..mgmt.notify import Notifier
 from ..mgmt.runner import check_powerdown_flag, read_once
+from ..nutconf import ConfigError, load_nut_config
 from ..state import CommandKind, CommandStatus, DriverCommand, StateStore
 
 __all__ = ["ToolError", "killpower_check", "notify_test", "shutdown_ups", "why"]

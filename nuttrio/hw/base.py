@@ -21,7 +21,7 @@ from typing import Protocol
 import attrs
 import trio
 
-from ..config import ConfigError, UpsSection
+from ..nutconf import ConfigError, UpsSection
 from ..state import DriverLink
 
 __all__ = [
@@ -72,7 +72,7 @@ class DriverContext:
 
 
 #: Builds a driver from its ups.conf section and the context.
-#: Raises :class:`~nuttrio.config.ConfigError` (with file and line) for a bad section.
+#: Raises :class:`~nuttrio.nutconf.ConfigError` (with file and line) for a bad section.
 DriverFactory = Callable[[UpsSection, DriverContext], Driver]
 
 #: The drivers nuttrio has: NUT driver name -> ``"module:factory"``, imported on first use.

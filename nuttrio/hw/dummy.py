@@ -77,7 +77,10 @@ from typing import Protocol
 import attrs
 import trio
 
-from ..config import ConfigError, UpsSection
+from ..nutconf import ConfigError, UpsSection
+from ..nutconf.common import atoi as _atoi
+from ..nutconf.common import fold as _fold
+from ..nutconf.common import strtol as _strtol
 from ..protocol.tokenizer import Line, LineError, split_text
 from ..state import CommandKind, CommandStatus, DriverCommand, DriverLink, Variable
 from .base import Driver, DriverContext
@@ -128,30 +131,8 @@ _ASAP = -math.inf
 _SILENT_KEYS = frozenset(
     {"driver", "desc", "sdorder", "sddelay", "user", "group", "debug_min", "port"}
 )
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _ESCAPED = frozenset('#\\"')
 _BAD_NAME = re.compile(r'[\s#\\=]|^"|^$')
-_LEADING_INT = re.compile(r"[ \t\n\r\v\f]*([+-]?[0-9]+)")
-
-
-def _fold(text: str) -> str:
-    """Lower-case ASCII letters only, as C's ``strcasecmp`` compares."""
-    return text.translate(_ASCII_LOWER)
-
-
-def _strtol(text: str, bits: int = 64) -> int:
-    """C ``strtol(text, NULL, 10)``: the leading integer, saturated to ``bits`` bits."""
-    match = _LEADING_INT.match(text)
-    if match is None:
-        return 0
-    limit = 1 << (bits - 1)
-    return max(-limit, min(limit - 1, int(match.group(1))))
-
-
-def _atoi(text: str) -> int:
-    """C ``atoi`` as glibc does it: ``strtol`` (64-bit) truncated to a 32-bit int."""
-    value = _strtol(text) & 0xFFFFFFFF
-    return value - (1 << 32) if value >= 1 << 31 else value
 
 
 def _encode(raw: str) -> tuple[str, int]:

@@ -32,6 +32,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
+from nuttrio.nutconf.notify_types import STATUS_NOTIFY_TYPES
+
 __all__ = [
     "KNOWN_SYMBOLS",
     "Action",
@@ -247,25 +249,7 @@ NUMLOGINS_INTERVAL = 0.25
 _EPSILON = 1e-6
 
 # Symbol -> (type when it appears, type when it goes). OL/OB are handled apart.
-_TRANSITIONS: dict[str, tuple[str, str]] = {
-    "LB": ("LOWBATT", "NOTLOWBATT"),
-    "FSD": ("FSD", "NOTFSD"),
-    "RB": ("REPLBATT", "NOTREPLBATT"),
-    "CAL": ("CAL", "NOTCAL"),
-    "OFF": ("OFF", "NOTOFF"),
-    "BYPASS": ("BYPASS", "NOTBYPASS"),
-    "OVER": ("OVER", "NOTOVER"),
-    "TRIM": ("TRIM", "NOTTRIM"),
-    "BOOST": ("BOOST", "NOTBOOST"),
-    "ECO": ("ECO", "NOTECO"),
-    "ALARM": ("ALARM", "NOTALARM"),
-    "CHRG": ("CHRG", "NOTCHRG"),
-    "DISCHRG": ("DISCHRG", "NOTDISCHRG"),
-    "TEST": ("TEST", "NOTTEST"),
-    "TICK": ("TICK", "NOTTICK"),
-    "TOCK": ("TOCK", "NOTTOCK"),
-    "HB": ("HB", "NOTHB"),
-}
+_TRANSITIONS = STATUS_NOTIFY_TYPES
 
 
 @attrs.define

@@ -40,7 +40,7 @@ it in upsmon.conf, then the message as one last argument. There is no shell, as 
 2.8.6 (upsmon 2.8.0-2.8.5 build a shell command line, so quotes and ``$`` in a message
 were interpreted).
 
-A notify type missing from :data:`~nuttrio.mgmt.conf.NOTIFY_TYPES` (so without NOTIFYMSG
+A notify type missing from :data:`~nuttrio.nutconf.NOTIFY_TYPES` (so without NOTIFYMSG
 and NOTIFYFLAG entries) gets the message ``UPS <system>: <type>`` and the flags SYSLOG.
 """
 
@@ -56,7 +56,6 @@ from typing import Literal
 import attrs
 import trio
 
-from nuttrio.mgmt.conf import UpsmonConfig, UpsschedConfig
 from nuttrio.mgmt.process import (
     CommandResult,
     CommandRunner,
@@ -66,6 +65,7 @@ from nuttrio.mgmt.process import (
     runner_as,
 )
 from nuttrio.mgmt.upssched import Upssched
+from nuttrio.nutconf import UpsmonConfig, UpsschedConfig
 
 __all__ = [
     "TEST_COMMAND",

@@ -39,9 +39,9 @@ from typing import Protocol
 import attrs
 import trio
 
+from ..nutconf import Monitor, UpsmonConfig
 from ..protocol import ClientConnection, ClientReply, ClientSignal, RemoteProtocolError
 from ..state import LoginRecord, StateStore, UpsEntry, UpsSnapshot
-from .conf import Monitor, UpsmonConfig
 from .machine import (
     Action,
     Event,

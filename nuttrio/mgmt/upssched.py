@@ -21,7 +21,7 @@ owns a nursery) runs two tasks:
   script never races with itself.
 
 Semantics (what each ``AT`` action does for a notification of type *T* about UPS *U*,
-in file order, for every rule :meth:`~nuttrio.mgmt.conf.SchedRule.matches`):
+in file order, for every rule :meth:`~nuttrio.nutconf.SchedRule.matches`):
 
 ``START-TIMER name secs``
     Starts a timer for *U* that expires ``secs`` seconds later. If a timer of that name
@@ -84,7 +84,6 @@ from collections.abc import Iterable, Mapping, Sequence
 import attrs
 import trio
 
-from nuttrio.mgmt.conf import SchedAction, SchedRule, UpsschedConfig
 from nuttrio.mgmt.process import (
     CommandResult,
     CommandRunner,
@@ -93,6 +92,7 @@ from nuttrio.mgmt.process import (
     command_words,
     runner_as,
 )
+from nuttrio.nutconf import SchedAction, SchedRule, UpsschedConfig
 
 __all__ = [
     "NOTIFY_ENV",
@@ -216,7 +216,7 @@ class Upssched:
     count from the call and expire, and queued commands run, once :meth:`run` is going.
 
     Args:
-        config: upssched.conf (:func:`~nuttrio.mgmt.conf.load_upssched_conf`).
+        config: upssched.conf (:func:`~nuttrio.nutconf.load_upssched_conf`).
         command_timeout: Seconds each CMDSCRIPT run may take before it is killed.
         queue_size: Most commands waiting at once; beyond it the oldest waiting command
             is dropped, with an error log.

@@ -124,9 +124,12 @@ class Tokenizer:
 
     Args:
         max_line: Largest logical line accepted, in bytes, or ``None`` for no limit.
+        quotes_end_at_eol: Report a quoted word still open at the end of its line (or of
+            the input) as a :class:`LineError` "missing closing quote" at the line where
+            it began. parseconf reads on into the next lines instead (the default).
     """
 
-    def __init__(self, *, max_line: int | None = None) -> None:
+    def __init__(self, *, max_line: int | None = None, quotes_end_at_eol: bool = False) -> None:
         self._buf = bytearray()
         self._pos = 0
         self._max_line = max_line
@@ -141,6 +144,8 @@ class Tokenizer:
         self._line_start = 1
         self._line_bytes = 0
         self._error: str | None = None
+        self._quotes_end_at_eol = quotes_end_at_eol
+        self._quote_line = 1
 
     @property
     def lineno(self) -> int:
@@ -250,6 +255,15 @@ class Tokenizer:
             return LineError(error, self._line_start)
         return Line(words, self._line_start)
 
+    def _unclosed_quote(self) -> LineError:
+        self._error = (
+            "missing closing quote (the quoted word that begins on this line does not end on it)"
+        )
+        self._line_start = self._quote_line
+        result = self._finish()
+        assert isinstance(result, LineError)
+        return result
+
     def _slow_line(self) -> Line | LineError | LineTooLong | None:
         buf = self._buf
         pos = self._pos
@@ -279,6 +293,7 @@ class Tokenizer:
                     state = _State.COLLECT_LITERAL
                 elif ch == 0x22:  # '"'
                     state = _State.QUOTE_COLLECT
+                    self._quote_line = self._lineno
                 else:
                     self._add(ch)
                     if ch == 0x3D:  # '='
@@ -315,6 +330,9 @@ class Tokenizer:
                     state = _State.FIND_WORD_START
                 elif ch == 0x5C:
                     state = _State.QUOTE_LITERAL
+                elif ch == _LF and self._quotes_end_at_eol:
+                    self._pos = pos
+                    return self._unclosed_quote()
                 else:
                     self._add(ch)
             elif state is _State.QUOTE_LITERAL:
@@ -337,6 +355,8 @@ class Tokenizer:
     def _at_eof(self) -> Line | LineError | None:
         # parseconf keeps a final line without LF only if a word was already complete.
         self._dead = True
+        if self._quotes_end_at_eol and self._state in (_State.QUOTE_COLLECT, _State.QUOTE_LITERAL):
+            return self._unclosed_quote()
         if self._error is not None:
             return self._finish()
         if self._words:
@@ -346,18 +366,19 @@ class Tokenizer:
         return None
 
 
-def split_text(text: bytes) -> list[Line | LineError]:
+def split_text(text: bytes, *, quotes_end_at_eol: bool = False) -> list[Line | LineError]:
     """Split a whole document (a config file) into lines, as parseconf reads a file.
 
     Blank and comment-only lines are left out.
 
     Args:
         text: The file's bytes.
+        quotes_end_at_eol: See :class:`Tokenizer`.
 
     Returns:
         The non-empty lines and the line errors, in file order.
     """
-    tok = Tokenizer()
+    tok = Tokenizer(quotes_end_at_eol=quotes_end_at_eol)
     tok.feed(text)
     tok.feed(b"")
     out: list[Line | LineError] = []

@@ -19,6 +19,7 @@ from typing import Protocol
 import attrs
 import trio
 
+from ..nutconf.common import atoi as _atoi
 from ..protocol import ErrCode, Reply, ServerConnection, quote
 from ..protocol import events as ev
 from ..protocol import replies as rp
@@ -104,21 +105,6 @@ _TRACKING_TEXT = {
     CommandStatus.INVALID_ARGUMENT: rp.err(ErrCode.INVALID_ARGUMENT),
     CommandStatus.FAILED: rp.err(ErrCode.FAILED),
 }
-
-
-def _atoi(text: str) -> int:
-    """C's ``atoi``: optional spaces and sign, then digits; anything else gives 0."""
-    s = text.lstrip(" \t\n\r\x0b\x0c")
-    sign = 1
-    if s[:1] in ("+", "-"):
-        sign = -1 if s[0] == "-" else 1
-        s = s[1:]
-    digits = ""
-    for ch in s:
-        if not ch.isdigit() or not ch.isascii():
-            break
-        digits += ch
-    return sign * int(digits) if digits else 0
 
 
 class ServerCore:
