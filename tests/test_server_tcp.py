@@ -281,3 +281,32 @@ async def test_a_bug_in_one_connection_does_not_stop_the_server(nursery, core, m
     other = await trio.testing.open_stream_to_socket_listener(listener)
     await other.send_all(b"NETVER\n")
     assert await read_until(other, b"\n") == b"1.3\n"
+
+
+async def test_stats_count_connections_requests_and_error_tokens(core):
+    assert (core.stats.connections_open, core.stats.connections_accepted) == (0, 0)
+    async with trio.open_nursery() as nursery:
+        first, first_server = trio.testing.memory_stream_pair()
+        second, second_server = trio.testing.memory_stream_pair()
+        nursery.start_soon(handle_stream, core, first_server)
+        nursery.start_soon(handle_stream, core, second_server)
+        await first.send_all(b"VER\nGET VAR ups ups.status\nGET VAR nope x\nLIST VAR nope\nBOGUS\n")
+        await read_until(first, b"ERR UNKNOWN-COMMAND\n")
+        await second.send_all(b"USERNAME u\nPASSWORD p\nMASTER ups\n")
+        await read_until(second, b"ERR ACCESS-DENIED\n")
+        assert (core.stats.connections_open, core.stats.connections_accepted) == (2, 2)
+        await first.aclose()
+        await second.send_all(b"LOGOUT\n")
+        await read_until(second, b"OK Goodbye\n")
+    assert (core.stats.connections_open, core.stats.connections_accepted) == (0, 2)
+    assert core.stats.requests == {
+        "VER": 1,
+        "GET": 2,
+        "LIST": 1,
+        "REJECTED": 1,
+        "USERNAME": 1,
+        "PASSWORD": 1,
+        "MASTER": 1,
+        "LOGOUT": 1,
+    }
+    assert core.stats.errors == {"UNKNOWN-UPS": 2, "UNKNOWN-COMMAND": 1, "ACCESS-DENIED": 1}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .core import ServerCore as ServerCore
 from .core import ServerSettings as ServerSettings
+from .core import ServerStats as ServerStats
 from .core import Session as Session
 from .tcp import ConnectionLimits as ConnectionLimits
 from .tcp import handle_stream as handle_stream

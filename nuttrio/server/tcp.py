@@ -91,7 +91,8 @@ async def handle_stream(
 ) -> None:
     """Serve one client connection until it closes, times out or logs out.
 
-    The stream is closed on return. Errors of the client's making (resets, broken pipes,
+    The connection is counted in ``core.stats`` (accepted, and open until it ends). The
+    stream is closed on return. Errors of the client's making (resets, broken pipes,
     a failed or timed-out TLS handshake) end the connection quietly; any other error is
     logged with its traceback and ends only this connection. Nothing but cancellation
     propagates, so one connection can never stop the server.
@@ -106,6 +107,9 @@ async def handle_stream(
     limits = limits or ConnectionLimits()
     conn = ServerConnection(max_line=limits.max_line)
     session = Session(conn, address if address is not None else _peer_address(stream))
+    stats = core.stats
+    stats.connections_accepted += 1
+    stats.connections_open += 1
     try:
         await _serve_session(core, session, stream, limits, tls_context)
     except _CLIENT_ERRORS as exc:
@@ -113,6 +117,7 @@ async def handle_stream(
     except Exception:
         log.exception("connection from %s failed", session.address)
     finally:
+        stats.connections_open -= 1
         core.closed(session)
         await trio.aclose_forcefully(stream)
 
