@@ -96,6 +96,48 @@ def test_default_serves_the_simulated_ups_and_stops_on_sigterm():
         held.close()
 
 
+def test_signals_repeated_while_stopping_are_absorbed():
+    # What `timeout` and systemd do: the group gets SIGTERM, and again, within milliseconds.
+    with NuttrioProcess(["--listen", "127.0.0.1:0"]) as proc:
+        assert proc.proc is not None
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while proc.proc.poll() is None and time.monotonic() < deadline:
+            for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                try:
+                    proc.send_signal(signum)
+                except ProcessLookupError:
+                    break
+            time.sleep(0.0005)
+        assert proc.stop() == 0, proc.stderr
+
+
+def test_sigusr1_without_a_manager_says_so():
+    with NuttrioProcess(["--listen", "127.0.0.1:0"]) as proc:
+        port = port_of(proc.ready_line)
+        proc.send_signal(signal.SIGUSR1)
+        assert ask(port, b"VER\n").startswith(b"Network UPS Tools")  # still serving
+        time.sleep(0.2)  # the log line is written by the signal task; let it run
+        assert proc.stop() == 0
+    assert "SIGUSR1 ignored: no manager runs in this process" in proc.stderr
+
+
+def test_start_line_for_an_ipv6_listener_is_a_valid_upsc_target():
+    with NuttrioProcess(["--listen", "[::1]:0"]) as proc:
+        match = re.search(r"upsc (sim@\[::1\]:(\d+))$", proc.ready_line)
+        assert match, proc.ready_line
+        with socket.create_connection(("::1", int(match.group(2))), timeout=5) as sock:
+            sock.sendall(b"GET VAR sim ups.status\n")
+            assert sock.recv(100) == b'VAR sim ups.status "OL"\n'
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "x"])
+def test_max_line_must_be_positive(value):
+    result = run_cli("--max-line", value)
+    assert result.returncode == 2
+    assert "--max-line" in result.stderr
+
+
 def test_sigint_stops_cleanly_too():
     with NuttrioProcess(["--listen", "127.0.0.1:0"]) as proc:
         assert proc.stop(signal.SIGINT) == 0

@@ -120,13 +120,33 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-line",
         metavar="BYTES",
-        type=int,
+        type=_positive_int,
         default=DEFAULT_MAX_LINE,
         help=f"longest request line accepted (default {DEFAULT_MAX_LINE})",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more")
     parser.add_argument("--version", action="version", version=f"nuttrio {__version__}")
     return parser
+
+
+def _bracketed(host: str) -> str:
+    """An IPv6 address in brackets, as upsc and ``--listen`` take it."""
+    return f"[{host}]" if ":" in host else host
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"{_bracketed(host)}:{port}"
+
+
+def _positive_int(text: str) -> int:
+    """A whole number of at least 1 (an argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def _hint(daemon: Daemon) -> str:
@@ -136,17 +156,26 @@ def _hint(daemon: Daemon) -> str:
         return f"nuttrio: managing (secondary) {watched}"
     names = daemon.store.names()
     addresses = daemon.addresses
-    listening = ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in addresses)
+    listening = ", ".join(_host_port(h, p) for h, p in addresses)
     if not names:
         return f"nuttrio: listening on {listening} (no UPS configured)"
     host, port = next(((h, p) for h, p in addresses if ":" not in h), addresses[0])
-    target = f"{names[0]}@{host}" if port == DEFAULT_PORT else f"{names[0]}@{host}:{port}"
+    where = _bracketed(host) if port == DEFAULT_PORT else _host_port(host, port)
+    target = f"{names[0]}@{where}"
     served = names[0] if len(names) == 1 else f"{len(names)} UPS ({', '.join(names)})"
     return f"nuttrio: serving {served} on {listening}; query it with: upsc {target}"
 
 
 async def _run(options: DaemonOptions) -> None:
+    """Run the daemon and act on signals, until a stopping signal or the daemon's end.
+
+    The handled signals are ignored once the receiver is closed (it restores the handlers
+    it found), so a second SIGTERM while stopping (``timeout`` and systemd signal the
+    whole group) is absorbed and the process still exits 0.
+    """
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
+    for signum in handled:
+        signal.signal(signum, signal.SIG_IGN)
     with trio.open_signal_receiver(*handled) as signals:
         async with trio.open_nursery() as nursery:
             daemon: Daemon = await nursery.start(_daemon_then_stop, options, nursery.cancel_scope)
@@ -159,6 +188,11 @@ async def _run(options: DaemonOptions) -> None:
                     if daemon.manager is not None:
                         log.warning("SIGUSR1: shutdown requested by the administrator")
                         daemon.manager.request_fsd()
+                    else:
+                        log.warning(
+                            "SIGUSR1 ignored: no manager runs in this process "
+                            "(start with --primary or --secondary to own the shutdown)"
+                        )
                 else:
                     log.info("%s: stopping", signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
