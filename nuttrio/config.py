@@ -234,10 +234,12 @@ class Listen:
         host: The address or host name, as written (upsd resolves it with
             ``getaddrinfo``, passive, any family).
         port: The TCP port.
+        lineno: The upsd.conf line, or 0 for the default (not part of equality).
     """
 
     host: str
     port: int
+    lineno: int = attrs.field(default=0, eq=False)
 
 
 #: Where upsd listens when upsd.conf has no ``LISTEN`` line: IPv4 and IPv6 loopback.
@@ -450,7 +452,7 @@ def load_upsd_conf(path: Path, *, env: Mapping[str, str] | None = None) -> UpsdC
 
         if name == "LISTEN":
             port = _parse_port(args[1], path, lineno) if len(args) > 1 else DEFAULT_PORT
-            entry = Listen(arg, port)
+            entry = Listen(arg, port, lineno)
             if entry in listen:
                 warnings.append(f"{here}: LISTEN {arg} {port} repeated; ignored")
             else:

@@ -33,7 +33,14 @@ from .hw import Driver, create_driver, dummy
 from .mgmt.conf import UpsmonConfig, UpsschedConfig, load_upsmon_conf, load_upssched_conf
 from .mgmt.notify import Notifier
 from .mgmt.runner import Manager, run_manager
-from .server import ConnectionLimits, ServerCore, ServerSettings, open_listeners, serve_nut
+from .server import (
+    ConnectionLimits,
+    ListenAddress,
+    ServerCore,
+    ServerSettings,
+    open_listeners,
+    serve_nut,
+)
 from .state import StateStore, UpsEntry
 
 __all__ = ["DEFAULT_PORT", "Daemon", "DaemonOptions", "Role", "open_daemon", "run_daemon"]
@@ -272,12 +279,33 @@ def _settings(config: NutConfig) -> ServerSettings:
     return ServerSettings(maxage=config.upsd.maxage, trackingdelay=config.upsd.trackingdelay)
 
 
-def _listen_addresses(options: DaemonOptions, config: NutConfig | None) -> list[tuple[str, int]]:
+def _listen_addresses(options: DaemonOptions, config: NutConfig | None) -> list[ListenAddress]:
+    """Where to listen, each with its origin for the messages.
+
+    ``--listen`` addresses are each required; upsd.conf's LISTEN lines are skipped with a
+    warning when they cannot be bound, as upsd 2.8.0 does; the built-in simulator listens
+    on 127.0.0.1:3493.
+    """
     if options.listen:
-        return list(options.listen)
+        return [
+            ListenAddress(h, p, f"--listen {_host_port(h, p)}", required=True)
+            for h, p in options.listen
+        ]
     if config is None:
-        return [("127.0.0.1", DEFAULT_PORT)]
-    return [(item.host, item.port) for item in config.upsd.listen]
+        return [ListenAddress("127.0.0.1", DEFAULT_PORT, "the built-in default", required=True)]
+    path = config.confdir / "upsd.conf"
+    return [
+        ListenAddress(
+            item.host,
+            item.port,
+            f"{path}:{item.lineno}" if item.lineno else f"{path} (no LISTEN line: the default)",
+        )
+        for item in config.upsd.listen
+    ]
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _limits(options: DaemonOptions, config: NutConfig | None) -> ConnectionLimits:

@@ -379,3 +379,56 @@ def test_a_secondary_lets_its_last_notifications_finish_before_exiting(tmp_path)
             assert secondary.proc.wait(20) == 0
         # Both slow notifications ran to the end although the shutdown came first.
         assert stamps.read_text().split() == ["FSD", "SHUTDOWN"]
+
+
+def listen_conf(tmp_path: Path, lines: str) -> Path:
+    d = write_conf(tmp_path / "conf", "[a]\n driver = dummy-ups\n port = a.dev\n")
+    (d / "upsd.conf").write_text(lines)
+    return d
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_two_listen_lines_on_one_address_serve_with_a_warning(tmp_path):
+    # NUT's integration suite writes both; localhost resolves to 127.0.0.1 here.
+    port = free_port()
+    d = listen_conf(tmp_path, f"LISTEN 127.0.0.1 {port}\nLISTEN localhost {port}\n")
+    with NuttrioProcess(["--nut-config", str(d)]) as proc:
+        assert ask(port, b"GET VAR a ups.status\n") == b'VAR a ups.status "OL"\n'
+        assert proc.stop() == 0
+    assert f"upsd.conf:2: not listening on localhost port {port}" in proc.stderr
+
+
+def test_a_listen_line_that_cannot_bind_is_skipped_while_another_works(tmp_path):
+    port = free_port()
+    d = listen_conf(tmp_path, f"LISTEN 192.0.2.1 {port}\nLISTEN 127.0.0.1 {port}\n")
+    with NuttrioProcess(["--nut-config", str(d)]) as proc:
+        assert ask(port, b"VER\n").startswith(b"Network UPS Tools")
+        assert proc.stop() == 0
+    assert f"upsd.conf:1: not listening on 192.0.2.1 port {port}: [Errno 99]" in proc.stderr
+
+
+def test_no_listener_at_all_is_fatal_with_the_line_and_address(tmp_path):
+    d = listen_conf(tmp_path, "LISTEN 192.0.2.1 3493\n")
+    result = run_cli("--nut-config", str(d))
+    assert result.returncode == 2
+    assert "upsd.conf:1: not listening on 192.0.2.1 port 3493: [Errno 99]" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("192.0.2.1:0", "--listen 192.0.2.1:0: not listening on 192.0.2.1 port 0: [Errno 99]"),
+        ("no-such-host.invalid:0", "--listen no-such-host.invalid:0: not listening on"),
+    ],
+)
+def test_a_listen_flag_that_cannot_bind_is_fatal(address, message):
+    result = run_cli("--listen", "127.0.0.1:0", "--listen", address)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

@@ -16,7 +16,7 @@ from .. import __version__
 from ..config import ConfigError
 from ..daemon import DEFAULT_PORT, Daemon, DaemonOptions, Role, run_daemon
 from ..protocol import DEFAULT_MAX_LINE
-from ..server import ConnectionLimits
+from ..server import ConnectionLimits, ListenError
 from . import tools
 
 __all__ = ["main", "parse_listen"]
@@ -174,8 +174,8 @@ async def _run(options: DaemonOptions) -> None:
     whole group) is absorbed and the process still exits 0.
     """
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
-    for signum in handled:
-        signal.signal(signum, signal.SIG_IGN)
+    for handled_signal in handled:
+        signal.signal(handled_signal, signal.SIG_IGN)
     with trio.open_signal_receiver(*handled) as signals:
         async with trio.open_nursery() as nursery:
             daemon: Daemon = await nursery.start(_daemon_then_stop, options, nursery.cancel_scope)
@@ -241,6 +241,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except* ConfigError as group:
         for exc in _leaves(group):
             print(f"nuttrio: configuration error: {exc}", file=sys.stderr)
+        status = 2
+    except* ListenError as group:
+        for exc in _leaves(group):
+            print(f"nuttrio: {exc}", file=sys.stderr)
         status = 2
     except* tools.ToolError as group:
         for exc in _leaves(group):

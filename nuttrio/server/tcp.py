@@ -24,6 +24,8 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import resource
+import socket
 import ssl
 from collections.abc import Sequence
 
@@ -33,7 +35,14 @@ import trio
 from ..protocol import DEFAULT_MAX_LINE, ServerConnection, Signal
 from .core import ServerCore, Session
 
-__all__ = ["ConnectionLimits", "handle_stream", "open_listeners", "serve_nut"]
+__all__ = [
+    "ConnectionLimits",
+    "ListenAddress",
+    "ListenError",
+    "handle_stream",
+    "open_listeners",
+    "serve_nut",
+]
 
 log = logging.getLogger("nuttrio.server")
 
@@ -47,6 +56,8 @@ _CLIENT_ERRORS = (
 )
 
 _ACCEPT_RETRY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+#: upsd's listen() backlog.
+_BACKLOG = 16
 
 
 @attrs.frozen
@@ -175,23 +186,127 @@ async def _start_tls(
     return tls
 
 
+@attrs.frozen
+class ListenAddress:
+    """An address to listen on, and where it was asked for (for the messages).
+
+    Attributes:
+        host: A host name or address (resolved passively, every family); ``""`` for all.
+        port: The TCP port; 0 picks a free one.
+        origin: Where it comes from: ``/etc/nut/upsd.conf:3``, ``--listen [::1]:3493``...
+        required: Fail when this one cannot be bound, even if others can (a command-line
+            address); otherwise it is logged and skipped, as upsd 2.8.0 does.
+    """
+
+    host: str
+    port: int
+    origin: str
+    required: bool = False
+
+
+class ListenError(OSError):
+    """No address could be bound, or a required one could not; the message says which."""
+
+
 async def open_listeners(
-    addresses: Sequence[tuple[str, int]],
+    addresses: Sequence[tuple[str, int] | ListenAddress],
 ) -> list[trio.SocketListener]:
-    """Bind TCP listeners on ``(host, port)`` pairs (port 0 picks a free port).
+    """Bind TCP listeners (backlog 16, as upsd) on every address each entry resolves to.
+
+    An entry counts as bound when at least one of its resolved addresses is; each address
+    that fails is logged as a warning naming the entry's origin. A ``(host, port)`` pair is
+    a required entry.
 
     Raises:
-        OSError: If any address cannot be bound; those already bound are closed.
+        ListenError: If a required entry, or every entry, could not be bound; the message
+            gives each failure with its origin and address. Those already bound are closed.
     """
+    entries = [_as_listen_address(item) for item in addresses]
     listeners: list[trio.SocketListener] = []
+    failures: list[str] = []
     try:
-        for host, port in addresses:
-            listeners.extend(await trio.open_tcp_listeners(port, host=host, backlog=16))
+        for entry in entries:
+            bound, failed = await _bind_entry(entry)
+            if not bound and entry.required:
+                raise ListenError("; ".join(failed))
+            listeners.extend(bound)
+            for message in failed:
+                log.warning("%s", message)
+            if not bound:
+                failures.extend(failed)
+        if not listeners:
+            raise ListenError("no listener could be bound: " + "; ".join(failures))
     except BaseException:
         for listener in listeners:
             await trio.aclose_forcefully(listener)
         raise
     return listeners
+
+
+def _as_listen_address(item: tuple[str, int] | ListenAddress) -> ListenAddress:
+    if isinstance(item, ListenAddress):
+        return item
+    host, port = item
+    return ListenAddress(host, port, f"{host}:{port}", required=True)
+
+
+async def _bind_entry(entry: ListenAddress) -> tuple[list[trio.SocketListener], list[str]]:
+    """Bind every address ``entry`` resolves to; returns the listeners and the failures."""
+    where = f"{entry.origin}: not listening on {entry.host or '*'} port {entry.port}"
+    try:
+        infos = await trio.socket.getaddrinfo(
+            entry.host or None, entry.port, type=trio.socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError as exc:
+        return [], [f"{where}: {exc}"]
+    bound: list[trio.SocketListener] = []
+    failed: list[str] = []
+    seen = set()
+    for family, type_, proto, _, sockaddr in infos:
+        if sockaddr in seen:
+            continue
+        seen.add(sockaddr)
+        try:
+            bound.append(await _bind_one(family, type_, proto, sockaddr))
+        except OSError as exc:
+            address = str(sockaddr[0])
+            detail = "" if address == entry.host else f" ({address})"
+            failed.append(f"{where}{detail}: {exc}")
+    return bound, failed
+
+
+async def _bind_one(
+    family: int,
+    type_: int,
+    proto: int,
+    sockaddr: tuple[str, int] | tuple[str, int, int, int] | tuple[int, bytes],
+) -> trio.SocketListener:
+    """One listening socket, set up as :func:`trio.open_tcp_listeners` does."""
+    sock = trio.socket.socket(family, type_, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        await sock.bind(sockaddr)
+        sock.listen(_BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
+
+
+#: What an accept failure from a resource shortage waits at first, and at most.
+ACCEPT_BACKOFF = (0.1, 1.0)
+
+
+def _shortage(exc: OSError) -> str:
+    """Which limit an accept failure hit, for the log."""
+    if exc.errno == errno.EMFILE:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return f"the process's open-file limit (RLIMIT_NOFILE soft {soft}, hard {hard})"
+    if exc.errno == errno.ENFILE:
+        return "the system's open-file limit (fs.file-max)"
+    return "kernel memory for sockets"
 
 
 async def _accept_loop(
@@ -202,6 +317,13 @@ async def _accept_loop(
     tls_context: ssl.SSLContext | None,
     nursery: trio.Nursery,
 ) -> None:
+    """Accept connections and start a handler for each, until cancelled.
+
+    A resource shortage (EMFILE, ENFILE, ENOMEM, ENOBUFS) is logged once, naming the limit,
+    and retried with a back-off (0.1 s doubling up to 1 s), as trio's serve_listeners
+    sleeps on them; any other accept error propagates and stops the server.
+    """
+    failures = 0
     while True:
         if slots is not None:
             await slots.acquire()
@@ -210,15 +332,26 @@ async def _accept_loop(
         except OSError as exc:
             if slots is not None:
                 slots.release()
-            if exc.errno in _ACCEPT_RETRY_ERRNOS:
-                log.error("accept failed (%s); retrying", exc)
-                await trio.sleep(0.1)
-                continue
-            raise
+            if exc.errno not in _ACCEPT_RETRY_ERRNOS:
+                raise
+            if not failures:
+                log.error(
+                    "accept failed: %s: %s was reached; %d connections open; retrying",
+                    exc.strerror,
+                    _shortage(exc),
+                    core.stats.connections_open,
+                )
+            failures += 1
+            first, most = ACCEPT_BACKOFF
+            await trio.sleep(min(first * 2 ** min(failures - 1, 10), most))
+            continue
         except BaseException:
             if slots is not None:
                 slots.release()
             raise
+        if failures:
+            log.warning("accepting connections again after %d failed attempts", failures)
+            failures = 0
         nursery.start_soon(_run_handler, core, stream, limits, slots, tls_context)
 
 
