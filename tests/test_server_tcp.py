@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import itertools
+import resource
 import socket
 
 import pytest
@@ -310,3 +313,39 @@ async def test_stats_count_connections_requests_and_error_tokens(core):
         "LOGOUT": 1,
     }
     assert core.stats.errors == {"UNKNOWN-UPS": 2, "UNKNOWN-COMMAND": 1, "ACCESS-DENIED": 1}
+
+
+class ShortOfDescriptors(trio.abc.Listener[trio.abc.Stream]):
+    """A listener whose accept fails with EMFILE ``failures`` times, then hands out a stream."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.attempts: list[float] = []
+        self.client, self.server = trio.testing.memory_stream_pair()
+
+    async def accept(self):
+        self.attempts.append(trio.current_time())
+        if len(self.attempts) <= self.failures:
+            raise OSError(errno.EMFILE, "Too many open files")
+        if len(self.attempts) == self.failures + 1:
+            return self.server
+        await trio.sleep_forever()
+
+    async def aclose(self):
+        pass
+
+
+async def test_running_out_of_descriptors_logs_once_and_backs_off(
+    nursery, core, autojump_clock, caplog
+):
+    listener = ShortOfDescriptors(failures=7)
+    await nursery.start(serve_nut, core, [listener])
+    await listener.client.send_all(b"VER\n")
+    assert (await read_until(listener.client, b"\n")).startswith(b"Network UPS Tools")
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert f"RLIMIT_NOFILE soft {soft}" in errors[0].getMessage()
+    assert "accepting connections again after 7 failed attempts" in caplog.text
+    gaps = [b - a for a, b in itertools.pairwise(listener.attempts)]
+    assert gaps[:7] == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0])
