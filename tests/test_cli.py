@@ -13,9 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
+import trio
 
+from nuttrio.cli import tools
 from nuttrio.cli.main import parse_listen
+from nuttrio.daemon import DaemonOptions
+from nuttrio.state import CommandStatus, Variable
 
+from .helpers import ScriptedDriver
 from .nuttrio_proc import NuttrioProcess
 
 
@@ -309,10 +314,10 @@ def test_why_explains_a_critical_ups(tmp_path):
 def test_shutdown_ups_reports_what_the_driver_answers(tmp_path):
     d = write_conf(tmp_path / "conf", "[a]\n driver = dummy-ups\n port = a.dev\n")
     result = run_cli("--shutdown-ups", "a", "--nut-config", str(d))
-    # dummy-ups offers only load.off and answers UNKNOWN to every command, as the real one.
+    # dummy-ups -k says "shutdown not supported" and sends nothing, as NUT's.
     assert result.returncode == 1
-    assert "nuttrio: UPS a: load.off" in result.stdout
-    assert "answered UNKNOWN to load.off" in result.stderr
+    assert result.stdout == ""
+    assert "nuttrio: UPS a: shutdown not supported (driver dummy-ups)" in result.stderr
     missing = run_cli("--shutdown-ups", "zz", "--nut-config", str(d))
     assert missing.returncode == 2
     assert "no UPS named 'zz'" in missing.stderr
@@ -432,3 +437,42 @@ def test_a_listen_flag_that_cannot_bind_is_fatal(address, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("commands", "answer", "out", "err"),
+    [
+        (
+            ["load.off", "shutdown.return"],
+            CommandStatus.SUCCESS,
+            "shutdown.return: cut the load after 20 s (ups.delay.shutdown) and restore it "
+            "when the power returns",
+            "",
+        ),
+        (["load.off"], CommandStatus.SUCCESS, "load.off: cut the load now", ""),
+        (
+            ["shutdown.stayoff"],
+            CommandStatus.UNKNOWN,
+            "shutdown.stayoff: cut the load after 20 s (ups.delay.shutdown) and keep it off",
+            "shutdown.stayoff failed: the driver does not handle it",
+        ),
+    ],
+)
+def test_shutdown_ups_says_what_each_command_does(
+    tmp_path, monkeypatch, capsys, commands, answer, out, err
+):
+    d = write_conf(tmp_path / "conf", "[a]\n driver = fake-ups\n port = auto\n")
+    driver = ScriptedDriver(
+        [Variable(name="ups.status", value="OL"), Variable(name="ups.delay.shutdown", value="20")],
+        commands,
+        answer,
+    )
+    monkeypatch.setattr(tools, "create_driver", lambda section, confdir: driver)
+    options = DaemonOptions(confdir=d)
+    if err:
+        with pytest.raises(tools.ToolError, match=err):
+            trio.run(tools.shutdown_ups, options, "a")
+    else:
+        assert trio.run(tools.shutdown_ups, options, "a") == 0
+    assert capsys.readouterr().out == f"nuttrio: UPS a: {out}\n"
+    assert [c.name for c in driver.received] == [out.split(":")[0]]
