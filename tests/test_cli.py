@@ -476,3 +476,41 @@ def test_shutdown_ups_says_what_each_command_does(
         assert trio.run(tools.shutdown_ups, options, "a") == 0
     assert capsys.readouterr().out == f"nuttrio: UPS a: {out}\n"
     assert [c.name for c in driver.received] == [out.split(":")[0]]
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["why"], "nuttrio why"),
+        (["notify-test"], "nuttrio notify-test"),
+        (["--killpower-check"], "nuttrio --killpower-check"),
+    ],
+)
+def test_a_command_without_configuration_names_itself(args, named):
+    env = {k: v for k, v in os.environ.items() if k != "NUT_CONFPATH"}
+    result = run_cli(*args, env=env)
+    assert result.returncode == 2
+    assert f"{named} needs a NUT configuration directory with upsmon.conf" in result.stderr
+    assert "--attach" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["why", "notify-test"])
+def test_each_subcommand_has_its_own_help(command):
+    result = run_cli(command, "--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"usage: nuttrio {command} ")
+    assert "--listen" not in result.stdout  # the daemon's options are not the command's
+
+
+def test_nut_config_help_lists_every_file_read():
+    out = " ".join(run_cli("--help").stdout.split())
+    for name in ("ups.conf", "upsd.conf", "upsd.users", "upsmon.conf", "upssched.conf", ".dev"):
+        assert name in out
+
+
+def test_options_before_a_subcommand_are_kept(tmp_path):
+    conf = write_upsmon(
+        tmp_path / "mon", "MONITOR u@127.0.0.1:9 1 m p secondary\nSHUTDOWNCMD true\n"
+    )
+    result = run_cli("--nut-config", str(conf), "notify-test")
+    assert "syslog: ok" in result.stdout, result.stderr

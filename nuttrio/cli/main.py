@@ -45,6 +45,59 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+#: What ``--nut-config DIR`` makes nuttrio read, for the help.
+_FILES_READ = (
+    "read NUT's files from DIR: ups.conf (and the .dev/.seq files its dummy-ups sections "
+    "name), upsd.conf, upsd.users, the cmdvartab descriptions from upsd.conf's DATAPATH; "
+    "upsmon.conf for --primary, --secondary, --killpower-check, why and notify-test; "
+    "upssched.conf when upsmon.conf's NOTIFYCMD names upssched "
+    "(default: $NUT_CONFPATH if set, else the built-in simulated UPS)"
+)
+
+#: The one-shot subcommands: name, one-line help, description.
+_SUBCOMMANDS = (
+    (
+        "why",
+        "for each MONITOR: would the manager shut down now, and the rule that decides",
+        "Read upsmon.conf, query each MONITOR's server once and say, "
+        "for each UPS, whether the manager would count it as critical now and why, then "
+        "whether the shutdown would start.",
+    ),
+    (
+        "notify-test",
+        "send a test notification through every configured sink",
+        "Read upsmon.conf (and upssched.conf when NOTIFYCMD names upssched) and send a "
+        "NOTIFYTEST notification through syslog, NOTIFYCMD and upssched's CMDSCRIPT; "
+        "exit 0 only if every configured sink worked.",
+    ),
+)
+
+
+def _add_config_options(parser: argparse.ArgumentParser, *, subcommand: bool) -> None:
+    """The options the daemon and the subcommands share.
+
+    In a subcommand they default to SUPPRESS, so that ``nuttrio --nut-config DIR why``
+    keeps the value given before the subcommand.
+    """
+    unset: object = argparse.SUPPRESS if subcommand else None
+    parser.add_argument(
+        "--upssched",
+        metavar="FILE",
+        type=Path,
+        help="run this upssched.conf in-process for the notifications (default: "
+        "DIR/upssched.conf when upsmon.conf's NOTIFYCMD names upssched)",
+        default=unset,
+    )
+    parser.add_argument("--nut-config", metavar="DIR", type=Path, help=_FILES_READ, default=unset)
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        help="log more",
+        default=argparse.SUPPRESS if subcommand else 0,
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nuttrio",
@@ -53,14 +106,12 @@ def _parser() -> argparse.ArgumentParser:
             "serves a simulated UPS named 'sim' on 127.0.0.1:3493."
         ),
     )
-    parser.add_argument(
-        "command",
-        nargs="?",
-        choices=["why", "notify-test"],
-        help="why: say for each monitored UPS whether the manager would shut down now and "
-        "the rule that decides; notify-test: send a test notification through every "
-        "configured sink (both read upsmon.conf)",
+    commands = parser.add_subparsers(
+        dest="command", title="commands (instead of a role)", metavar="COMMAND"
     )
+    for name, summary, description in _SUBCOMMANDS:
+        sub = commands.add_parser(name, help=summary, description=description)
+        _add_config_options(sub, subcommand=True)
     roles = parser.add_argument_group("role (one of)")
     role = roles.add_mutually_exclusive_group()
     role.add_argument(
@@ -95,20 +146,7 @@ def _parser() -> argparse.ArgumentParser:
         help="ask the driver of UPS NAME to cut the load after ups.delay.shutdown and come "
         "back when power returns (upsdrvctl shutdown); nuttrio must not be serving it",
     )
-    parser.add_argument(
-        "--upssched",
-        metavar="FILE",
-        type=Path,
-        help="run this upssched.conf in-process for the notifications (default: "
-        "DIR/upssched.conf when upsmon.conf's NOTIFYCMD names upssched)",
-    )
-    parser.add_argument(
-        "--nut-config",
-        metavar="DIR",
-        type=Path,
-        help="read NUT's ups.conf, upsd.conf and upsd.users from DIR "
-        "(default: $NUT_CONFPATH if set, else the built-in simulated UPS)",
-    )
+    _add_config_options(parser, subcommand=False)
     parser.add_argument(
         "--listen",
         metavar="HOST:PORT",
@@ -124,7 +162,6 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_LINE,
         help=f"longest request line accepted (default {DEFAULT_MAX_LINE})",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more")
     parser.add_argument("--version", action="version", version=f"nuttrio {__version__}")
     return parser
 
@@ -229,6 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     status = 0
     try:
+        _check_upsmon_conf_given(args, options)
         if args.killpower_check:
             return tools.killpower_check(options)
         if args.shutdown_ups:
@@ -255,6 +293,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"nuttrio: {exc}", file=sys.stderr)
         status = status or 1
     return status
+
+
+def _check_upsmon_conf_given(args: argparse.Namespace, options: DaemonOptions) -> None:
+    """Refuse a one-shot command that reads upsmon.conf when there is no directory to read.
+
+    Raises:
+        ConfigError: Naming the command that was run.
+    """
+    command = f"nuttrio {args.command}" if args.command else None
+    if args.killpower_check:
+        command = "nuttrio --killpower-check"
+    if command is not None and options.confdir is None:
+        raise ConfigError(
+            f"{command} needs a NUT configuration directory with upsmon.conf "
+            "(--nut-config DIR or NUT_CONFPATH)"
+        )
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
