@@ -17,21 +17,25 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
+    from .config import ConfigError as ConfigError
     from .daemon import Daemon as Daemon
     from .daemon import DaemonOptions as DaemonOptions
     from .daemon import Role as Role
     from .daemon import open_daemon as open_daemon
     from .daemon import run_daemon as run_daemon
     from .state import StateStore as StateStore
+    from .state import UpsEntry as UpsEntry
     from .state import UpsSnapshot as UpsSnapshot
 
 _LAZY = {
+    "ConfigError": "config",
     "Daemon": "daemon",
     "DaemonOptions": "daemon",
     "Role": "daemon",
     "open_daemon": "daemon",
     "run_daemon": "daemon",
     "StateStore": "state",
+    "UpsEntry": "state",
     "UpsSnapshot": "state",
 }
 

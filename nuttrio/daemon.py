@@ -36,6 +36,7 @@ from .mgmt.runner import Manager, run_manager
 from .server import (
     ConnectionLimits,
     ListenAddress,
+    ListenError,
     ServerCore,
     ServerSettings,
     open_listeners,
@@ -69,8 +70,8 @@ class DaemonOptions:
     """How to run the daemon.
 
     Attributes:
-        confdir: A NUT configuration directory to read, or ``None`` for the built-in
-            simulated UPS ``sim`` (attach role only).
+        confdir: A NUT configuration directory to read (any path-like), or ``None`` for
+            the built-in simulated UPS ``sim`` (attach role only).
         listen: ``(host, port)`` pairs overriding upsd.conf's LISTEN lines; port 0 picks one.
         limits: Connection limits; ``max_clients`` is taken from MAXCONN when not set.
         role: Attach, primary or secondary.
@@ -78,11 +79,11 @@ class DaemonOptions:
             upsmon.conf's NOTIFYCMD names upssched: then ``confdir/upssched.conf``).
     """
 
-    confdir: Path | None = None
-    listen: tuple[tuple[str, int], ...] = ()
+    confdir: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
+    listen: tuple[tuple[str, int], ...] = attrs.field(default=(), converter=tuple)
     limits: ConnectionLimits = attrs.field(factory=ConnectionLimits)
     role: Role = Role.ATTACH
-    upssched: Path | None = None
+    upssched: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
 
 
 @attrs.define
@@ -431,10 +432,32 @@ async def open_daemon(options: DaemonOptions) -> AsyncIterator[Daemon]:
     """Run the daemon for the duration of the ``async with`` block.
 
     Leaving the block stops drivers and closes every connection.
+
+    Raises:
+        ConfigError: On entry, for a bad configuration (the error itself, not a group).
+        ListenError: On entry, if no listener could be bound (or a required one).
     """
-    async with trio.open_nursery() as nursery:
-        daemon: Daemon = await nursery.start(run_daemon, options)
-        try:
-            yield daemon
-        finally:
-            nursery.cancel_scope.cancel()
+    started = False
+    try:
+        async with trio.open_nursery() as nursery:
+            daemon: Daemon = await nursery.start(run_daemon, options)
+            started = True
+            try:
+                yield daemon
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        leaf = None if started else _single_leaf(group)
+        if isinstance(leaf, ConfigError | ListenError):
+            raise leaf from None
+        raise
+
+
+def _single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception inside nested groups, or ``None`` if there are several."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc
