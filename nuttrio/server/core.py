@@ -151,6 +151,13 @@ _COMMAND_WORDS: dict[type[ev.Request], str] = {
     ev.Username: "USERNAME",
     ev.Password: "PASSWORD",
     ev.Fsd: "FSD",
+    ev.GetNumLogins: "GET",
+    ev.GetUpsDesc: "GET",
+    ev.GetVar: "GET",
+    ev.GetType: "GET",
+    ev.GetDesc: "GET",
+    ev.GetCmdDesc: "GET",
+    ev.GetTracking: "GET",
     ev.SetVar: "SET",
     ev.SetTracking: "SET",
     ev.InstCmd: "INSTCMD",
@@ -173,7 +180,7 @@ def _command_word(request: ev.Request) -> str:
             return "DETACH" if rfc else "LOGOUT"
         case ev.Primary(word=word):
             return word.upper()
-    return _COMMAND_WORDS.get(type(request), "GET")
+    return _COMMAND_WORDS[type(request)]
 
 
 @attrs.frozen
