@@ -22,16 +22,20 @@ if TYPE_CHECKING:
     from .daemon import Role as Role
     from .daemon import open_daemon as open_daemon
     from .daemon import run_daemon as run_daemon
+    from .nutconf import ConfigError as ConfigError
     from .state import StateStore as StateStore
+    from .state import UpsEntry as UpsEntry
     from .state import UpsSnapshot as UpsSnapshot
 
 _LAZY = {
+    "ConfigError": "nutconf",
     "Daemon": "daemon",
     "DaemonOptions": "daemon",
     "Role": "daemon",
     "open_daemon": "daemon",
     "run_daemon": "daemon",
     "StateStore": "state",
+    "UpsEntry": "state",
     "UpsSnapshot": "state",
 }
 

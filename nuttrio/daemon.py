@@ -47,7 +47,15 @@ from .nutconf import (
     load_upssched_conf,
     reload_nut_config,
 )
-from .server import ConnectionLimits, ServerCore, ServerSettings, open_listeners, serve_nut
+from .server import (
+    ConnectionLimits,
+    ListenAddress,
+    ListenError,
+    ServerCore,
+    ServerSettings,
+    open_listeners,
+    serve_nut,
+)
 from .state import StateStore, UpsEntry
 
 __all__ = ["DEFAULT_PORT", "Daemon", "DaemonOptions", "Role", "open_daemon", "run_daemon"]
@@ -74,8 +82,8 @@ class DaemonOptions:
     """How to run the daemon.
 
     Attributes:
-        confdir: A NUT configuration directory to read, or ``None`` for the built-in
-            simulated UPS ``sim`` (attach role only).
+        confdir: A NUT configuration directory to read (any path-like), or ``None`` for
+            the built-in simulated UPS ``sim`` (attach role only).
         listen: ``(host, port)`` pairs overriding upsd.conf's LISTEN lines; port 0 picks one.
         limits: Connection limits; ``max_clients`` is taken from MAXCONN when not set.
         role: Attach, primary or secondary.
@@ -83,11 +91,11 @@ class DaemonOptions:
             upsmon.conf's NOTIFYCMD names upssched: then ``confdir/upssched.conf``).
     """
 
-    confdir: Path | None = None
-    listen: tuple[tuple[str, int], ...] = ()
+    confdir: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
+    listen: tuple[tuple[str, int], ...] = attrs.field(default=(), converter=tuple)
     limits: ConnectionLimits = attrs.field(factory=ConnectionLimits)
     role: Role = Role.ATTACH
-    upssched: Path | None = None
+    upssched: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
 
 
 @attrs.define
@@ -348,12 +356,33 @@ def _settings(config: NutConfig) -> ServerSettings:
     return ServerSettings(maxage=config.upsd.maxage, trackingdelay=config.upsd.trackingdelay)
 
 
-def _listen_addresses(options: DaemonOptions, config: NutConfig | None) -> list[tuple[str, int]]:
+def _listen_addresses(options: DaemonOptions, config: NutConfig | None) -> list[ListenAddress]:
+    """Where to listen, each with its origin for the messages.
+
+    ``--listen`` addresses are each required; upsd.conf's LISTEN lines are skipped with a
+    warning when they cannot be bound, as upsd 2.8.0 does; the built-in simulator listens
+    on 127.0.0.1:3493.
+    """
     if options.listen:
-        return list(options.listen)
+        return [
+            ListenAddress(h, p, f"--listen {_host_port(h, p)}", required=True)
+            for h, p in options.listen
+        ]
     if config is None:
-        return [("127.0.0.1", DEFAULT_PORT)]
-    return [(item.host, item.port) for item in config.upsd.listen]
+        return [ListenAddress("127.0.0.1", DEFAULT_PORT, "the built-in default", required=True)]
+    path = config.confdir / "upsd.conf"
+    return [
+        ListenAddress(
+            item.host,
+            item.port,
+            f"{path}:{item.lineno}" if item.lineno else f"{path} (no LISTEN line: the default)",
+        )
+        for item in config.upsd.listen
+    ]
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _limits(options: DaemonOptions, config: NutConfig | None) -> ConnectionLimits:
@@ -569,10 +598,32 @@ async def open_daemon(options: DaemonOptions) -> AsyncIterator[Daemon]:
     """Run the daemon for the duration of the ``async with`` block.
 
     Leaving the block stops drivers and closes every connection.
+
+    Raises:
+        ConfigError: On entry, for a bad configuration (the error itself, not a group).
+        ListenError: On entry, if no listener could be bound (or a required one).
     """
-    async with trio.open_nursery() as nursery:
-        daemon: Daemon = await nursery.start(run_daemon, options)
-        try:
-            yield daemon
-        finally:
-            nursery.cancel_scope.cancel()
+    started = False
+    try:
+        async with trio.open_nursery() as nursery:
+            daemon: Daemon = await nursery.start(run_daemon, options)
+            started = True
+            try:
+                yield daemon
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        leaf = None if started else _single_leaf(group)
+        if isinstance(leaf, ConfigError | ListenError):
+            raise leaf from None
+        raise
+
+
+def _single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception inside nested groups, or ``None`` if there are several."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc

@@ -9,13 +9,18 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import trio
 
+from nuttrio.cli import tools
 from nuttrio.cli.main import parse_listen
+from nuttrio.daemon import DaemonOptions
+from nuttrio.state import CommandStatus, Variable
 
-from .helpers import wait_until
+from .helpers import ScriptedDriver, wait_until
 from .nuttrio_proc import NuttrioProcess
 from .realnut import free_port
 
@@ -95,6 +100,47 @@ def test_default_serves_the_simulated_ups_and_stops_on_sigterm():
         assert proc.stop(signal.SIGTERM) == 0
         assert held.recv(100) == b""  # the connection was closed on the way out
         held.close()
+
+
+def test_signals_repeated_while_stopping_are_absorbed():
+    # What `timeout` and systemd do: the group gets SIGTERM, and again, within milliseconds.
+    with NuttrioProcess(["--listen", "127.0.0.1:0"]) as proc:
+        assert proc.proc is not None
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while proc.proc.poll() is None and time.monotonic() < deadline:
+            for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                try:
+                    proc.send_signal(signum)
+                except ProcessLookupError:
+                    break
+            time.sleep(0.0005)
+        assert proc.stop() == 0, proc.stderr
+
+
+def test_sigusr1_without_a_manager_says_so():
+    with NuttrioProcess(["--listen", "127.0.0.1:0"]) as proc:
+        port = port_of(proc.ready_line)
+        proc.send_signal(signal.SIGUSR1)
+        assert ask(port, b"VER\n").startswith(b"Network UPS Tools")  # still serving
+        proc.wait_for_log("SIGUSR1 ignored: no manager runs in this process")
+        assert proc.stop() == 0
+
+
+def test_start_line_for_an_ipv6_listener_is_a_valid_upsc_target():
+    with NuttrioProcess(["--listen", "[::1]:0"]) as proc:
+        match = re.search(r"upsc (sim@\[::1\]:(\d+))$", proc.ready_line)
+        assert match, proc.ready_line
+        with socket.create_connection(("::1", int(match.group(2))), timeout=5) as sock:
+            sock.sendall(b"GET VAR sim ups.status\n")
+            assert sock.recv(100) == b'VAR sim ups.status "OL"\n'
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "x"])
+def test_max_line_must_be_positive(value):
+    result = run_cli("--max-line", value)
+    assert result.returncode == 2
+    assert "--max-line" in result.stderr
 
 
 def test_sigint_stops_cleanly_too():
@@ -270,10 +316,10 @@ def test_why_explains_a_critical_ups(tmp_path):
 def test_shutdown_ups_reports_what_the_driver_answers(tmp_path):
     d = write_conf(tmp_path / "conf", "[a]\n driver = dummy-ups\n port = a.dev\n")
     result = run_cli("--shutdown-ups", "a", "--nut-config", str(d))
-    # dummy-ups offers only load.off and answers UNKNOWN to every command, as the real one.
+    # dummy-ups -k says "shutdown not supported" and sends nothing, as NUT's.
     assert result.returncode == 1
-    assert "nuttrio: UPS a: load.off" in result.stdout
-    assert "answered UNKNOWN to load.off" in result.stderr
+    assert result.stdout == ""
+    assert "nuttrio: UPS a: shutdown not supported (driver dummy-ups)" in result.stderr
     missing = run_cli("--shutdown-ups", "zz", "--nut-config", str(d))
     assert missing.returncode == 2
     assert "no UPS named 'zz'" in missing.stderr
@@ -349,3 +395,127 @@ def test_primary_refuses_a_monitor_upsd_users_would_refuse(tmp_path):
     assert result.returncode == 2
     assert f"{d / 'upsmon.conf'}:1: MONITOR a@localhost:{port}" in result.stderr
     assert "password of user 'admin'" in result.stderr
+
+
+def listen_conf(tmp_path: Path, lines: str) -> Path:
+    d = write_conf(tmp_path / "conf", "[a]\n driver = dummy-ups\n port = a.dev\n")
+    (d / "upsd.conf").write_text(lines)
+    return d
+
+
+def test_two_listen_lines_on_one_address_serve_with_a_warning(tmp_path):
+    # NUT's integration suite writes both; localhost resolves to 127.0.0.1 here.
+    port = free_port()
+    d = listen_conf(tmp_path, f"LISTEN 127.0.0.1 {port}\nLISTEN localhost {port}\n")
+    with NuttrioProcess(["--nut-config", str(d)]) as proc:
+        assert ask(port, b"GET VAR a ups.status\n") == b'VAR a ups.status "OL"\n'
+        assert proc.stop() == 0
+    assert f"upsd.conf:2: not listening on localhost port {port}" in proc.stderr
+
+
+def test_a_listen_line_that_cannot_bind_is_skipped_while_another_works(tmp_path):
+    port = free_port()
+    d = listen_conf(tmp_path, f"LISTEN 192.0.2.1 {port}\nLISTEN 127.0.0.1 {port}\n")
+    with NuttrioProcess(["--nut-config", str(d)]) as proc:
+        assert ask(port, b"VER\n").startswith(b"Network UPS Tools")
+        assert proc.stop() == 0
+    assert f"upsd.conf:1: not listening on 192.0.2.1 port {port}: [Errno 99]" in proc.stderr
+
+
+def test_no_listener_at_all_is_fatal_with_the_line_and_address(tmp_path):
+    d = listen_conf(tmp_path, "LISTEN 192.0.2.1 3493\n")
+    result = run_cli("--nut-config", str(d))
+    assert result.returncode == 2
+    assert "upsd.conf:1: not listening on 192.0.2.1 port 3493: [Errno 99]" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("192.0.2.1:0", "--listen 192.0.2.1:0: not listening on 192.0.2.1 port 0: [Errno 99]"),
+        ("no-such-host.invalid:0", "--listen no-such-host.invalid:0: not listening on"),
+    ],
+)
+def test_a_listen_flag_that_cannot_bind_is_fatal(address, message):
+    result = run_cli("--listen", "127.0.0.1:0", "--listen", address)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("commands", "answer", "out", "err"),
+    [
+        (
+            ["load.off", "shutdown.return"],
+            CommandStatus.SUCCESS,
+            "shutdown.return: cut the load after 20 s (ups.delay.shutdown) and restore it "
+            "when the power returns",
+            "",
+        ),
+        (["load.off"], CommandStatus.SUCCESS, "load.off: cut the load now", ""),
+        (
+            ["shutdown.stayoff"],
+            CommandStatus.UNKNOWN,
+            "shutdown.stayoff: cut the load after 20 s (ups.delay.shutdown) and keep it off",
+            "shutdown.stayoff failed: the driver does not handle it",
+        ),
+    ],
+)
+def test_shutdown_ups_says_what_each_command_does(
+    tmp_path, monkeypatch, capsys, commands, answer, out, err
+):
+    d = write_conf(tmp_path / "conf", "[a]\n driver = fake-ups\n port = auto\n")
+    driver = ScriptedDriver(
+        [Variable(name="ups.status", value="OL"), Variable(name="ups.delay.shutdown", value="20")],
+        commands,
+        answer,
+    )
+    monkeypatch.setattr(tools, "create_driver", lambda section, confdir: driver)
+    options = DaemonOptions(confdir=d)
+    if err:
+        with pytest.raises(tools.ToolError, match=err):
+            trio.run(tools.shutdown_ups, options, "a")
+    else:
+        assert trio.run(tools.shutdown_ups, options, "a") == 0
+    assert capsys.readouterr().out == f"nuttrio: UPS a: {out}\n"
+    assert [c.name for c in driver.received] == [out.split(":")[0]]
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["why"], "nuttrio why"),
+        (["notify-test"], "nuttrio notify-test"),
+        (["--killpower-check"], "nuttrio --killpower-check"),
+    ],
+)
+def test_a_command_without_configuration_names_itself(args, named):
+    env = {k: v for k, v in os.environ.items() if k != "NUT_CONFPATH"}
+    result = run_cli(*args, env=env)
+    assert result.returncode == 2
+    assert f"{named} needs a NUT configuration directory with upsmon.conf" in result.stderr
+    assert "--attach" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["why", "notify-test"])
+def test_each_subcommand_has_its_own_help(command):
+    result = run_cli(command, "--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"usage: nuttrio {command} ")
+    assert "--listen" not in result.stdout  # the daemon's options are not the command's
+
+
+def test_nut_config_help_lists_every_file_read():
+    out = " ".join(run_cli("--help").stdout.split())
+    for name in ("ups.conf", "upsd.conf", "upsd.users", "upsmon.conf", "upssched.conf", ".dev"):
+        assert name in out
+
+
+def test_options_before_a_subcommand_are_kept(tmp_path):
+    conf = write_upsmon(
+        tmp_path / "mon", "MONITOR u@127.0.0.1:9 1 m p secondary\nSHUTDOWNCMD true\n"
+    )
+    result = run_cli("--nut-config", str(conf), "notify-test")
+    assert "syslog: ok" in result.stdout, result.stderr

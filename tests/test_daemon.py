@@ -170,7 +170,10 @@ async def test_shutdown_ups_sends_shutdown_return_to_a_driver_that_has_it(
     status = await tools.shutdown_ups(nuttrio.DaemonOptions(confdir=confdir), "U")
     assert status == 0
     assert [(c.kind.value, c.name) for c in driver.received] == [("INSTCMD", "shutdown.return")]
-    assert "UPS u: shutdown.return after 20 s" in capsys.readouterr().out
+    assert (
+        "UPS u: shutdown.return: cut the load after 20 s (ups.delay.shutdown) and restore it "
+        "when the power returns" in capsys.readouterr().out
+    )
 
 
 async def test_sighup_reload_reaches_the_manager_and_its_notifier(tmp_path, caplog):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import itertools
+import resource
 import socket
 
 import pytest
@@ -281,3 +284,99 @@ async def test_a_bug_in_one_connection_does_not_stop_the_server(nursery, core, m
     other = await trio.testing.open_stream_to_socket_listener(listener)
     await other.send_all(b"NETVER\n")
     assert await read_until(other, b"\n") == b"1.3\n"
+
+
+async def test_stats_count_connections_requests_and_error_tokens(core):
+    assert (core.stats.connections_open, core.stats.connections_accepted) == (0, 0)
+    async with trio.open_nursery() as nursery:
+        first, first_server = trio.testing.memory_stream_pair()
+        second, second_server = trio.testing.memory_stream_pair()
+        nursery.start_soon(handle_stream, core, first_server)
+        nursery.start_soon(handle_stream, core, second_server)
+        await first.send_all(b"VER\nGET VAR ups ups.status\nGET VAR nope x\nLIST VAR nope\nBOGUS\n")
+        await read_until(first, b"ERR UNKNOWN-COMMAND\n")
+        await second.send_all(b"USERNAME u\nPASSWORD p\nMASTER ups\n")
+        await read_until(second, b"ERR ACCESS-DENIED\n")
+        assert (core.stats.connections_open, core.stats.connections_accepted) == (2, 2)
+        await first.aclose()
+        await second.send_all(b"LOGOUT\n")
+        await read_until(second, b"OK Goodbye\n")
+    assert (core.stats.connections_open, core.stats.connections_accepted) == (0, 2)
+    assert core.stats.requests == {
+        "VER": 1,
+        "GET": 2,
+        "LIST": 1,
+        "REJECTED": 1,
+        "USERNAME": 1,
+        "PASSWORD": 1,
+        "MASTER": 1,
+        "LOGOUT": 1,
+    }
+    assert core.stats.errors == {"UNKNOWN-UPS": 2, "UNKNOWN-COMMAND": 1, "ACCESS-DENIED": 1}
+
+
+class ShortOfDescriptors(trio.abc.Listener[trio.abc.Stream]):
+    """A listener whose accept fails with EMFILE ``failures`` times, then hands out a stream."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.attempts: list[float] = []
+        self.client, self.server = trio.testing.memory_stream_pair()
+
+    async def accept(self):
+        self.attempts.append(trio.current_time())
+        if len(self.attempts) <= self.failures:
+            raise OSError(errno.EMFILE, "Too many open files")
+        if len(self.attempts) == self.failures + 1:
+            return self.server
+        await trio.sleep_forever()
+
+    async def aclose(self):
+        pass
+
+
+async def test_running_out_of_descriptors_logs_once_and_backs_off(
+    nursery, core, autojump_clock, caplog
+):
+    listener = ShortOfDescriptors(failures=7)
+    await nursery.start(serve_nut, core, [listener])
+    await listener.client.send_all(b"VER\n")
+    assert (await read_until(listener.client, b"\n")).startswith(b"Network UPS Tools")
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert f"RLIMIT_NOFILE soft {soft}" in errors[0].getMessage()
+    assert "accepting connections again after 7 failed attempts" in caplog.text
+    gaps = [b - a for a, b in itertools.pairwise(listener.attempts)]
+    assert gaps[:7] == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    "flood", [b"\n" * 65536, b"LIST VAR ups\n" * 4000], ids=["empty-lines", "list-var"]
+)
+async def test_a_flooding_client_delays_the_others_only_briefly(nursery, core, flood):
+    # Before the slices, one such write kept every other client waiting 90-420 ms. The
+    # figure itself (about a millisecond) is measured by bench/bench_fairness.py.
+    listener = await start_server(nursery, core)
+    flooder = await trio.testing.open_stream_to_socket_listener(listener)
+    poller = await trio.testing.open_stream_to_socket_listener(listener)
+
+    async def drain():
+        while await flooder.receive_some(1 << 20):
+            pass
+
+    async def flood_forever():
+        while True:
+            await flooder.send_all(flood)
+
+    nursery.start_soon(drain)
+    nursery.start_soon(flood_forever)
+    await trio.sleep(0.05)  # the flood is under way
+    worst = 0.0
+    for _ in range(20):
+        began = trio.current_time()
+        await poller.send_all(b"GET VAR ups ups.status\n")
+        assert await read_until(poller, b"\n") == b'VAR ups ups.status "OL"\n'
+        worst = max(worst, trio.current_time() - began)
+        await trio.sleep(0.005)
+    assert worst < 0.05

@@ -16,7 +16,7 @@ from .. import __version__
 from ..daemon import DEFAULT_PORT, Daemon, DaemonOptions, Role, run_daemon
 from ..nutconf import ConfigError, split_host_port
 from ..protocol import DEFAULT_MAX_LINE
-from ..server import ConnectionLimits
+from ..server import ConnectionLimits, ListenError
 from . import tools
 
 __all__ = ["main", "parse_listen"]
@@ -36,6 +36,59 @@ def parse_listen(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"bad address {text!r}: {exc}") from None
 
 
+#: What ``--nut-config DIR`` makes nuttrio read, for the help.
+_FILES_READ = (
+    "read NUT's files from DIR: ups.conf (and the .dev/.seq files its dummy-ups sections "
+    "name), upsd.conf, upsd.users, the cmdvartab descriptions from upsd.conf's DATAPATH; "
+    "upsmon.conf for --primary, --secondary, --killpower-check, why and notify-test; "
+    "upssched.conf when upsmon.conf's NOTIFYCMD names upssched "
+    "(default: $NUT_CONFPATH if set, else the built-in simulated UPS)"
+)
+
+#: The one-shot subcommands: name, one-line help, description.
+_SUBCOMMANDS = (
+    (
+        "why",
+        "for each MONITOR: would the manager shut down now, and the rule that decides",
+        "Read upsmon.conf, query each MONITOR's server once and say, "
+        "for each UPS, whether the manager would count it as critical now and why, then "
+        "whether the shutdown would start.",
+    ),
+    (
+        "notify-test",
+        "send a test notification through every configured sink",
+        "Read upsmon.conf (and upssched.conf when NOTIFYCMD names upssched) and send a "
+        "NOTIFYTEST notification through syslog, NOTIFYCMD and upssched's CMDSCRIPT; "
+        "exit 0 only if every configured sink worked.",
+    ),
+)
+
+
+def _add_config_options(parser: argparse.ArgumentParser, *, subcommand: bool) -> None:
+    """The options the daemon and the subcommands share.
+
+    In a subcommand they default to SUPPRESS, so that ``nuttrio --nut-config DIR why``
+    keeps the value given before the subcommand.
+    """
+    unset: object = argparse.SUPPRESS if subcommand else None
+    parser.add_argument(
+        "--upssched",
+        metavar="FILE",
+        type=Path,
+        help="run this upssched.conf in-process for the notifications (default: "
+        "DIR/upssched.conf when upsmon.conf's NOTIFYCMD names upssched)",
+        default=unset,
+    )
+    parser.add_argument("--nut-config", metavar="DIR", type=Path, help=_FILES_READ, default=unset)
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        help="log more",
+        default=argparse.SUPPRESS if subcommand else 0,
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nuttrio",
@@ -44,14 +97,12 @@ def _parser() -> argparse.ArgumentParser:
             "serves a simulated UPS named 'sim' on 127.0.0.1:3493."
         ),
     )
-    parser.add_argument(
-        "command",
-        nargs="?",
-        choices=["why", "notify-test"],
-        help="why: say for each monitored UPS whether the manager would shut down now and "
-        "the rule that decides; notify-test: send a test notification through every "
-        "configured sink (both read upsmon.conf)",
+    commands = parser.add_subparsers(
+        dest="command", title="commands (instead of a role)", metavar="COMMAND"
     )
+    for name, summary, description in _SUBCOMMANDS:
+        sub = commands.add_parser(name, help=summary, description=description)
+        _add_config_options(sub, subcommand=True)
     roles = parser.add_argument_group("role (one of)")
     role = roles.add_mutually_exclusive_group()
     role.add_argument(
@@ -86,20 +137,7 @@ def _parser() -> argparse.ArgumentParser:
         help="ask the driver of UPS NAME to cut the load after ups.delay.shutdown and come "
         "back when power returns (upsdrvctl shutdown); nuttrio must not be serving it",
     )
-    parser.add_argument(
-        "--upssched",
-        metavar="FILE",
-        type=Path,
-        help="run this upssched.conf in-process for the notifications (default: "
-        "DIR/upssched.conf when upsmon.conf's NOTIFYCMD names upssched)",
-    )
-    parser.add_argument(
-        "--nut-config",
-        metavar="DIR",
-        type=Path,
-        help="read NUT's ups.conf, upsd.conf and upsd.users from DIR "
-        "(default: $NUT_CONFPATH if set, else the built-in simulated UPS)",
-    )
+    _add_config_options(parser, subcommand=False)
     parser.add_argument(
         "--listen",
         metavar="HOST:PORT",
@@ -111,13 +149,32 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-line",
         metavar="BYTES",
-        type=int,
+        type=_positive_int,
         default=DEFAULT_MAX_LINE,
         help=f"longest request line accepted (default {DEFAULT_MAX_LINE})",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more")
     parser.add_argument("--version", action="version", version=f"nuttrio {__version__}")
     return parser
+
+
+def _bracketed(host: str) -> str:
+    """An IPv6 address in brackets, as upsc and ``--listen`` take it."""
+    return f"[{host}]" if ":" in host else host
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"{_bracketed(host)}:{port}"
+
+
+def _positive_int(text: str) -> int:
+    """A whole number of at least 1 (an argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def _hint(daemon: Daemon) -> str:
@@ -127,17 +184,26 @@ def _hint(daemon: Daemon) -> str:
         return f"nuttrio: managing (secondary) {watched}"
     names = daemon.store.names()
     addresses = daemon.addresses
-    listening = ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in addresses)
+    listening = ", ".join(_host_port(h, p) for h, p in addresses)
     if not names:
         return f"nuttrio: listening on {listening} (no UPS configured)"
     host, port = next(((h, p) for h, p in addresses if ":" not in h), addresses[0])
-    target = f"{names[0]}@{host}" if port == DEFAULT_PORT else f"{names[0]}@{host}:{port}"
+    where = _bracketed(host) if port == DEFAULT_PORT else _host_port(host, port)
+    target = f"{names[0]}@{where}"
     served = names[0] if len(names) == 1 else f"{len(names)} UPS ({', '.join(names)})"
     return f"nuttrio: serving {served} on {listening}; query it with: upsc {target}"
 
 
 async def _run(options: DaemonOptions) -> None:
+    """Run the daemon and act on signals, until a stopping signal or the daemon's end.
+
+    The handled signals are ignored once the receiver is closed (it restores the handlers
+    it found), so a second SIGTERM while stopping (``timeout`` and systemd signal the
+    whole group) is absorbed and the process still exits 0.
+    """
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
+    for handled_signal in handled:
+        signal.signal(handled_signal, signal.SIG_IGN)
     with trio.open_signal_receiver(*handled) as signals:
         async with trio.open_nursery() as nursery:
             daemon: Daemon = await nursery.start(_daemon_then_stop, options, nursery.cancel_scope)
@@ -150,6 +216,11 @@ async def _run(options: DaemonOptions) -> None:
                     if daemon.manager is not None:
                         log.warning("SIGUSR1: shutdown requested by the administrator")
                         daemon.manager.request_fsd()
+                    else:
+                        log.warning(
+                            "SIGUSR1 ignored: no manager runs in this process "
+                            "(start with --primary or --secondary to own the shutdown)"
+                        )
                 else:
                     log.info("%s: stopping", signal.Signals(signum).name)
                     nursery.cancel_scope.cancel()
@@ -186,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     status = 0
     try:
+        _check_upsmon_conf_given(args, options)
         if args.killpower_check:
             return tools.killpower_check(options)
         if args.shutdown_ups:
@@ -199,6 +271,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for exc in _leaves(group):
             print(f"nuttrio: configuration error: {exc}", file=sys.stderr)
         status = 2
+    except* ListenError as group:
+        for exc in _leaves(group):
+            print(f"nuttrio: {exc}", file=sys.stderr)
+        status = 2
     except* tools.ToolError as group:
         for exc in _leaves(group):
             print(f"nuttrio: {exc}", file=sys.stderr)
@@ -208,6 +284,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"nuttrio: {exc}", file=sys.stderr)
         status = status or 1
     return status
+
+
+def _check_upsmon_conf_given(args: argparse.Namespace, options: DaemonOptions) -> None:
+    """Refuse a one-shot command that reads upsmon.conf when there is no directory to read.
+
+    Raises:
+        ConfigError: Naming the command that was run.
+    """
+    command = f"nuttrio {args.command}" if args.command else None
+    if args.killpower_check:
+        command = "nuttrio --killpower-check"
+    if command is not None and options.confdir is None:
+        raise ConfigError(
+            f"{command} needs a NUT configuration directory with upsmon.conf "
+            "(--nut-config DIR or NUT_CONFPATH)"
+        )
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

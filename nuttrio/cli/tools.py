@@ -9,7 +9,7 @@ from ..hw import create_driver
 from ..mgmt.notify import Notifier
 from ..mgmt.runner import check_powerdown_flag, read_once
 from ..nutconf import ConfigError, load_nut_config
-from ..state import CommandKind, CommandStatus, DriverCommand, StateStore
+from ..state import CommandKind, CommandStatus, DriverCommand, StateStore, UpsEntry
 
 __all__ = ["ToolError", "killpower_check", "notify_test", "shutdown_ups", "why"]
 
@@ -17,6 +17,22 @@ __all__ = ["ToolError", "killpower_check", "notify_test", "shutdown_ups", "why"]
 SHUTDOWN_COMMANDS = ("shutdown.return", "load.off.delay", "shutdown.stayoff", "load.off")
 #: Seconds a driver may take to answer the shutdown command.
 SHUTDOWN_TIMEOUT = 30.0
+#: What each shutdown command does; ``{delay}`` is the UPS's ups.delay.shutdown.
+SHUTDOWN_TEXT = {
+    "shutdown.return": "cut the load after {delay} and restore it when the power returns",
+    "load.off.delay": "cut the load after {delay}",
+    "shutdown.stayoff": "cut the load after {delay} and keep it off",
+    "load.off": "cut the load now",
+}
+#: Drivers whose shutdown (``upsdrvctl shutdown``, the driver's ``-k``) does nothing, with
+#: NUT's message: dummy-ups only simulates a UPS.
+NO_SHUTDOWN = {"dummy-ups": "shutdown not supported"}
+#: What a driver's answer to the shutdown command means.
+_ANSWERS = {
+    CommandStatus.UNKNOWN: "the driver does not handle it",
+    CommandStatus.INVALID_ARGUMENT: "the driver refused its argument",
+    CommandStatus.FAILED: "the UPS did not carry it out",
+}
 
 
 class ToolError(Exception):
@@ -32,11 +48,15 @@ def killpower_check(options: DaemonOptions) -> int:
 async def shutdown_ups(options: DaemonOptions, name: str) -> int:
     """``upsdrvctl shutdown NAME``: start the UPS's driver and send it the shutdown command.
 
+    The first of :data:`SHUTDOWN_COMMANDS` the driver offers is sent, after printing what
+    it does. A driver without a shutdown (dummy-ups) is refused with NUT's message.
+
     Returns:
-        0 if the driver reported success, 1 otherwise (the reason is printed).
+        0 if the driver reported success.
 
     Raises:
         ConfigError: For a bad configuration or an unknown UPS.
+        ToolError: If the driver has no shutdown, refused or failed it, or did not answer.
     """
     if options.confdir is None:
         raise ConfigError("--shutdown-ups needs --nut-config DIR (or NUT_CONFPATH)")
@@ -44,34 +64,41 @@ async def shutdown_ups(options: DaemonOptions, name: str) -> int:
     section = next((s for s in config.ups if s.name.lower() == name.lower()), None)
     if section is None:
         raise ConfigError(f"no UPS named {name!r} in ups.conf", config.confdir / "ups.conf")
+    refused = NO_SHUTDOWN.get(section.driver)
+    if refused is not None:
+        raise ToolError(f"UPS {section.name}: {refused} (driver {section.driver})")
     driver = create_driver(section, driver_context(config))
     entry = StateStore().add(section.name, section.desc)
     async with trio.open_nursery() as nursery:
         with entry.connect() as link:
             await nursery.start(driver.run, link)
-            snapshot = entry.snapshot()
-            command = next((c for c in SHUTDOWN_COMMANDS if snapshot.has_command(c)), None)
-            if command is None:
-                nursery.cancel_scope.cancel()
-                offered = ", ".join(SHUTDOWN_COMMANDS)
-                raise ToolError(f"UPS {section.name}: the driver offers none of {offered}")
-            delay = snapshot.value("ups.delay.shutdown")
-            print(
-                f"nuttrio: UPS {section.name}: {command}" + (f" after {delay} s" if delay else "")
-            )
-            request = DriverCommand(CommandKind.INSTCMD, command)
-            if not entry.submit(request):
-                raise ToolError(f"UPS {section.name}: the driver did not take the command")
-            with trio.move_on_after(SHUTDOWN_TIMEOUT):
-                status = await request.result.wait()
-                nursery.cancel_scope.cancel()
-                if status is CommandStatus.SUCCESS:
-                    return 0
-                raise ToolError(
-                    f"UPS {section.name}: the driver answered {status.name} to {command}"
-                )
+            outcome = await _send_shutdown(entry)
             nursery.cancel_scope.cancel()
-    raise ToolError(f"UPS {section.name}: no answer from the driver in {SHUTDOWN_TIMEOUT:g} s")
+    if outcome is not None:
+        raise ToolError(f"UPS {section.name}: {outcome}")
+    return 0
+
+
+async def _send_shutdown(entry: UpsEntry) -> str | None:
+    """Send the best shutdown command the driver offers; ``None`` on success, else why not.
+
+    Cancellation leaves the command queued at the driver (the caller stops the driver).
+    """
+    snapshot = entry.snapshot()
+    command = next((c for c in SHUTDOWN_COMMANDS if snapshot.has_command(c)), None)
+    if command is None:
+        return f"the driver offers none of {', '.join(SHUTDOWN_COMMANDS)}"
+    delay = snapshot.value("ups.delay.shutdown")
+    when = f"{delay} s (ups.delay.shutdown)" if delay else "the UPS's own delay"
+    what = SHUTDOWN_TEXT[command].format(delay=when)
+    print(f"nuttrio: UPS {entry.name}: {command}: {what}", flush=True)
+    request = DriverCommand(CommandKind.INSTCMD, command)
+    if not entry.submit(request):
+        return "the driver did not take the command"
+    with trio.move_on_after(SHUTDOWN_TIMEOUT):
+        status = await request.result.wait()
+        return None if status is CommandStatus.SUCCESS else f"{command} failed: {_ANSWERS[status]}"
+    return f"no answer from the driver in {SHUTDOWN_TIMEOUT:g} s"
 
 
 async def why(options: DaemonOptions) -> int:

@@ -40,10 +40,12 @@ class Listen:
         host: The address or host name, as written (upsd resolves it with
             ``getaddrinfo``, passive, any family).
         port: The TCP port.
+        lineno: The upsd.conf line, or 0 for the default (not part of equality).
     """
 
     host: str
     port: int
+    lineno: int = attrs.field(default=0, eq=False)
 
 
 #: Where upsd listens when upsd.conf has no ``LISTEN`` line: IPv4 and IPv6 loopback.
@@ -121,7 +123,7 @@ def _parse_port(word: str, d: Directive) -> int:
 def _listen(draft: _Draft, d: Directive) -> None:
     host = d.value("upsd", most=2, wanted="an address and an optional port")
     port = _parse_port(d.args[1], d) if len(d.args) > 1 else DEFAULT_PORT
-    entry = Listen(host, port)
+    entry = Listen(host, port, d.lineno)
     if entry in draft.listen:
         draft.warnings.append(d.warning(f"LISTEN {host} {port} repeated; ignored"))
     else:

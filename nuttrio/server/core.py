@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
@@ -35,7 +36,14 @@ from ..state import (
     Variable,
 )
 
-__all__ = ["DescriptionSource", "ServerCore", "ServerSettings", "Session", "UserDirectory"]
+__all__ = [
+    "DescriptionSource",
+    "ServerCore",
+    "ServerSettings",
+    "ServerStats",
+    "Session",
+    "UserDirectory",
+]
 
 log = logging.getLogger("nuttrio.server")
 
@@ -107,6 +115,83 @@ _TRACKING_TEXT = {
 }
 
 
+@attrs.define
+class ServerStats:
+    """Counters for a metrics endpoint, kept by the server as it runs.
+
+    Plain integers, updated without a checkpoint; reading them never blocks.
+
+    Attributes:
+        connections_open: Client connections being served now.
+        connections_accepted: Client connections accepted since the start.
+        requests: Requests answered, by command word (``GET``, ``LIST``, ``LOGIN``...;
+            ``ATTACH``/``DETACH`` and ``MASTER`` as the client spelled them). A request the
+            protocol layer refused before the core (an unknown command, a line too long)
+            counts as ``REJECTED``.
+        errors: ``ERR`` replies sent, by token (``UNKNOWN-UPS``, ``DATA-STALE``...).
+    """
+
+    connections_open: int = 0
+    connections_accepted: int = 0
+    requests: Counter[str] = attrs.field(factory=Counter)
+    errors: Counter[str] = attrs.field(factory=Counter)
+
+    def count(self, request: ev.Request, reply: Reply) -> None:
+        """Count one answered request and its error token, if any."""
+        self.requests[_command_word(request)] += 1
+        if reply.error is not None:
+            self.errors[reply.error.value] += 1
+
+
+_COMMAND_WORDS: dict[type[ev.Request], str] = {
+    ev.Rejected: "REJECTED",
+    ev.Ver: "VER",
+    ev.NetVer: "NETVER",
+    ev.Help: "HELP",
+    ev.StartTLS: "STARTTLS",
+    ev.Username: "USERNAME",
+    ev.Password: "PASSWORD",
+    ev.Fsd: "FSD",
+    ev.GetNumLogins: "GET",
+    ev.GetUpsDesc: "GET",
+    ev.GetVar: "GET",
+    ev.GetType: "GET",
+    ev.GetDesc: "GET",
+    ev.GetCmdDesc: "GET",
+    ev.GetTracking: "GET",
+    ev.SetVar: "SET",
+    ev.SetTracking: "SET",
+    ev.InstCmd: "INSTCMD",
+    ev.ListUps: "LIST",
+    ev.ListVar: "LIST",
+    ev.ListRw: "LIST",
+    ev.ListCmd: "LIST",
+    ev.ListClient: "LIST",
+    ev.ListEnum: "LIST",
+    ev.ListRange: "LIST",
+}
+
+
+def _command_word(request: ev.Request) -> str:
+    """The request's first word, as NUT's command table names it."""
+    match request:
+        case ev.Login(rfc=rfc):
+            return "ATTACH" if rfc else "LOGIN"
+        case ev.Logout(rfc=rfc):
+            return "DETACH" if rfc else "LOGOUT"
+        case ev.Primary(word=word):
+            return word.upper()
+    return _COMMAND_WORDS[type(request)]
+
+
+@attrs.frozen
+class _Available:
+    """A UPS that passed upsd's availability check, with the snapshot it was checked on."""
+
+    entry: UpsEntry
+    snap: UpsSnapshot
+
+
 class ServerCore:
     """Answers requests from the state store, the users and the descriptions.
 
@@ -133,42 +218,20 @@ class ServerCore:
         self.settings = settings or ServerSettings()
         self._clock = clock
         self._tracking: dict[str, tuple[CommandResult, float]] = {}
-        self._handlers: dict[type[ev.Request], Callable[[Session, ev.Request], Reply]] = {
-            ev.Rejected: lambda s, r: rp.err(r.error),  # type: ignore[attr-defined]
-            ev.Ver: lambda s, r: rp.line(rp.VER_TEXT),
-            ev.NetVer: lambda s, r: rp.line(rp.NETVER_TEXT),
-            ev.Help: lambda s, r: rp.line(rp.HELP_TEXT_RFC if s.conn.rfc else rp.HELP_TEXT),
-            ev.StartTLS: self._starttls,
-            ev.Username: lambda s, r: rp.ok(),
-            ev.Password: lambda s, r: rp.ok(),
-            ev.Login: self._login,  # type: ignore[dict-item]
-            ev.Logout: lambda s, r: rp.ok("Goodbye"),
-            ev.Primary: self._primary,  # type: ignore[dict-item]
-            ev.Fsd: self._fsd,  # type: ignore[dict-item]
-            ev.GetNumLogins: self._get_numlogins,  # type: ignore[dict-item]
-            ev.GetUpsDesc: self._get_upsdesc,  # type: ignore[dict-item]
-            ev.GetVar: self._get_var,  # type: ignore[dict-item]
-            ev.GetType: self._get_type,  # type: ignore[dict-item]
-            ev.GetDesc: self._get_desc,  # type: ignore[dict-item]
-            ev.GetCmdDesc: self._get_cmddesc,  # type: ignore[dict-item]
-            ev.GetTracking: self._get_tracking,  # type: ignore[dict-item]
-            ev.ListUps: self._list_ups,
-            ev.ListVar: self._list_var,  # type: ignore[dict-item]
-            ev.ListRw: self._list_rw,  # type: ignore[dict-item]
-            ev.ListCmd: self._list_cmd,  # type: ignore[dict-item]
-            ev.ListClient: self._list_client,  # type: ignore[dict-item]
-            ev.ListEnum: self._list_enum,  # type: ignore[dict-item]
-            ev.ListRange: self._list_range,  # type: ignore[dict-item]
-            ev.SetVar: self._set_var,  # type: ignore[dict-item]
-            ev.SetTracking: lambda s, r: rp.ok(),
-            ev.InstCmd: self._instcmd,  # type: ignore[dict-item]
-        }
+        #: Counters for the metrics endpoint (requests and errors; the TCP layer counts
+        #: connections).
+        self.stats = ServerStats()
 
     # -- entry points ------------------------------------------------------------------------
 
     def handle(self, session: Session, request: ev.Request) -> Reply:
-        """Compute the reply to ``request``. Never blocks, never raises for client input."""
-        return self._handlers[type(request)](session, request)
+        """Compute the reply to ``request`` and count both in :attr:`stats`.
+
+        Never blocks, never raises for client input.
+        """
+        reply = self._answer(session, request)
+        self.stats.count(request, reply)
+        return reply
 
     def closed(self, session: Session) -> None:
         """Forget what a closed connection held (its LOGIN counts no more)."""
@@ -176,9 +239,91 @@ class ServerCore:
             session.login_entry.remove_login(session)
             session.login_entry = None
 
+    def _answer(self, session: Session, request: ev.Request) -> Reply:
+        match request:
+            case ev.Rejected(error=code):
+                return rp.err(code)
+            case ev.Ver():
+                return rp.line(rp.VER_TEXT)
+            case ev.NetVer():
+                return rp.line(rp.NETVER_TEXT)
+            case ev.Help():
+                return rp.line(rp.HELP_TEXT_RFC if session.conn.rfc else rp.HELP_TEXT)
+            case ev.StartTLS():
+                return self._starttls()
+            case ev.Username() | ev.Password() | ev.SetTracking():
+                return rp.ok()
+            case ev.Logout():
+                return rp.ok("Goodbye")
+            case ev.Login():
+                return self._login(session, request)
+            case ev.Primary():
+                return self._primary(session, request)
+            case ev.Fsd():
+                return self._fsd(session, request)
+            case ev.GetVar(var=var) if var.lower().startswith("server."):
+                return _server_var(request)
+            case ev.GetUpsDesc():
+                return self._get_upsdesc(request)
+            case ev.GetTracking():
+                return self._get_tracking(session, request)
+            case ev.ListUps():
+                return self._list_ups()
+            case ev.ListClient():
+                return self._list_client(request)
+            case (
+                ev.GetNumLogins(ups=ups)
+                | ev.GetVar(ups=ups)
+                | ev.GetType(ups=ups)
+                | ev.GetDesc(ups=ups)
+                | ev.GetCmdDesc(ups=ups)
+                | ev.ListVar(ups=ups)
+                | ev.ListRw(ups=ups)
+                | ev.ListCmd(ups=ups)
+                | ev.ListEnum(ups=ups)
+                | ev.ListRange(ups=ups)
+                | ev.SetVar(ups=ups)
+                | ev.InstCmd(ups=ups)
+            ):
+                # The one availability check of every request about the UPS's data.
+                found = self._available(ups)
+                if isinstance(found, Reply):
+                    return found
+                return self._answer_available(session, request, found)
+        raise TypeError(f"unexpected request {request!r}")  # pragma: no cover
+
+    def _answer_available(self, session: Session, request: ev.Request, found: _Available) -> Reply:
+        """Answer a request whose UPS passed :meth:`_available`."""
+        match request:
+            case ev.GetNumLogins():
+                return rp.numlogins(request.ups, len(found.entry.logins), rfc=request.rfc)
+            case ev.GetVar():
+                return _get_var(request, found.snap)
+            case ev.GetType():
+                return _get_type(request, found.snap)
+            case ev.GetDesc():
+                text = self.descriptions.var(request.var) or NO_DESCRIPTION
+                return rp.desc(request.ups, request.var, text)
+            case ev.GetCmdDesc():
+                text = self.descriptions.cmd(request.cmd) or NO_DESCRIPTION
+                return rp.cmddesc(request.ups, request.cmd, text)
+            case ev.ListVar():
+                return _list_vars(request.ups, found.snap, "VAR", rw_only=False)
+            case ev.ListRw():
+                return _list_vars(request.ups, found.snap, "RW", rw_only=True)
+            case ev.ListCmd():
+                return _list_cmd(request.ups, found.snap)
+            case ev.ListEnum() | ev.ListRange():
+                return _list_meta(request, found.snap)
+            case ev.SetVar():
+                return self._set_var(session, request, found)
+            case ev.InstCmd():
+                return self._instcmd(session, request, found)
+        raise TypeError(f"unexpected request {request!r}")  # pragma: no cover
+
     # -- shared checks -------------------------------------------------------------------------
 
-    def _available(self, name: str) -> tuple[UpsEntry, UpsSnapshot] | Reply:
+    def _available(self, name: str) -> _Available | Reply:
         """UNKNOWN-UPS, then DRIVER-NOT-CONNECTED, then DATA-STALE (upsd's ups_available)."""
         entry = self.store.get(name)
         if entry is None:
@@ -188,7 +333,7 @@ class ServerCore:
             return rp.err(ErrCode.DRIVER_NOT_CONNECTED)
         if not snap.dumped or entry.is_stale(self.settings.maxage):
             return rp.err(ErrCode.DATA_STALE)
-        return entry, snap
+        return _Available(entry, snap)
 
     def _user_allows(self, session: Session, action: str) -> bool:
         user = self.users.get(session.conn.username or "")
@@ -196,7 +341,7 @@ class ServerCore:
 
     # -- session commands ----------------------------------------------------------------------
 
-    def _starttls(self, session: Session, request: ev.Request) -> Reply:
+    def _starttls(self) -> Reply:
         if not self.settings.tls_available:
             return rp.err(ErrCode.FEATURE_NOT_CONFIGURED)
         return rp.ok("STARTTLS")
@@ -229,69 +374,13 @@ class ServerCore:
         entry.set_fsd()
         return rp.ok("FSD-SET")
 
-    # -- GET -----------------------------------------------------------------------------------
+    # -- GET and LIST that do not need the UPS's data ---------------------------------------------
 
-    def _get_numlogins(self, session: Session, request: ev.GetNumLogins) -> Reply:
-        found = self._available(request.ups)
-        if isinstance(found, Reply):
-            return found
-        return rp.numlogins(request.ups, len(found[0].logins), rfc=request.rfc)
-
-    def _get_upsdesc(self, session: Session, request: ev.GetUpsDesc) -> Reply:
+    def _get_upsdesc(self, request: ev.GetUpsDesc) -> Reply:
         entry = self.store.get(request.ups)
         if entry is None:
             return rp.err(ErrCode.UNKNOWN_UPS)
         return rp.upsdesc(request.ups, entry.desc if entry.desc else "Unavailable")
-
-    def _get_var(self, session: Session, request: ev.GetVar) -> Reply:
-        low = request.var.lower()
-        if low.startswith("server."):
-            # upsd answers these without even looking at the UPS name.
-            if low == "server.info":
-                return rp.var(request.ups, "server.info", rp.VER_TEXT)
-            if low == "server.version":
-                return rp.var(request.ups, "server.version", rp.SERVER_VERSION)
-            return rp.err(ErrCode.VAR_NOT_SUPPORTED)
-        found = self._available(request.ups)
-        if isinstance(found, Reply):
-            return found
-        snap = found[1]
-        var = snap.get(request.var)
-        if var is None:
-            return rp.err(ErrCode.VAR_NOT_SUPPORTED)
-        value = snap.status if low == "ups.status" else var.value
-        return rp.var(request.ups, request.var, value)
-
-    def _get_type(self, session: Session, request: ev.GetType) -> Reply:
-        found = self._available(request.ups)
-        if isinstance(found, Reply):
-            return found
-        var = found[1].get(request.var)
-        if var is None:
-            return rp.err(ErrCode.VAR_NOT_SUPPORTED)
-        tokens = []
-        if var.rw:
-            tokens.append("RW")
-        if var.enums:
-            tokens.append("ENUM")
-        if var.ranges:
-            tokens.append("RANGE")
-        tokens.append(f"STRING:{var.aux}" if var.string else "NUMBER")
-        return rp.type_(request.ups, request.var, tokens)
-
-    def _get_desc(self, session: Session, request: ev.GetDesc) -> Reply:
-        found = self._available(request.ups)
-        if isinstance(found, Reply):
-            return found
-        text = self.descriptions.var(request.var) or NO_DESCRIPTION
-        return rp.desc(request.ups, request.var, text)
-
-    def _get_cmddesc(self, session: Session, request: ev.GetCmdDesc) -> Reply:
-        found = self._available(request.ups)
-        if isinstance(found, Reply):
-            return found
-        text = self.descriptions.cmd(request.cmd) or NO_DESCRIPTION
-        return rp.cmddesc(request.ups, request.cmd, text)
 
     def _get_tracking(self, session: Session, request: ev.GetTracking) -> Reply:
         if request.id is None:
@@ -305,68 +394,16 @@ class ServerCore:
         status = item[0].status
         return rp.line("PENDING") if status is None else _TRACKING_TEXT[status]
 
-    # -- LIST ----------------------------------------------------------------------------------
-
-    def _list_ups(self, session: Session, request: ev.Request) -> Reply:
+    def _list_ups(self) -> Reply:
         lines = (f"UPS {e.name} {quote(e.desc or NO_DESCRIPTION)}" for e in self.store)
         return rp.block("UPS", lines)
 
-    def _list_vars(self, ups: str, kind: str, *, rw_only: bool) -> Reply:
-        found = self._available(ups)
-        if isinstance(found, Reply):
-            return found
-        snap = found[1]
-        lines = []
-        for key in sorted(snap.variables):
-            var = snap.variables[key]
-            if rw_only and not var.rw:
-                continue
-            value = snap.status if key == "ups.status" and not rw_only else var.value
-            lines.append(f"{kind} {ups} {var.name} {quote(value)}")
-        return rp.block(f"{kind} {ups}", lines)
-
-    def _list_var(self, session: Session, request: ev.ListVar) -> Reply:
-        return self._list_vars(request.ups, "VAR", rw_only=False)
-
-    def _list_rw(self, session: Session, request: ev.ListRw) -> Reply:
-        return self._list_vars(request.ups, "RW", rw_only=True)
-
-    def _list_cmd(self, session: Session, request: ev.ListCmd) -> Reply:
-        found = self._available(request.ups)
-        if isinstance(found, Reply):
-            return found
-        cmds = sorted(found[1].commands, key=str.lower)
-        return rp.block(f"CMD {request.ups}", (f"CMD {request.ups} {c}" for c in cmds))
-
-    def _list_client(self, session: Session, request: ev.ListClient) -> Reply:
+    def _list_client(self, request: ev.ListClient) -> Reply:
         entry = self.store.get(request.ups)
         if entry is None:
             return rp.err(ErrCode.UNKNOWN_UPS)
         lines = (f"CLIENT {entry.name} {r.address}" for r in entry.logins)
         return rp.block(f"CLIENT {request.ups}", lines)
-
-    def _list_meta(
-        self, ups: str, name: str, kind: str, render: Callable[[Variable], Iterable[str]]
-    ) -> Reply:
-        found = self._available(ups)
-        if isinstance(found, Reply):
-            return found
-        var = found[1].get(name)
-        if var is None:
-            return rp.err(ErrCode.VAR_NOT_SUPPORTED)
-        return rp.block(f"{kind} {ups} {name}", render(var))
-
-    def _list_enum(self, session: Session, request: ev.ListEnum) -> Reply:
-        u, n = request.ups, request.var
-        return self._list_meta(
-            u, n, "ENUM", lambda v: (f"ENUM {u} {n} {quote(x)}" for x in v.enums)
-        )
-
-    def _list_range(self, session: Session, request: ev.ListRange) -> Reply:
-        u, n = request.ups, request.var
-        return self._list_meta(
-            u, n, "RANGE", lambda v: (f'RANGE {u} {n} "{lo}" "{hi}"' for lo, hi in v.ranges)
-        )
 
     # -- SET and INSTCMD -----------------------------------------------------------------------
 
@@ -384,46 +421,31 @@ class ServerCore:
         for key in expired:
             del self._tracking[key]
 
-    def _set_var(self, session: Session, request: ev.SetVar) -> Reply:
-        found = self._available(request.ups)
-        if isinstance(found, Reply):
-            return found
-        entry, snap = found
+    def _set_var(self, session: Session, request: ev.SetVar, found: _Available) -> Reply:
         if not self._user_allows(session, "set"):
             return rp.err(ErrCode.ACCESS_DENIED)
-        var = snap.get(request.var)
+        var = found.snap.get(request.var)
         if var is None:
             return rp.err(ErrCode.VAR_NOT_SUPPORTED)
-        if not var.rw:
-            return rp.err(ErrCode.READONLY)
-        value = request.value
-        if var.string:
-            if var.aux < 1:
-                return rp.err(ErrCode.SET_FAILED)
-            if len(value) > var.aux:
-                return rp.err(ErrCode.TOO_LONG)
-        if var.enums and value not in var.enums:
-            return rp.err(ErrCode.INVALID_VALUE)
-        if var.ranges:
-            number = _atoi(value)
-            if not any(lo <= number <= hi for lo, hi in var.ranges):
-                return rp.err(ErrCode.INVALID_VALUE)
+        refused = _refuse_value(var, request.value)
+        if refused is not None:
+            return rp.err(refused)
         result = CommandResult()
         tid = self._new_tracking(session, result)
-        command = DriverCommand(CommandKind.SET, request.var, value, tid, result)
-        if not entry.submit(command):
+        command = DriverCommand(CommandKind.SET, request.var, request.value, tid, result)
+        if not found.entry.submit(command):
             return rp.err(ErrCode.SET_FAILED)
         log.info(
-            "%s@%s set %s on %s", session.conn.username, session.address, request.var, entry.name
+            "%s@%s set %s on %s",
+            session.conn.username,
+            session.address,
+            request.var,
+            found.entry.name,
         )
         return rp.ok(f"TRACKING {tid}") if tid else rp.ok()
 
-    def _instcmd(self, session: Session, request: ev.InstCmd) -> Reply:
-        found = self._available(request.ups)
-        if isinstance(found, Reply):
-            return found
-        entry, snap = found
-        if not snap.has_command(request.cmd):
+    def _instcmd(self, session: Session, request: ev.InstCmd, found: _Available) -> Reply:
+        if not found.snap.has_command(request.cmd):
             return rp.err(ErrCode.CMD_NOT_SUPPORTED)
         user = self.users.get(session.conn.username or "")
         if user is None or not user.allows_instcmd(request.cmd, session.conn.password):
@@ -431,9 +453,96 @@ class ServerCore:
         result = CommandResult()
         tid = self._new_tracking(session, result)
         command = DriverCommand(CommandKind.INSTCMD, request.cmd, request.param, tid, result)
-        if not entry.submit(command):
+        if not found.entry.submit(command):
             return rp.err(ErrCode.INSTCMD_FAILED)
         log.info(
-            "%s@%s ran %s on %s", session.conn.username, session.address, request.cmd, entry.name
+            "%s@%s ran %s on %s",
+            session.conn.username,
+            session.address,
+            request.cmd,
+            found.entry.name,
         )
         return rp.ok(f"TRACKING {tid}") if tid else rp.ok()
+
+
+# -- replies computed from one snapshot -----------------------------------------------------------
+
+
+def _server_var(request: ev.GetVar) -> Reply:
+    """``server.*`` variables: upsd answers them without even looking at the UPS name."""
+    low = request.var.lower()
+    if low == "server.info":
+        return rp.var(request.ups, "server.info", rp.VER_TEXT)
+    if low == "server.version":
+        return rp.var(request.ups, "server.version", rp.SERVER_VERSION)
+    return rp.err(ErrCode.VAR_NOT_SUPPORTED)
+
+
+def _get_var(request: ev.GetVar, snap: UpsSnapshot) -> Reply:
+    var = snap.get(request.var)
+    if var is None:
+        return rp.err(ErrCode.VAR_NOT_SUPPORTED)
+    value = snap.status if request.var.lower() == "ups.status" else var.value
+    return rp.var(request.ups, request.var, value)
+
+
+def _get_type(request: ev.GetType, snap: UpsSnapshot) -> Reply:
+    var = snap.get(request.var)
+    if var is None:
+        return rp.err(ErrCode.VAR_NOT_SUPPORTED)
+    tokens = []
+    if var.rw:
+        tokens.append("RW")
+    if var.enums:
+        tokens.append("ENUM")
+    if var.ranges:
+        tokens.append("RANGE")
+    tokens.append(f"STRING:{var.aux}" if var.string else "NUMBER")
+    return rp.type_(request.ups, request.var, tokens)
+
+
+def _list_vars(ups: str, snap: UpsSnapshot, kind: str, *, rw_only: bool) -> Reply:
+    lines = []
+    for key in sorted(snap.variables):
+        var = snap.variables[key]
+        if rw_only and not var.rw:
+            continue
+        value = snap.status if key == "ups.status" and not rw_only else var.value
+        lines.append(f"{kind} {ups} {var.name} {quote(value)}")
+    return rp.block(f"{kind} {ups}", lines)
+
+
+def _list_cmd(ups: str, snap: UpsSnapshot) -> Reply:
+    cmds = sorted(snap.commands, key=str.lower)
+    return rp.block(f"CMD {ups}", (f"CMD {ups} {c}" for c in cmds))
+
+
+def _list_meta(request: ev.ListEnum | ev.ListRange, snap: UpsSnapshot) -> Reply:
+    u, n = request.ups, request.var
+    var = snap.get(n)
+    if var is None:
+        return rp.err(ErrCode.VAR_NOT_SUPPORTED)
+    lines: Iterable[str]
+    if isinstance(request, ev.ListEnum):
+        kind, lines = "ENUM", (f"ENUM {u} {n} {quote(x)}" for x in var.enums)
+    else:
+        kind, lines = "RANGE", (f'RANGE {u} {n} "{lo}" "{hi}"' for lo, hi in var.ranges)
+    return rp.block(f"{kind} {u} {n}", lines)
+
+
+def _refuse_value(var: Variable, value: str) -> ErrCode | None:
+    """Why upsd refuses to SET ``var`` to ``value``, in upsd's order, or ``None``."""
+    if not var.rw:
+        return ErrCode.READONLY
+    if var.string:
+        if var.aux < 1:
+            return ErrCode.SET_FAILED
+        if len(value) > var.aux:
+            return ErrCode.TOO_LONG
+    if var.enums and value not in var.enums:
+        return ErrCode.INVALID_VALUE
+    if var.ranges:
+        number = _atoi(value)
+        if not any(lo <= number <= hi for lo, hi in var.ranges):
+            return ErrCode.INVALID_VALUE
+    return None

@@ -1,0 +1,121 @@
+"""How long one client's flood makes another client wait: nuttrio beside the real upsd 2.8.0.
+
+A flooding client (in its own process, a second thread draining its replies) writes the same
+payload again and again: 64 KiB of empty lines, or 4,000 pipelined ``LIST VAR``. Meanwhile
+a polling client on another connection sends ``GET VAR ups ups.status`` every 2 ms and times
+each round trip. The report gives the poller's median, p99 and worst round trip without a
+flood and under each flood, for both servers, serving one generated configuration (the
+same 20-variable ``dummy-ups`` UPS as bench_server.py).
+
+Run from the repository root: ``python bench/bench_fairness.py`` (``--samples N``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing as mp
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench_server import UPS, start_servers  # noqa: E402
+
+from tests.realnut import HOST, missing_nut_binaries  # noqa: E402
+
+FLOODS = {
+    "no flood": b"",
+    "64 KiB of empty lines": b"\n" * 65536,
+    "4,000 pipelined LIST VAR": f"LIST VAR {UPS}\n".encode() * 4000,
+}
+POLL = f"GET VAR {UPS} ups.status\n".encode()
+SOCKET_TIMEOUT = 10.0
+
+
+def flood(port: int, payload: bytes, stop: mp.synchronize.Event) -> None:
+    """Write ``payload`` over and over on one connection until ``stop`` is set."""
+    sock = socket.create_connection((HOST, port), timeout=SOCKET_TIMEOUT)
+
+    def drain() -> None:
+        with contextlib.suppress(OSError):
+            while sock.recv(1 << 20):
+                pass
+
+    threading.Thread(target=drain, daemon=True).start()
+    with contextlib.suppress(OSError):
+        while not stop.is_set():
+            sock.sendall(payload)
+    sock.close()
+
+
+def poll(port: int, samples: int) -> list[float]:
+    """Round-trip times of ``GET VAR`` on a fresh connection, one every 2 ms."""
+    times = []
+    with socket.create_connection((HOST, port), timeout=SOCKET_TIMEOUT) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(samples):
+            began = time.perf_counter()
+            sock.sendall(POLL)
+            reply = b""
+            while not reply.endswith(b"\n"):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    raise RuntimeError("the server closed the polling connection")
+                reply += chunk
+            times.append(time.perf_counter() - began)
+            time.sleep(0.002)
+    return times
+
+
+def measure(port: int, payload: bytes, samples: int) -> list[float]:
+    """The poller's round trips while a flooder (if any) writes ``payload``."""
+    if not payload:
+        return poll(port, samples)
+    stop = mp.Event()
+    flooder = mp.Process(target=flood, args=(port, payload, stop), daemon=True)
+    flooder.start()
+    try:
+        time.sleep(0.3)  # let the flood fill the server's socket buffers
+        return poll(port, samples)
+    finally:
+        stop.set()
+        flooder.join(5)
+        if flooder.is_alive():
+            flooder.kill()
+
+
+def main() -> int:
+    """Run the measurements and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=300, help="polls per row (default 300)")
+    args = parser.parse_args()
+    missing = missing_nut_binaries()
+    if missing:
+        print(f"NUT is not installed: {missing}", file=sys.stderr)
+        return 2
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        servers = start_servers(stack, Path(tmp))
+        for name, payload in FLOODS.items():
+            for server in servers:
+                times = sorted(measure(server.port, payload, args.samples))
+                p99 = times[min(len(times) - 1, round(0.99 * len(times)))]
+                rows.append((name, server.name, statistics.median(times), p99, times[-1]))
+    print(f"{'flood':26}  {'server':8}  {'median ms':>9}  {'p99 ms':>7}  {'max ms':>7}")
+    for name, server_name, median, p99, worst in rows:
+        print(
+            f"{name:26}  {server_name:8}  {median * 1e3:9.2f}  {p99 * 1e3:7.2f}  {worst * 1e3:7.2f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

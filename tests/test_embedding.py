@@ -1,0 +1,71 @@
+"""The embedding API: nuttrio inside another Trio program, and the example that shows it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import nuttrio
+
+from .nuttrio_proc import NuttrioProcess
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_confdir_and_upssched_take_any_path_like(tmp_path):
+    options = nuttrio.DaemonOptions(confdir="etc/nut", upssched=str(tmp_path / "s.conf"))
+    assert options.confdir == Path("etc/nut")
+    assert options.upssched == tmp_path / "s.conf"
+    assert nuttrio.DaemonOptions(confdir=tmp_path).confdir == tmp_path
+    assert nuttrio.DaemonOptions().confdir is None
+
+
+async def test_a_str_confdir_runs_the_daemon(tmp_path):
+    (tmp_path / "ups.conf").write_text("[a]\n driver = dummy-ups\n port = a.dev\n")
+    (tmp_path / "upsd.conf").write_text("LISTEN 127.0.0.1 3493\n")
+    (tmp_path / "upsd.users").write_text("")
+    (tmp_path / "a.dev").write_text("ups.status: OB\n")
+    options = nuttrio.DaemonOptions(confdir=str(tmp_path), listen=[("127.0.0.1", 0)])
+    async with nuttrio.open_daemon(options) as daemon:
+        assert daemon.store.get("a").snapshot().status == "OB"
+
+
+async def test_a_configuration_error_from_open_daemon_is_the_error_itself(tmp_path):
+    (tmp_path / "ups.conf").write_text("[a]\n driver = dummy-ups\n port = a.dev\n")
+    (tmp_path / "upsd.conf").write_text("MAXAGE soon\n")
+    (tmp_path / "upsd.users").write_text("")
+    with pytest.raises(nuttrio.ConfigError, match=r"upsd\.conf:1"):
+        async with nuttrio.open_daemon(nuttrio.DaemonOptions(confdir=tmp_path)):
+            pytest.fail("the daemon started")
+
+
+def test_config_error_is_exported_lazily():
+    from nuttrio.nutconf import ConfigError
+
+    assert nuttrio.ConfigError is ConfigError
+    assert "ConfigError" in nuttrio.__all__
+    code = "import sys, nuttrio.protocol; assert 'nuttrio.config' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_the_embedding_example_shows_a_status_change():
+    result = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "embed_in_trio_app.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env=NuttrioProcess([]).env,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("serving on 127.0.0.1:")
+    assert lines[1:] == [
+        "store:    ups.status is now 'OL'",
+        'protocol: VAR sim ups.status "OL"',
+        "store:    ups.status is now 'OB DISCHRG'",
+        'protocol: VAR sim ups.status "OB DISCHRG"',
+    ]
