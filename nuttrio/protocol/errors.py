@@ -57,8 +57,10 @@ class ProtocolError(Exception):
 
 
 class LocalProtocolError(ProtocolError):
-    """This side is at fault: the caller misused the sans-IO API (for example, replied when
-    no request was pending, or used a connection after :meth:`send_failed`).
+    """This side is at fault: the caller misused the sans-IO API.
+
+    For example: replied when no request was pending, or used a connection after its
+    ``send_failed()``.
     """
 
 

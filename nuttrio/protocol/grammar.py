@@ -155,9 +155,7 @@ COMMANDS: tuple[Command, ...] = (
         rfc=True,
         reply=_OK,
     ),
-    Command(
-        words=("LOGOUT",), event=ev.Logout, fixed={"rfc": False}, reply=ReplyKind.LOGOUT
-    ),
+    Command(words=("LOGOUT",), event=ev.Logout, fixed={"rfc": False}, reply=ReplyKind.LOGOUT),
     Command(
         words=("DETACH",), event=ev.Logout, fixed={"rfc": True}, rfc=True, reply=ReplyKind.LOGOUT
     ),
@@ -205,9 +203,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         words=("GET", "UPSDESC"), event=ev.GetUpsDesc, params=_UPS, extra_ok=True, echo=Echo(2, 3)
     ),
-    Command(
-        words=("GET", "VAR"), event=ev.GetVar, params=_UPS_VAR, extra_ok=True, echo=Echo(3, 4)
-    ),
+    Command(words=("GET", "VAR"), event=ev.GetVar, params=_UPS_VAR, extra_ok=True, echo=Echo(3, 4)),
     Command(
         words=("GET", "TYPE"), event=ev.GetType, params=_UPS_VAR, extra_ok=True, echo=Echo(3, None)
     ),
@@ -231,7 +227,12 @@ COMMANDS: tuple[Command, ...] = (
         echo=Echo(2, 4),
     ),
     Command(
-        words=("LIST", "RW"), event=ev.ListRw, params=_UPS, extra_ok=True, reply=_LIST, echo=Echo(2, 4)
+        words=("LIST", "RW"),
+        event=ev.ListRw,
+        params=_UPS,
+        extra_ok=True,
+        reply=_LIST,
+        echo=Echo(2, 4),
     ),
     Command(
         words=("LIST", "CMD"),

@@ -38,10 +38,10 @@ def quote(value: str) -> str:
 
 
 def request_word(word: str) -> str:
-    """A request word as it must be written for NUT's tokenizer to read it back unchanged.
+    r"""A request word as it must be written for NUT's tokenizer to read it back unchanged.
 
     Quoted (and escaped) only when needed: when empty or holding a space, ``"``, ``#``,
-    ``\\`` or ``=``.
+    ``\`` or ``=``.
 
     Raises:
         LocalProtocolError: If the word is longer than 512 characters (upsd cuts it) or holds
