@@ -10,8 +10,9 @@ Every MONITOR line gets a *source* task that turns what it sees into machine eve
   counts itself as a login on it, as upsmon's LOGIN does;
 * any other UPS is polled over the NUT protocol as upsmon does: STARTTLS attempt, USERNAME,
   PASSWORD, LOGIN, PRIMARY (MASTER if refused) for a primary, then ``GET VAR <ups>
-  ups.status`` every POLLFREQ (POLLFREQALERT while on battery or unreachable), reconnecting
-  after any failure with a back-off.
+  ups.status`` every POLLFREQ (POLLFREQALERT while on battery or unreachable) through
+  :mod:`nuttrio.client`, reconnecting at the next poll after any failure (only the logging
+  of repeated failures backs off).
 
 One decision task owns the :class:`~nuttrio.mgmt.machine.Machine`: it waits for the next
 event or the machine's next deadline, steps the machine and carries out the actions.
@@ -234,26 +235,16 @@ class _LocalSource:
 FAILURE_LOG_MAX_GAP = 64
 
 
-def _retry_delay(interval: float, failures: int) -> float:
-    """Seconds until the next attempt: always the poll interval, as upsmon reconnects.
-
-    A secondary that is not logged in is not counted by its primary's HOSTSYNC wait, so it
-    reconnects at every poll however long the server was away; only the logging backs off
-    (see :func:`_log_failure`).
-    """
-    return interval
-
-
 def _log_failure(failures: int) -> bool:
     """Whether the ``failures``-th failure in a row is logged.
 
-    The 1st, 2nd, 4th, 8th... are, then every :data:`FAILURE_LOG_MAX_GAP`-th.
+    The 1st, 2nd, 4th, 8th... are, then every :data:`FAILURE_LOG_MAX_GAP`-th: an
+    unreachable server is retried at every poll, but only the logging backs off.
     """
     if failures < 1:
         return False
-    if failures & (failures - 1) == 0:
-        return failures <= FAILURE_LOG_MAX_GAP
-    return failures % FAILURE_LOG_MAX_GAP == 0
+    power_of_two = failures & (failures - 1) == 0
+    return power_of_two or failures % FAILURE_LOG_MAX_GAP == 0
 
 
 _T = TypeVar("_T")
@@ -418,7 +409,9 @@ class _RemoteSource:
                 elif failures:
                     log.warning("%s: read again after %d failure(s)", self.system, failures)
                     failures = 0
-                await trio.sleep(_retry_delay(manager.interval(self.system), failures))
+                # Every poll, failing or not: a secondary that is not logged in is not
+                # counted by its primary's HOSTSYNC wait (upsmon reconnects at its next poll).
+                await trio.sleep(manager.interval(self.system))
             await trio.sleep_forever()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
