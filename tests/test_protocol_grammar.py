@@ -151,3 +151,12 @@ def test_server_states():
     server.receive_data(b"")
     assert server.state is ServerState.PEER_CLOSED
     assert server.next_event() is Signal.CLOSE
+
+
+def test_the_parse_memo_is_bounded():
+    for i in range(3000):
+        assert grammar.parse(("GET", "VAR", "u", f"v{i}")) == ev.GetVar(ups="u", var=f"v{i}")
+    assert len(grammar._MEMO) <= grammar._MEMO_ENTRIES
+    long_value = ("SET", "VAR", "u", "v", "x" * 500)
+    grammar.parse(long_value)
+    assert long_value not in grammar._MEMO  # long requests are never kept

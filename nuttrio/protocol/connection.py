@@ -83,6 +83,7 @@ _IDLE = {
     ServerState.PEER_CLOSED: Signal.CLOSE,
 }
 _SessionRule = Callable[["ServerConnection", ev.Request], ErrCode | None]
+_Effect = Callable[["ServerConnection", ev.Request], None]
 
 
 class ServerConnection:
@@ -119,6 +120,13 @@ class ServerConnection:
         if self._state is ServerState.ERROR:
             raise LocalProtocolError("the connection is in the ERROR state (a write failed)")
 
+    def _logged_out_now(self) -> None:
+        if self._state is ServerState.OPEN:
+            self._state = ServerState.LOGGED_OUT
+
+    def _pause(self) -> None:
+        self._state = ServerState.PAUSED
+
     def send_failed(self) -> None:
         """Record that the bytes of a reply could not be written: the connection is unusable.
 
@@ -148,9 +156,10 @@ class ServerConnection:
             LocalProtocolError: If the previous request has not been answered yet, or the
                 connection is in the ERROR state.
         """
-        self._usable()
         if self._pending is not None:
             raise LocalProtocolError("answer the previous request before reading the next")
+        if self._state is ServerState.ERROR:
+            self._usable()
         if self._state is ServerState.PAUSED:
             return Signal.PAUSED
         if self._state is ServerState.CLOSING:
@@ -186,9 +195,9 @@ class ServerConnection:
             LocalProtocolError: If no request is outstanding, or the connection is in the
                 ERROR state.
         """
-        self._usable()
         request = self._pending
-        if request is None:
+        if request is None or self._state is ServerState.ERROR:
+            self._usable()
             raise LocalProtocolError("no request is waiting for a reply")
         self._pending = None
         if reply.ok:
@@ -196,19 +205,9 @@ class ServerConnection:
         return reply.data
 
     def _apply(self, request: ev.Request) -> None:
-        match request:
-            case ev.Username(name=name):
-                self.username = name
-            case ev.Password(password=password):
-                self.password = password
-            case ev.Login(ups=ups):
-                self.login_ups = ups
-            case ev.Logout() if self._state is ServerState.OPEN:
-                self._state = ServerState.LOGGED_OUT
-            case ev.SetTracking(on=on):
-                self.tracking = on
-            case ev.StartTLS():
-                self._state = ServerState.PAUSED
+        effect = _EFFECTS.get(type(request))
+        if effect is not None:
+            effect(self, request)
 
     @property
     def trailing_data(self) -> bytes:
@@ -275,4 +274,22 @@ _SESSION_RULES: dict[type[ev.Request], _SessionRule] = {
     ev.Password: _already("password", ErrCode.ALREADY_SET_PASSWORD),
     ev.Login: _second_login,
     ev.StartTLS: _tls_twice,
+}
+
+
+def _set(attribute: str, field: str) -> _Effect:
+    def effect(conn: ServerConnection, request: ev.Request) -> None:
+        setattr(conn, attribute, getattr(request, field))
+
+    return effect
+
+
+# What a successful reply to a request does to the session: request type -> effect.
+_EFFECTS: dict[type[ev.Request], _Effect] = {
+    ev.Username: _set("username", "name"),
+    ev.Password: _set("password", "password"),
+    ev.Login: _set("login_ups", "ups"),
+    ev.SetTracking: _set("tracking", "on"),
+    ev.Logout: lambda conn, request: conn._logged_out_now(),
+    ev.StartTLS: lambda conn, request: conn._pause(),
 }

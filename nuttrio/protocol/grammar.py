@@ -102,16 +102,24 @@ class Command:
     reply: ReplyKind = ReplyKind.LINE
     echo: Echo | None = None
     build: _Build | None = None
+    # Precomputed for make(), which runs for every request a server reads.
+    _names: tuple[str, ...] = attrs.field(init=False, repr=False, eq=False)
+    _most: int = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_names", (*self.params, *self.optional))
+        object.__setattr__(self, "_most", 1 << 30 if self.extra_ok else len(self._names))
 
     def make(self, args: Sequence[str]) -> ev.Request | None:
         """The event for these arguments, or ``None`` if their number is wrong."""
-        need, most = len(self.params), len(self.params) + len(self.optional)
-        if len(args) < need or (len(args) > most and not self.extra_ok):
+        if not len(self.params) <= len(args) <= self._most:
             return None
         if self.build is not None:
             return self.build(self, args)
-        values = dict(zip((*self.params, *self.optional), args, strict=False))
-        return self.event(**self.fixed, **values)
+        values: dict[str, object] = dict(zip(self._names, args, strict=False))
+        if self.fixed:
+            values.update(self.fixed)
+        return self.event(**values)
 
     def words_of(self, event: ev.Request) -> tuple[str, ...]:
         """The request's words for ``event`` (an instance of :attr:`event`)."""
@@ -302,9 +310,23 @@ COMMANDS: tuple[Command, ...] = (
     ),
 )
 
-_BY_WORDS = {command.words: command for command in COMMANDS}
-# Word prefixes that only start a longer command (GET, LIST, SET, SET TRACKING).
-_GROUPS = frozenset(c.words[:n] for c in COMMANDS for n in range(1, len(c.words)))
+_Tree = dict[str, "Command | _Tree"]
+
+
+def _tree(commands: Sequence[Command]) -> _Tree:
+    """The commands as a word tree: ``{"GET": {"VAR": <GET VAR>, ...}, "VER": <VER>, ...}``."""
+    root: _Tree = {}
+    for command in commands:
+        node = root
+        for word in command.words[:-1]:
+            child = node.setdefault(word, {})
+            assert isinstance(child, dict), f"{command.words} extends a command"
+            node = child
+        node[command.words[-1]] = command
+    return root
+
+
+_TREE = _tree(COMMANDS)
 _BY_EVENT: dict[type[ev.Request], list[Command]] = {}
 for _command in COMMANDS:
     _BY_EVENT.setdefault(_command.event, []).append(_command)
@@ -313,42 +335,66 @@ for _command in COMMANDS:
 LOGIN_REQUIRED = frozenset(c.words[0] for c in COMMANDS if c.needs_user)
 
 
-_FIRST_WORDS = frozenset(c.words[0] for c in COMMANDS)
-
-
 def lookup(words: Sequence[str]) -> tuple[Command | None, int]:
     """The command that request ``words`` name (case-insensitively), and its word count.
 
     Returns:
         ``(command, n)`` where the first ``n`` words name ``command``; ``(None, n)`` when
-        they name none (an unknown word, or a group such as ``GET`` whose sub-command is
-        missing or unknown).
+        the first ``n`` words name none (an unknown word, or a group such as ``GET`` whose
+        sub-command is missing or unknown).
     """
-    key: tuple[str, ...] = ()
-    for word in words:
-        key = (*key, word.upper())
-        if key not in _GROUPS:
-            return _BY_WORDS.get(key), len(key)
-    return None, len(key)
+    node: Command | _Tree = _TREE
+    used = 0
+    while isinstance(node, dict):
+        if used >= len(words):
+            return None, used
+        found = node.get(words[used].upper())
+        used += 1
+        if found is None:
+            return None, used
+        node = found
+    return node, used
 
 
-def resolve(words: Sequence[str]) -> tuple[Command | None, ev.Request]:
+# Recent resolutions: clients repeat the same few requests (a poller's GET VAR), and events
+# are immutable, so a hit skips the parse. Bounded in entries and in the words it keeps.
+_MEMO: dict[tuple[str, ...], tuple[Command | None, ev.Request]] = {}
+_MEMO_ENTRIES = 1024
+_MEMO_WORDS = 6
+_MEMO_CHARS = 256
+
+
+def resolve(words: tuple[str, ...]) -> tuple[Command | None, ev.Request]:
     """The command that request ``words`` name (if any) and the event they make.
 
     The event is :class:`~nuttrio.protocol.events.Rejected` with ``UNKNOWN-COMMAND`` for an
     unknown first word, ``INVALID-ARGUMENT`` for a wrong sub-command or argument count.
     Neither the login rule nor the session's rules are applied here.
     """
-    if not words or words[0].upper() not in _FIRST_WORDS:
-        return None, ev.Rejected(error=ErrCode.UNKNOWN_COMMAND)
+    hit = _MEMO.get(words)
+    if hit is not None:
+        return hit
+    result = _resolve(words)
+    if len(words) <= _MEMO_WORDS and sum(map(len, words)) <= _MEMO_CHARS:
+        if len(_MEMO) >= _MEMO_ENTRIES:
+            _MEMO.clear()
+        _MEMO[words] = result
+    return result
+
+
+def _resolve(words: Sequence[str]) -> tuple[Command | None, ev.Request]:
     command, used = lookup(words)
-    event = None if command is None else command.make(words[used:])
+    if command is None:
+        known = bool(words) and words[0].upper() in _TREE
+        error = ErrCode.INVALID_ARGUMENT if known else ErrCode.UNKNOWN_COMMAND
+        return None, ev.Rejected(error=error)
+    event = command.make(words[used:])
     return command, ev.Rejected(error=ErrCode.INVALID_ARGUMENT) if event is None else event
 
 
 def parse(words: Sequence[str]) -> ev.Request:
     """The event for a request line's words, as upsd 2.8.0 reads them (see :func:`resolve`)."""
-    return resolve(words)[1]
+    return resolve(tuple(words))[1]
 
 
 def command_for(event: ev.Request) -> Command:
