@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from pathlib import Path
 
 import attrs
@@ -12,7 +13,7 @@ import trio.testing
 
 from nuttrio.mgmt.runner import POWERDOWN_MAGIC, check_powerdown_flag, run_manager
 from nuttrio.nutconf import load_upsmon_conf
-from nuttrio.server import ServerCore, open_listeners, serve_nut
+from nuttrio.server import ServerCore, handle_stream, open_listeners, serve_nut
 from nuttrio.state import LoginRecord, StateStore
 
 from .helpers import NoDescriptions, SimpleUser
@@ -270,14 +271,17 @@ async def test_unreachable_server_gives_commbad_and_no_shutdown(tmp_path, nurser
     assert not manager.done.is_set()
 
 
-def test_reconnect_backoff():
-    from nuttrio.mgmt.runner import _retry_delay
+def test_failure_logging_backs_off():
+    from nuttrio.mgmt.runner import FAILURE_LOG_MAX_GAP, _log_failure
 
-    assert [_retry_delay(5, n) for n in range(7)] == [5, 5, 10, 20, 30, 30, 30]
-    assert _retry_delay(60, 3) == 60  # never shorter than the poll interval
+    logged = [n for n in range(300) if _log_failure(n)]
+    assert FAILURE_LOG_MAX_GAP == 64
+    assert logged == [1, 2, 4, 8, 16, 32, 64, 128, 192, 256]
 
 
-async def test_unreachable_server_is_retried_with_backoff(tmp_path, nursery, autojump_clock):
+async def test_unreachable_server_is_retried_at_every_poll(
+    tmp_path, nursery, autojump_clock, caplog
+):
     attempts: list[float] = []
 
     async def refuse(stream):
@@ -288,12 +292,63 @@ async def test_unreachable_server_is_retried_with_backoff(tmp_path, nursery, aut
     port = listeners[0].socket.getsockname()[1]
     nursery.start_soon(trio.serve_listeners, refuse, listeners)
     config = load_upsmon_conf(write_upsmon(tmp_path, f"MONITOR r@127.0.0.1:{port} 1 m p secondary"))
+    with caplog.at_level(logging.WARNING, logger="nuttrio.mgmt"):
+        await nursery.start(
+            lambda task_status: run_manager(config, FakeNotifier(), task_status=task_status)
+        )
+        start = trio.current_time()
+        await trio.sleep(118)
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(attempts)]
+    assert attempts[0] == pytest.approx(start, abs=1e-6)
+    assert gaps == [5.0] * 23  # POLLFREQALERT 5, never longer
+    failures = [r.getMessage() for r in caplog.records if "cannot read" in r.getMessage()]
+    assert [f.split("(")[1].split(" ")[0] for f in failures] == ["1", "2", "4", "8", "16"]
+
+
+async def test_secondary_logs_in_at_its_next_poll_after_an_outage(
+    tmp_path, nursery, autojump_clock
+):
+    """A 20 s outage: the secondary is logged in again within one POLLFREQ of the return."""
+    store = StateStore()
+    ups = Ups(store, "r")
+    ups.set("OL")
+    core = WatchedCore(store, {"mon": SimpleUser("pw", frozenset({"login"}))}, NoDescriptions())
+    down = False
+    sessions: list[trio.CancelScope] = []
+
+    async def serve(stream):
+        if down:
+            await stream.aclose()
+            return
+        with trio.CancelScope() as scope:
+            sessions.append(scope)
+            await handle_stream(core, stream)
+
+    listeners = await open_listeners([("127.0.0.1", 0)])
+    port = listeners[0].socket.getsockname()[1]
+    nursery.start_soon(trio.serve_listeners, serve, listeners)
+    config = load_upsmon_conf(
+        write_upsmon(
+            tmp_path,
+            f"MONITOR r@127.0.0.1:{port} 1 mon pw secondary",
+            "POLLFREQ 5\nPOLLFREQALERT 5\n",
+            command=False,
+        )
+    )
     await nursery.start(
         lambda task_status: run_manager(config, FakeNotifier(), task_status=task_status)
     )
-    await trio.sleep(120)
-    gaps = [round(b - a) for a, b in itertools.pairwise(attempts)]
-    assert gaps[:5] == [5, 10, 20, 30, 30]
+    await core.wait_until(lambda: len(ups.entry.logins) == 1)
+    # The outage: every connection is dropped, the manager's too.
+    down = True
+    for scope in sessions:
+        scope.cancel()
+    await trio.sleep(20)
+    assert not ups.entry.logins
+    down = False
+    back = trio.current_time()
+    await core.wait_until(lambda: len(ups.entry.logins) == 1)
+    assert trio.current_time() - back <= 5.0 + 0.05  # at the next poll, not after a back-off
 
 
 async def test_a_hanging_notify_command_never_delays_the_shutdown(tmp_path, nursery):

@@ -93,7 +93,7 @@ def one(request: tuple[str, ...], data: bytes, **kwargs: int) -> ClientReply:
     results = []
     for chunker in (whole, bytewise):
         client = ClientConnection(**kwargs)
-        client.send(*request)
+        client.send_words(*request)
         results.append(feed(client, data, chunker))
         assert not client.pending
     assert results[0] == results[1]
@@ -132,14 +132,14 @@ def server_words(data: bytes) -> tuple[str, ...]:
 )
 def test_send_quotes_only_when_needed(words, data):
     client = ClientConnection()
-    assert client.send(*words) == data
+    assert client.send_words(*words) == data
     assert client.pending == (words,)
     assert server_words(data) == words
 
 
 @given(st.lists(PRINTABLE, min_size=1, max_size=ARG_LIMIT))
 def test_any_printable_words_survive_nuts_tokenizer(words):
-    data = ClientConnection().send(*words)
+    data = ClientConnection().send_words(*words)
     assert server_words(data) == tuple(words)
     tok = Tokenizer()
     for i in range(len(data)):
@@ -153,7 +153,7 @@ def test_any_printable_words_survive_nuts_tokenizer(words):
 def test_any_printable_argument_reaches_the_server_parser_intact(word):
     client, server = ClientConnection(), ServerConnection()
     for request in [("USERNAME", word), ("PASSWORD", word), ("SET", "VAR", "u", "v", word)]:
-        server.receive_data(client.send(*request))
+        server.receive_data(client.send_words(*request))
         event = server.next_event()
         assert not isinstance(event, ev.Rejected | Signal)
         server.send(rp.ok())
@@ -165,7 +165,7 @@ def test_any_printable_argument_reaches_the_server_parser_intact(word):
 def test_longest_words_survive():
     words = ("SET", "VAR", "u", "v", '"#\\= ' * (WORD_LIMIT // 5) + "xy")
     assert len(words[-1]) == WORD_LIMIT
-    assert server_words(ClientConnection().send(*words)) == words
+    assert server_words(ClientConnection().send_words(*words)) == words
 
 
 @pytest.mark.parametrize(
@@ -183,7 +183,7 @@ def test_longest_words_survive():
 def test_send_refuses_what_nut_cannot_carry(words):
     client = ClientConnection()
     with pytest.raises(LocalProtocolError):
-        client.send(*words)
+        client.send_words(*words)
     assert client.pending == ()
     assert client.state is ClientState.OPEN
 
@@ -239,7 +239,7 @@ def test_reply_lines_split_as_nut_splits_them(text):
     tok.feed(data)
     line = tok.next_line()
     client = ClientConnection()
-    client.send("VER")
+    client.send_words("VER")
     client.receive_data(data)
     if (
         isinstance(line, Line)
@@ -326,7 +326,7 @@ def assert_remote_error(requests, data, *, close=False, **kwargs):
     for chunker in (whole, bytewise):
         client = ClientConnection(**kwargs)
         for request in requests:
-            client.send(*request)
+            client.send_words(*request)
 
         def read_all(client=client, chunker=chunker):
             feed(client, data, chunker)
@@ -341,7 +341,7 @@ def assert_remote_error(requests, data, *, close=False, **kwargs):
         with pytest.raises(RemoteProtocolError):
             client.next_reply()
         with pytest.raises(LocalProtocolError):
-            client.send("VER")
+            client.send_words("VER")
 
 
 GV = ("GET", "VAR", "u", "v")
@@ -440,38 +440,38 @@ def test_next_reply_with_nothing_outstanding():
     assert client.next_reply() is ClientSignal.CLOSED
     assert client.state is ClientState.CLOSED
     with pytest.raises(LocalProtocolError):
-        client.send("VER")
+        client.send_words("VER")
     with pytest.raises(LocalProtocolError):
         client.receive_data(b"late")
 
 
 def test_nothing_is_sent_after_logout():
     client = ClientConnection()
-    client.send("VER")
-    client.send("logout")
+    client.send_words("VER")
+    client.send_words("logout")
     with pytest.raises(LocalProtocolError, match="logout"):
-        client.send("VER")
+        client.send_words("VER")
     replies = feed(client, b"Network UPS Tools\nOK Goodbye\n")
     assert [r.words for r in replies] == [("Network", "UPS", "Tools"), ("OK", "Goodbye")]
     assert client.state is ClientState.CLOSED
     assert client.next_reply() is ClientSignal.CLOSED
     with pytest.raises(LocalProtocolError):
-        client.send("VER")
+        client.send_words("VER")
     client.receive_data(b"")
     assert client.next_reply() is ClientSignal.CLOSED
 
 
 def test_a_refused_logout_keeps_the_session():
     client = ClientConnection()
-    client.send("LOGOUT", "now")
+    client.send_words("LOGOUT", "now")
     assert feed(client, b"ERR INVALID-ARGUMENT\n")[0].error is ErrCode.INVALID_ARGUMENT
     assert client.state is ClientState.OPEN
-    client.send("VER")
+    client.send_words("VER")
 
 
 def test_data_after_goodbye_is_the_servers_fault():
     client = ClientConnection()
-    client.send("LOGOUT")
+    client.send_words("LOGOUT")
     client.receive_data(b"OK Goodbye\nmore\n")
     assert client.next_reply().words == ("OK", "Goodbye")
     with pytest.raises(RemoteProtocolError):
@@ -484,10 +484,10 @@ def test_data_after_goodbye_is_the_servers_fault():
 
 def test_starttls_pauses_until_tls_started():
     client = ClientConnection()
-    client.send("VER")
-    client.send("STARTTLS")
+    client.send_words("VER")
+    client.send_words("STARTTLS")
     with pytest.raises(LocalProtocolError, match="STARTTLS"):
-        client.send("VER")
+        client.send_words("VER")
     with pytest.raises(LocalProtocolError):
         client.tls_started()
     client.receive_data(b"v\nOK STARTTLS\n\x16\x03")
@@ -499,25 +499,25 @@ def test_starttls_pauses_until_tls_started():
     assert client.next_reply() is ClientSignal.PAUSED
     assert client.trailing_data == b"\x16\x03"  # not empty: the server misbehaved
     with pytest.raises(LocalProtocolError):
-        client.send("VER")
+        client.send_words("VER")
     client.tls_started()
     assert (client.tls, client.state, client.trailing_data) == (True, ClientState.OPEN, b"")
-    client.send("STARTTLS")
+    client.send_words("STARTTLS")
     assert feed(client, b"ERR ALREADY-SSL-MODE\n")[0].error is ErrCode.ALREADY_SSL_MODE
     assert client.state is ClientState.OPEN
 
 
 def test_starttls_refused_keeps_plaintext():
     client = ClientConnection()
-    client.send("STARTTLS")
+    client.send_words("STARTTLS")
     assert feed(client, b"ERR FEATURE-NOT-CONFIGURED\n")[0].error is ErrCode.FEATURE_NOT_CONFIGURED
     assert not client.starttls_pending
-    client.send("VER")
+    client.send_words("VER")
 
 
 def test_starttls_pair_with_server_connection():
     client, server = ClientConnection(), ServerConnection()
-    server.receive_data(client.send("STARTTLS"))
+    server.receive_data(client.send_words("STARTTLS"))
     assert server.next_event() == ev.StartTLS()
     client.receive_data(server.send(rp.ok("STARTTLS")))
     assert client.next_reply().words == ("OK", "STARTTLS")
@@ -525,7 +525,7 @@ def test_starttls_pair_with_server_connection():
     assert client.trailing_data == server.trailing_data == b""
     client.tls_started()
     server.tls_started()
-    server.receive_data(client.send("STARTTLS"))
+    server.receive_data(client.send_words("STARTTLS"))
     refused = server.next_event()
     assert refused == ev.Rejected(error=ErrCode.ALREADY_SSL_MODE)
     client.receive_data(server.send(rp.err(refused.error)))
@@ -595,7 +595,7 @@ def test_fuzz_any_server_bytes(requests, data, split, close):
     client = ClientConnection(max_line=64)
     for request in requests:
         try:
-            client.send(*request)
+            client.send_words(*request)
         except LocalProtocolError:  # nothing may follow STARTTLS or LOGOUT
             break
     try:
@@ -661,7 +661,7 @@ class Pair:
         self.session: Session = new_session()
 
     def ask(self, *requests: tuple[str, ...]) -> list[ClientReply]:
-        data = b"".join(self.client.send(*request) for request in requests)
+        data = b"".join(self.client.send_words(*request) for request in requests)
         answer = exchange(self.core, self.session, data)
         replies = feed(self.client, answer, self.chunker)
         assert not self.client.pending
@@ -838,7 +838,7 @@ async def test_logout_then_close(world, chunker):
     pair.client.receive_data(b"")
     assert pair.client.next_reply() is ClientSignal.CLOSED
     with pytest.raises(LocalProtocolError):
-        pair.client.send("VER")
+        pair.client.send_words("VER")
 
 
 async def test_starttls_through_the_core(world):
@@ -889,7 +889,7 @@ class SocketClient:
         self.sock.close()
 
     def ask(self, *requests: tuple[str, ...]) -> list[ClientReply]:
-        self.sock.sendall(b"".join(self.conn.send(*request) for request in requests))
+        self.sock.sendall(b"".join(self.conn.send_words(*request) for request in requests))
         replies: list[ClientReply] = []
         while len(replies) < len(requests):
             reply = self.conn.next_reply()

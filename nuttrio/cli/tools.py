@@ -102,17 +102,26 @@ async def _send_shutdown(entry: UpsEntry) -> str | None:
 
 
 async def why(options: DaemonOptions) -> int:
-    """Print, for each MONITOR, whether the manager would shut down now and why."""
+    """Print, for each MONITOR, whether the manager would shut down now and why.
+
+    Reads without logging in (NUMLOGINS stays as it is). Returns 1 if a MONITOR's server
+    could not be reached (it is named as unreachable), else 0.
+    """
     upsmon, _ = load_manager_config(options)
-    machine = await read_once(upsmon)
+    reading = await read_once(upsmon)
+    machine = reading.machine
     now = trio.current_time()
     for verdict in machine.verdicts(now):
+        if verdict.system in reading.unreachable:
+            reason = reading.unreachable[verdict.system]
+            print(f"{verdict.system}: UNREACHABLE: {reason}")
+            continue
         state = "CRITICAL" if verdict.critical else "ok"
         print(f"{verdict.system}: {state}: {verdict.reason}")
     fed, needed = machine.fed(now), machine.policy.minsupplies
     decision = "yes" if fed < needed else "no"
     print(f"power supplies fed: {fed}, MINSUPPLIES: {needed}; shut down now: {decision}")
-    return 0
+    return 1 if reading.unreachable else 0
 
 
 async def notify_test(options: DaemonOptions) -> int:

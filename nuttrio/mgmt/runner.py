@@ -11,8 +11,9 @@ Every MONITOR line gets a *source* task that turns what it sees into machine eve
   counts itself as a login on it, as upsmon's LOGIN does;
 * any other UPS is polled over the NUT protocol as upsmon does: STARTTLS attempt, USERNAME,
   PASSWORD, LOGIN, PRIMARY (MASTER if refused) for a primary, then ``GET VAR <ups>
-  ups.status`` every POLLFREQ (POLLFREQALERT while on battery or unreachable), reconnecting
-  after any failure with a back-off.
+  ups.status`` every POLLFREQ (POLLFREQALERT while on battery or unreachable) through
+  :mod:`nuttrio.client`, reconnecting at the next poll after any failure (only the logging
+  of repeated failures backs off).
 
 One decision task owns the :class:`~nuttrio.mgmt.machine.Machine`: it waits for the next
 event or the machine's next deadline, steps the machine and carries out the actions.
@@ -24,6 +25,7 @@ itself, so nothing a notification command does can delay or stop it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import logging
 import math
@@ -32,15 +34,16 @@ import shlex
 import socket
 import ssl
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import attrs
 import trio
 
+from ..client import NutClient, NutError, wrap_nut_stream
 from ..nutconf import Monitor, UpsmonConfig
-from ..protocol import ClientConnection, ClientReply, ClientSignal, RemoteProtocolError
+from ..protocol import RemoteProtocolError
 from ..state import LoginRecord, StateStore, UpsEntry, UpsSnapshot
 from .machine import (
     Action,
@@ -65,10 +68,12 @@ __all__ = [
     "POWERDOWN_MAGIC",
     "Manager",
     "NotifySink",
+    "Reading",
     "check_powerdown_flag",
     "local_address",
     "local_monitors",
     "machine_for",
+    "read_once",
     "run_manager",
 ]
 
@@ -80,8 +85,6 @@ POWERDOWN_MAGIC = "upsmon-shutdown-file"
 SHUTDOWN_WALL = "Executing automatic power-fail shutdown"
 #: Seconds allowed for each request to a remote attachment daemon (libupsclient: 5 s).
 REQUEST_TIMEOUT = 5.0
-#: Longest wait between reconnection attempts to an unreachable server.
-RECONNECT_MAX_DELAY = 30.0
 #: Seconds allowed for SHUTDOWNCMD to return (it normally only starts the OS shutdown).
 SHUTDOWNCMD_TIMEOUT = 120.0
 _EXTRA_VARS = ("battery.charge", "battery.runtime")
@@ -334,31 +337,60 @@ class _LocalSource:
         self.entry.remove_login(self._token)
 
 
-def _retry_delay(interval: float, failures: int) -> float:
-    """The poll interval, doubled after each failure in a row, up to RECONNECT_MAX_DELAY."""
-    if failures <= 1:
-        return interval
-    return min(interval * 2.0 ** (failures - 1), max(interval, RECONNECT_MAX_DELAY))
+#: Failures in a row between two "cannot reach" log lines, at most (the count doubles up to it).
+FAILURE_LOG_MAX_GAP = 64
+
+
+def _log_failure(failures: int) -> bool:
+    """Whether the ``failures``-th failure in a row is logged.
+
+    The 1st, 2nd, 4th, 8th... are, then every :data:`FAILURE_LOG_MAX_GAP`-th: an
+    unreachable server is retried at every poll, but only the logging backs off.
+    """
+    if failures < 1:
+        return False
+    power_of_two = failures & (failures - 1) == 0
+    return power_of_two or failures % FAILURE_LOG_MAX_GAP == 0
+
+
+_T = TypeVar("_T")
+
+
+async def _get_var(ups: str, var: str, client: NutClient) -> str:
+    return await client.get_var(ups, var)
 
 
 class _RemoteSource:
-    """A UPS at another attachment daemon, polled over the NUT protocol."""
+    """A UPS at another attachment daemon, polled over the NUT protocol (nuttrio.client).
 
-    def __init__(self, mon: Monitor, config: UpsmonConfig) -> None:
+    Args:
+        mon: The MONITOR line.
+        config: upsmon.conf (TLS settings).
+        login: Whether to log in (USERNAME, PASSWORD, LOGIN, PRIMARY) as upsmon does;
+            ``nuttrio why`` only reads, so it never appears in NUMLOGINS.
+    """
+
+    def __init__(self, mon: Monitor, config: UpsmonConfig, *, login: bool = True) -> None:
         self.system = mon.system
         self.mon = mon
         self.config = config
-        self._stream: trio.abc.Stream | None = None
-        self._conn: ClientConnection | None = None
+        self.login = login
+        self._client: NutClient | None = None
         self._lock = trio.Lock()
         self._logged_out = False
 
     # -- connection ----------------------------------------------------------------------
 
-    async def _close(self) -> None:
-        if self._stream is not None:
-            await trio.aclose_forcefully(self._stream)
-        self._stream = self._conn = None
+    @property
+    def connected(self) -> bool:
+        """Whether a connection to the server is open."""
+        return self._client is not None and not self._client.closed
+
+    async def close(self) -> None:
+        """Close the connection (without LOGOUT); the next request reconnects."""
+        if self._client is not None:
+            await self._client.aclose()
+        self._client = None
 
     def _tls_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context()
@@ -373,81 +405,87 @@ class _RemoteSource:
             ctx.verify_mode = ssl.CERT_NONE
         return ctx
 
-    async def _roundtrip(self, *words: str) -> ClientReply:
-        if self._stream is None or self._conn is None:
-            raise ConnectionError("not connected")
-        await self._stream.send_all(self._conn.send(*words))
-        while True:
-            reply = self._conn.next_reply()
-            if isinstance(reply, ClientReply):
-                return reply
-            if reply is ClientSignal.NEED_DATA:
-                self._conn.receive_data(await self._stream.receive_some(65536))
-                continue
-            if reply is ClientSignal.PAUSED:  # OK STARTTLS: the caller does the handshake
-                return ClientReply(request=words, words=("OK", "STARTTLS"))
-            raise ConnectionError("the server closed the connection")
+    async def _connect(self) -> NutClient:
+        """Connect, try STARTTLS, and log in as upsmon does (when :attr:`login`).
 
-    async def _connect(self) -> None:
+        Cancelled or failed: nothing is left open.
+        """
         mon = self.mon
-        stream: trio.abc.Stream = await trio.open_tcp_stream(mon.host, mon.port)
-        self._stream, self._conn = stream, ClientConnection()
-        reply = await self._roundtrip("STARTTLS")
-        if reply.ok:
-            tls = trio.SSLStream(stream, self._tls_context(), server_hostname=mon.host)
-            await tls.do_handshake()
-            self._stream = tls
-            self._conn.tls_started()
-        elif self.config.forcessl:
-            raise ConnectionError(f"{mon.host} refused STARTTLS and FORCESSL is set")
-        for words in (("USERNAME", mon.username), ("PASSWORD", mon.password), ("LOGIN", mon.ups)):
-            reply = await self._roundtrip(*words)
-            if not reply.ok:
+        client = wrap_nut_stream(await trio.open_tcp_stream(mon.host, mon.port), host=mon.host)
+        try:
+            try:
+                await client.starttls(self._tls_context())
+            except NutError:
+                if self.config.forcessl:
+                    raise ConnectionError(
+                        f"{mon.host} refused STARTTLS and FORCESSL is set"
+                    ) from None
+            if self.login:
+                await self._log_in(client)
+        except BaseException:
+            await client.aclose()
+            raise
+        return client
+
+    async def _log_in(self, client: NutClient) -> None:
+        mon = self.mon
+        steps = (
+            ("USERNAME", client.username, mon.username),
+            ("PASSWORD", client.password, mon.password),
+            ("LOGIN", client.login, mon.ups),
+        )
+        for word, call, arg in steps:
+            try:
+                await call(arg)
+            except NutError as exc:
                 # upsmon goes on polling; the primary just won't count this host.
-                log.warning("%s: %s refused: %s", self.system, words[0], " ".join(reply.words))
+                log.warning("%s: %s refused: ERR %s", self.system, word, exc.code)
                 break
         if mon.primary:
-            reply = await self._roundtrip("PRIMARY", mon.ups)
-            if not reply.ok:
-                reply = await self._roundtrip("MASTER", mon.ups)
-            if not reply.ok:
-                log.warning("%s: not allowed to be primary: %s", self.system, reply.words)
+            try:
+                await client.primary(mon.ups)
+            except NutError as exc:
+                log.warning("%s: not allowed to be primary: ERR %s", self.system, exc.code)
 
-    async def request(self, *words: str) -> ClientReply:
-        """Send one request (connecting first if needed) and return the reply.
+    async def request(self, call: Callable[[NutClient], Awaitable[_T]]) -> _T:
+        """Run one client call (connecting first if needed) and return its result.
 
         Raises:
-            OSError, ConnectionError, trio.TooSlowError, trio.BrokenResourceError: The
-                connection failed; it is closed and will be reopened by the next request.
+            NutError: The server refused the request; the connection stays open.
+            OSError, ConnectionError, trio.TooSlowError, trio.BrokenResourceError,
+            RemoteProtocolError: The connection failed; it is closed and will be reopened
+                by the next request.
         """
         async with self._lock:
             try:
                 with trio.fail_after(REQUEST_TIMEOUT * 4):
-                    if self._conn is None:
-                        await self._connect()
+                    if self._client is None or self._client.closed:
+                        self._client = await self._connect()
                 with trio.fail_after(REQUEST_TIMEOUT):
-                    return await self._roundtrip(*words)
+                    return await call(self._client)
+            except NutError:
+                raise
             except BaseException:
-                await self._close()
+                await self.close()
                 raise
 
     # -- the source ----------------------------------------------------------------------
 
     async def poll(self, now_extra: bool) -> Event:
         """Read ``ups.status`` (and the battery figures when thresholds need them)."""
+        ups = self.mon.ups
         try:
-            reply = await self.request("GET", "VAR", self.mon.ups, "ups.status")
-            if not reply.ok:
-                return PollFailed(self.system, trio.current_time(), reply.error_token or "ERR")
-            status = reply.value()
+            try:
+                status = await self.request(functools.partial(_get_var, ups, "ups.status"))
+            except NutError as exc:
+                return PollFailed(self.system, trio.current_time(), exc.code)
             variables: dict[str, str] = {}
             names = list(_EXTRA_VARS if now_extra else ())
             if "ALARM" in status.split():
                 names.append("ups.alarm")
             for name in names:
-                extra = await self.request("GET", "VAR", self.mon.ups, name)
-                if extra.ok:
-                    variables[name] = extra.value()
+                with contextlib.suppress(NutError):
+                    variables[name] = await self.request(functools.partial(_get_var, ups, name))
             return Observed(self.system, status, trio.current_time(), variables)
         except _CONNECTION_ERRORS as exc:
             log.debug("%s: poll failed: %r", self.system, exc)
@@ -463,40 +501,55 @@ class _RemoteSource:
             while not self._logged_out:
                 event = await self.poll(extra)
                 await manager.submit(event)
-                failures = failures + 1 if isinstance(event, PollFailed) else 0
-                await trio.sleep(_retry_delay(manager.interval(self.system), failures))
+                if isinstance(event, PollFailed):
+                    failures += 1
+                    if _log_failure(failures):
+                        log.warning(
+                            "%s: cannot read %s:%s (%d failure(s) in a row): %s",
+                            self.system,
+                            self.mon.host,
+                            self.mon.port,
+                            failures,
+                            event.reason,
+                        )
+                elif failures:
+                    log.warning("%s: read again after %d failure(s)", self.system, failures)
+                    failures = 0
+                # Every poll, failing or not: a secondary that is not logged in is not
+                # counted by its primary's HOSTSYNC wait (upsmon reconnects at its next poll).
+                await trio.sleep(manager.interval(self.system))
             await trio.sleep_forever()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
-                await self._close()
+                await self.close()
 
     async def set_fsd(self) -> bool:
         try:
-            reply = await self.request("FSD", self.mon.ups)
+            await self.request(lambda c: c.fsd(self.mon.ups))
+        except NutError as exc:
+            log.error("%s: FSD refused: ERR %s", self.system, exc.code)
+            return False
         except _CONNECTION_ERRORS:
             return False
-        if not reply.ok:
-            log.error("%s: FSD refused: %s", self.system, " ".join(reply.words))
-        return reply.ok
+        return True
 
     async def numlogins(self) -> int | None:
         try:
-            reply = await self.request("GET", "NUMLOGINS", self.mon.ups)
-            return int(reply.value()) if reply.ok else None
-        except (*_CONNECTION_ERRORS, ValueError):
+            return await self.request(lambda c: c.num_logins(self.mon.ups))
+        except (*_CONNECTION_ERRORS, NutError):
             return None
 
     async def logout(self) -> None:
         self._logged_out = True
-        try:
-            async with self._lock:
-                if self._conn is not None:
-                    with trio.move_on_after(REQUEST_TIMEOUT):
-                        await self._roundtrip("LOGOUT")
-        except _CONNECTION_ERRORS:
-            pass
-        finally:
-            await self._close()
+        async with self._lock:
+            client = self._client
+            if client is not None and not client.closed:
+                with (
+                    trio.move_on_after(REQUEST_TIMEOUT),
+                    contextlib.suppress(*_CONNECTION_ERRORS, NutError),
+                ):
+                    await client.logout()
+            await self.close()
 
 
 # -- the manager ---------------------------------------------------------------------------
@@ -676,26 +729,48 @@ async def run_manager(
         nursery.cancel_scope.cancel()
 
 
-async def read_once(config: UpsmonConfig) -> Machine:
-    """Read every MONITOR once over the protocol and return the machine fed with it.
+@attrs.frozen
+class Reading:
+    """What :func:`read_once` saw.
 
-    For ``nuttrio why``: nothing is notified or acted on; failed readings count as failures.
+    Attributes:
+        machine: The state machine fed with every reading.
+        unreachable: System → why its server could not be read (no connection, or a
+            server breaking the protocol); such readings count as failed polls.
+    """
+
+    machine: Machine
+    unreachable: dict[str, str]
+
+
+async def read_once(config: UpsmonConfig) -> Reading:
+    """Read every MONITOR once over the protocol, for ``nuttrio why``.
+
+    Nothing is notified or acted on, and no LOGIN is sent (the reading must not count in
+    the server's NUMLOGINS, which a primary waiting through HOSTSYNC counts). A server that
+    refuses a request (``ERR``) was reached: its refusal is the reading. Cancelling this
+    closes every connection it opened.
     """
     machine = machine_for(config, trio.current_time())
     results: dict[str, Event] = {}
+    unreachable: dict[str, str] = {}
 
     async def read(mon: Monitor) -> None:
-        source = _RemoteSource(mon, config)
+        source = _RemoteSource(mon, config, login=False)
+        t = config.triggers_for(mon.system)
+        extra = t.runtime_below is not None or t.charge_below is not None
         try:
-            t = config.triggers_for(mon.system)
-            extra = t.runtime_below is not None or t.charge_below is not None
-            results[mon.system] = await source.poll(extra)
+            event = results[mon.system] = await source.poll(extra)
+            if not source.connected and isinstance(event, PollFailed):
+                unreachable[mon.system] = (
+                    f"server {mon.host}:{mon.port} unreachable: {event.reason}"
+                )
         finally:
-            await source.logout()
+            await source.close()
 
     async with trio.open_nursery() as nursery:
         for mon in config.monitors:
             nursery.start_soon(read, mon)
     for mon in config.monitors:
         machine.step(results[mon.system])
-    return machine
+    return Reading(machine, unreachable)

@@ -2,7 +2,8 @@
 
 General theory of operation
 ---------------------------
-A :class:`ClientConnection` turns requests into bytes (:meth:`~ClientConnection.send`) and
+A :class:`ClientConnection` turns request events (:mod:`~nuttrio.protocol.events`, the same
+the server parses) into bytes (:meth:`~ClientConnection.send`) and
 the bytes a server sends back into typed replies (:meth:`~ClientConnection.receive_data`,
 then :meth:`~ClientConnection.next_reply` until it returns a :class:`ClientSignal`). It
 performs no I/O and never imports Trio.
@@ -11,7 +12,8 @@ NUT has no request identifiers: every request gets exactly one reply line, or on
 ``BEGIN LIST … END LIST`` block, in request order. The connection therefore queues the
 requests sent and not yet answered, and reads each reply in the shape its request calls for
 (a ``LIST`` request gets a block, ``GET VAR u v`` gets ``VAR u v "<value>"``, ``USERNAME``
-gets ``OK``, anything may get ``ERR <token>``). Requests may be pipelined, except that
+gets ``OK``, anything may get ``ERR <token>``); the shapes come from the one grammar,
+:data:`~nuttrio.protocol.grammar.COMMANDS`. Requests may be pipelined, except that
 nothing may follow ``STARTTLS`` or ``LOGOUT`` until they are answered: their replies change
 what the stream carries next.
 
@@ -26,7 +28,7 @@ States (:attr:`ClientConnection.state`)::
 
     OPEN --reply "OK STARTTLS"--> PAUSED --tls_started()--> OPEN
     OPEN --reply "OK ..." to LOGOUT, or the server closed while idle--> CLOSED
-    any  --RemoteProtocolError--> ERROR
+    any  --RemoteProtocolError, or send_failed()--> ERROR
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ from typing import NoReturn
 
 import attrs
 
+from . import events as ev
 from .connection import DEFAULT_MAX_LINE
-from .errors import ErrCode, LocalProtocolError
-from .quoting import quote
+from .errors import ErrCode, LocalProtocolError, ProtocolError, RemoteProtocolError
+from .grammar import COMMANDS, Echo, ReplyKind, lookup
+from .quoting import request_line
 from .tokenizer import ARG_LIMIT, WORD_LIMIT, Line, LineError, Tokenizer
 
 __all__ = [
@@ -58,23 +62,12 @@ __all__ = [
 DEFAULT_MAX_LIST_ITEMS = 100_000
 
 _ERR_CODES = {code.value: code for code in ErrCode}
-# A request word must be quoted if the tokenizer would otherwise split, strip or comment it.
-_NEEDS_QUOTES = re.compile(r'[ "#\\=]')
-# Characters NUT's tokenizer would drop (control characters, non-ASCII): refused in requests.
-_UNSENDABLE = re.compile(r"[^\x20-\x7f]")
 # Most reply lines are plain words and quoted words without escapes, separated by spaces:
 # these are split with regular expressions, all others by the (slower) tokenizer.
 _PLAIN = rb"[!$-<>-\[\]-~]+"  # printable, no space, '"', '#', '=' or backslash
 _QUOTED = rb'"([ !$-\[\]-~]*)"'  # printable, no '"', '#' or backslash
 _SIMPLE_LINE = re.compile(rb" *(?:(?:" + _PLAIN + rb"|" + _QUOTED + rb")(?: +|(?=\n)))*\n")
 _SIMPLE_WORD = re.compile(rb"(" + _PLAIN + rb")|" + _QUOTED)
-
-
-class RemoteProtocolError(Exception):
-    """The server sent something that is not a valid reply to the requests outstanding.
-
-    The connection is then in :attr:`ClientState.ERROR` and cannot be used any more.
-    """
 
 
 class ReplyError(Exception):
@@ -117,50 +110,43 @@ class ClientSignal(enum.Enum):
     CLOSED = enum.auto()
 
 
-@attrs.frozen
-class _Shape:
-    """The reply to a ``GET``/``LIST`` request: which words it echoes and how many it has."""
-
-    #: Request words after the first that the reply line (or each list line) repeats first.
-    echo: int
-    #: Words in the reply line (or each list line); ``None``: at least ``echo + 1``.
-    width: int | None
-
-
-# GET <sub> ...: the reply repeats the sub-command and its names (GET VAR u v -> VAR u v "x").
-_GET_SHAPES = {
-    "VAR": _Shape(3, 4),
-    "TYPE": _Shape(3, None),
-    "DESC": _Shape(3, 4),
-    "CMDDESC": _Shape(3, 4),
-    "UPSDESC": _Shape(2, 3),
-    "NUMLOGINS": _Shape(2, 3),
-    "NUMATTACH": _Shape(2, 3),
-    "TRACKING": _Shape(0, 1),
-}
-# LIST <kind> ...: BEGIN LIST and END LIST repeat the echoed words, and so does each line.
-_LIST_SHAPES = {
-    "UPS": _Shape(1, 3),
-    "VAR": _Shape(2, 4),
-    "RW": _Shape(2, 4),
-    "CMD": _Shape(2, 3),
-    "CLIENT": _Shape(2, 3),
-    "ENUM": _Shape(3, 4),
-    "RANGE": _Shape(3, 5),
-}
 _DICT_LISTS = frozenset({"UPS", "VAR", "RW"})
-# Commands whose only successful reply is a line starting with OK.
-_OK_COMMANDS = frozenset(
-    {"USERNAME", "PASSWORD", "LOGIN", "ATTACH", "PRIMARY", "MASTER", "FSD", "SET", "INSTCMD"}
-)
 
 
-def _shape(request: Sequence[str]) -> _Shape | None:
-    """The reply shape of a ``GET``/``LIST`` request with a known sub-command."""
-    if len(request) < 2:
-        return None
-    table = {"GET": _GET_SHAPES, "LIST": _LIST_SHAPES}.get(request[0].upper())
-    return None if table is None else table.get(request[1].upper())
+def _group_kinds() -> dict[str, ReplyKind]:
+    """The reply kind of requests outside the grammar, by their first word.
+
+    Only where every command starting with that word shares one (``LIST FOO`` gets a list,
+    ``SET FOO`` an OK line).
+    """
+    kinds: dict[str, set[ReplyKind]] = {}
+    for command in COMMANDS:
+        kinds.setdefault(command.words[0], set()).add(command.reply)
+    return {word: kind.pop() for word, kind in kinds.items() if len(kind) == 1}
+
+
+_GROUP_KINDS = _group_kinds()
+
+
+def _grammar(request: Sequence[str]) -> tuple[ReplyKind, Echo | None]:
+    """The reply kind and echo of a request, from the grammar (by its words only)."""
+    command, _ = lookup(request)
+    if command is not None:
+        return command.reply, command.echo
+    first = request[0].upper() if request else ""
+    return _GROUP_KINDS.get(first, ReplyKind.LINE), None
+
+
+def _shape(request: Sequence[str], command: str) -> Echo:
+    """The echo of a ``GET``/``LIST`` request the grammar knows.
+
+    Raises:
+        LocalProtocolError: If ``request`` is not such a ``command`` request.
+    """
+    _, echo = _grammar(request)
+    if echo is None or request[0].upper() != command:
+        raise LocalProtocolError(f"not a {command} request with a known reply: {request}")
+    return echo
 
 
 def _echoes(want: Sequence[str], got: Sequence[str]) -> bool:
@@ -170,31 +156,13 @@ def _echoes(want: Sequence[str], got: Sequence[str]) -> bool:
     )
 
 
-def _fits(request: Sequence[str], shape: _Shape, words: Sequence[str]) -> bool:
+def _fits(request: Sequence[str], shape: Echo, words: Sequence[str]) -> bool:
     """Whether a reply line (or list line) has the shape and echo ``request`` calls for."""
-    want = request[1 : 1 + shape.echo]
-    if len(want) < shape.echo:  # the request lacks the names: only ERR can answer it
+    want = request[1 : 1 + shape.words]
+    if len(want) < shape.words:  # the request lacks the names: only ERR can answer it
         return False
-    wide = len(words) > shape.echo if shape.width is None else len(words) == shape.width
+    wide = len(words) > shape.words if shape.width is None else len(words) == shape.width
     return wide and _echoes(want, words)
-
-
-class _Kind(enum.Enum):
-    #: One line; checked against a shape when the request is a known GET.
-    LINE = enum.auto()
-    #: One line starting with OK.
-    OK = enum.auto()
-    #: A BEGIN LIST … END LIST block.
-    LIST = enum.auto()
-    #: OK STARTTLS, after which the connection pauses for TLS.
-    STARTTLS = enum.auto()
-    #: OK Goodbye, after which the server closes.
-    LOGOUT = enum.auto()
-
-
-_KINDS = {"LIST": _Kind.LIST, "STARTTLS": _Kind.STARTTLS, "LOGOUT": _Kind.LOGOUT}
-_KINDS.update(dict.fromkeys(_OK_COMMANDS, _Kind.OK))
-_KINDS["DETACH"] = _Kind.LOGOUT  # RFC 9271's LOGOUT
 
 
 @attrs.frozen
@@ -202,8 +170,8 @@ class _Expected:
     """A request sent and not yet answered."""
 
     request: tuple[str, ...]
-    kind: _Kind
-    shape: _Shape | None
+    kind: ReplyKind
+    shape: Echo | None
 
 
 @attrs.frozen(kw_only=True)
@@ -276,10 +244,10 @@ class ClientReply:
             RemoteProtocolError: If the reply does not echo the request.
         """
         self.raise_for_error()
-        shape = self._shape("GET")
+        shape = _shape(self.request, "GET")
         if not _fits(self.request, shape, self.words):
             raise RemoteProtocolError(f"reply {self.words} does not answer {self.request}")
-        return self.words[shape.echo :]
+        return self.words[shape.words :]
 
     def value(self) -> str:
         """The value of ``VAR``, ``UPSDESC``, ``DESC``, ``CMDDESC``, ``NUMLOGINS``, ``TRACKING``.
@@ -292,8 +260,8 @@ class ClientReply:
             LocalProtocolError: If the request is not a ``GET`` with a one-word value.
             RemoteProtocolError: If the reply does not echo the request.
         """
-        shape = self._shape("GET")
-        if shape.width != shape.echo + 1:
+        shape = _shape(self.request, "GET")
+        if shape.width != shape.words + 1:
             raise LocalProtocolError(f"{self.request[:2]} has no single value; use args()")
         return self.args()[0]
 
@@ -308,11 +276,11 @@ class ClientReply:
             RemoteProtocolError: If a line does not echo the request.
         """
         self.raise_for_error()
-        shape = self._shape("LIST")
+        shape = _shape(self.request, "LIST")
         for item in self.items:
             if not _fits(self.request, shape, item):
                 raise RemoteProtocolError(f"list line {item} does not answer {self.request}")
-        return tuple(item[shape.echo :] for item in self.items)
+        return tuple(item[shape.words :] for item in self.items)
 
     def as_dict(self) -> dict[str, str]:
         """``LIST VAR``/``LIST RW`` as name → value; ``LIST UPS`` as name → description.
@@ -336,25 +304,10 @@ class ClientReply:
         self._need_list(frozenset({"CMD", "ENUM", "CLIENT"}))
         return [row[0] for row in self.rows()]
 
-    def _shape(self, command: str) -> _Shape:
-        shape = _shape(self.request)
-        if shape is None or self.request[0].upper() != command:
-            raise LocalProtocolError(f"not a {command} request with a known reply: {self.request}")
-        return shape
-
     def _need_list(self, kinds: frozenset[str]) -> None:
-        self._shape("LIST")
+        _shape(self.request, "LIST")
         if self.request[1].upper() not in kinds:
             raise LocalProtocolError(f"{' '.join(self.request[:2])} is not one of {sorted(kinds)}")
-
-
-def _encode_word(word: str) -> str:
-    """A request word as it must be written for NUT's tokenizer to read it back unchanged."""
-    if _UNSENDABLE.search(word):
-        raise LocalProtocolError(f"NUT cannot carry {word!r}: only ASCII 0x20-0x7F is kept")
-    if len(word) > WORD_LIMIT:
-        raise LocalProtocolError(f"word longer than {WORD_LIMIT} characters: upsd cuts it")
-    return quote(word) if not word or _NEEDS_QUOTES.search(word) else word
 
 
 class ClientConnection:
@@ -374,6 +327,8 @@ class ClientConnection:
         self._scanned = 0  # bytes at the start of _buf known to hold no LF
         self._eof = False
         self._state = ClientState.OPEN
+        # The kind of error raised once in the ERROR state: whose fault it was.
+        self._error: type[ProtocolError] = RemoteProtocolError
         self._pending: deque[_Expected] = deque()
         self._tok = Tokenizer()
         # The list being read for the oldest request: its BEGIN LIST line, lines, bytes.
@@ -395,15 +350,29 @@ class ClientConnection:
 
     # -- output ----------------------------------------------------------------------------
 
-    def send(self, *words: str) -> bytes:
-        r"""Format one request and record that its reply is expected.
+    def send(self, event: ev.Request) -> bytes:
+        r"""Format one request event and record that its reply is expected.
 
-        A word is quoted (with ``\``, ``"`` and ``#`` escaped) only when NUT's tokenizer
-        would otherwise change it: when empty or holding a space, ``"``, ``#``, ``\`` or
-        ``=``. ``send("SET", "VAR", "u", "v", "a b")`` → ``b'SET VAR u v "a b"\n'``.
+        ``send(events.GetVar(ups="u", var="ups.status"))`` → ``b"GET VAR u ups.status\n"``;
+        words are quoted only where NUT's tokenizer needs it (see
+        :func:`~nuttrio.protocol.quoting.request_word`).
 
-        Args:
-            *words: The request's words, e.g. ``"GET", "VAR", "myups", "ups.status"``.
+        Returns:
+            The bytes to write; if they cannot be written, call :meth:`send_failed`.
+            Nothing is recorded if this raises.
+
+        Raises:
+            LocalProtocolError: If the event is no request (``Rejected``) or a word cannot be
+                sent, or as :meth:`send_words` says.
+        """
+        return self.send_words(*event.words())
+
+    def send_words(self, *words: str) -> bytes:
+        r"""Format a request given as words, for requests outside the grammar.
+
+        ``send_words("SET", "VAR", "u", "v", "a b")`` → ``b'SET VAR u v "a b"\n'``. The
+        reply is read in the shape the grammar gives those words (a ``LIST`` block for any
+        ``LIST``, one line for an unknown command).
 
         Returns:
             The bytes to write. Nothing is recorded if this raises.
@@ -414,20 +383,30 @@ class ClientConnection:
                 the connection is not :attr:`ClientState.OPEN` or the server closed it, or
                 a ``STARTTLS``/``LOGOUT`` request is still unanswered.
         """
-        if not words or len(words) > ARG_LIMIT:
-            raise LocalProtocolError(f"a request has 1 to {ARG_LIMIT} words, not {len(words)}")
+        data = request_line(words)
         if self._state is not ClientState.OPEN:
             raise LocalProtocolError(f"cannot send in state {self._state.name}")
         if self._eof:
             raise LocalProtocolError("the server has closed the connection")
-        if self._pending and self._pending[-1].kind in (_Kind.STARTTLS, _Kind.LOGOUT):
+        if self._pending and self._pending[-1].kind in (ReplyKind.STARTTLS, ReplyKind.LOGOUT):
             last = " ".join(self._pending[-1].request)
             raise LocalProtocolError(f"wait for the reply to {last!r} before sending more")
-        data = (" ".join(_encode_word(word) for word in words) + "\n").encode("ascii")
-        request = tuple(words)
-        kind = _KINDS.get(request[0].upper(), _Kind.LINE)
-        self._pending.append(_Expected(request, kind, _shape(request)))
+        kind, shape = _grammar(words)
+        self._pending.append(_Expected(tuple(words), kind, shape))
         return data
+
+    def send_failed(self) -> None:
+        """Record that the bytes of a request could not be written: the connection is unusable.
+
+        It is then in :attr:`ClientState.ERROR`, and every later :meth:`send` or
+        :meth:`next_reply` raises :class:`~nuttrio.protocol.errors.LocalProtocolError`.
+        """
+        self._state = ClientState.ERROR
+        self._error = LocalProtocolError
+
+    def _raise_if_failed(self) -> None:
+        if self._state is ClientState.ERROR:
+            raise self._error("the connection is in the ERROR state")
 
     # -- input -----------------------------------------------------------------------------
 
@@ -460,8 +439,7 @@ class ClientConnection:
                 :attr:`ClientState.ERROR`. The connection is then in that state.
             LocalProtocolError: If no request is outstanding and the server has not closed.
         """
-        if self._state is ClientState.ERROR:
-            raise RemoteProtocolError("the connection is in the ERROR state")
+        self._raise_if_failed()
         if self._state is ClientState.PAUSED:
             return ClientSignal.PAUSED
         if not self._pending:
@@ -483,9 +461,9 @@ class ClientConnection:
                 self._fail(f"the server closed the connection {partial} to {expected.request}")
             return ClientSignal.NEED_DATA
         self._pending.popleft()
-        if reply.ok and expected.kind is _Kind.STARTTLS:
+        if reply.ok and expected.kind is ReplyKind.STARTTLS:
             self._state = ClientState.PAUSED
-        elif reply.ok and expected.kind is _Kind.LOGOUT:
+        elif reply.ok and expected.kind is ReplyKind.LOGOUT:
             self._state = ClientState.CLOSED
         return reply
 
@@ -569,12 +547,12 @@ class ClientConnection:
             if len(words) < 2:
                 raise RemoteProtocolError(f"ERR without a token in reply to {request}")
             return ClientReply(request=request, words=words, raw=raw)
-        if expected.kind is _Kind.LIST:
+        if expected.kind is ReplyKind.LIST:
             if words[:2] != ("BEGIN", "LIST"):
                 raise RemoteProtocolError(f"{request} needs BEGIN LIST or ERR, got {raw!r}")
             if shape is not None:
-                want = request[1 : 1 + shape.echo]
-                fits = len(want) == shape.echo == len(words) - 2 and _echoes(want, words[2:])
+                want = request[1 : 1 + shape.words]
+                fits = len(want) == shape.words == len(words) - 2 and _echoes(want, words[2:])
             else:  # a list nuttrio does not know: BEGIN LIST repeats some of the request
                 fits = len(words) > 2 and _echoes(words[2:], request[1:])
             if not fits:
@@ -587,9 +565,9 @@ class ClientConnection:
         if words[:2] == ("BEGIN", "LIST"):
             raise RemoteProtocolError(f"a list in reply to {request}")
         kind = expected.kind
-        if kind is _Kind.LINE:
+        if kind is ReplyKind.LINE:
             fits = shape is None or _fits(request, shape, words)
-        elif kind is _Kind.STARTTLS:
+        elif kind is ReplyKind.STARTTLS:
             fits = words[:2] == ("OK", "STARTTLS")
         else:  # OK, LOGOUT
             fits = words[0] == "OK"

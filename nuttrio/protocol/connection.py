@@ -18,6 +18,17 @@ application's business. Requests the connection can already refuse arrive as
 
 Exactly one request is outstanding at a time: call :meth:`send` before the next
 :meth:`next_event`, which keeps replies in request order however requests are pipelined.
+
+States (:attr:`ServerConnection.state`)::
+
+    OPEN --LOGOUT answered--> LOGGED_OUT --another request already received--> OPEN
+    OPEN, LOGGED_OUT --receive_data(b"")--> PEER_CLOSED
+    OPEN --line too long--> CLOSING (the ERR TOO-LONG reply is the last)
+    OPEN --OK STARTTLS sent--> PAUSED --tls_started()--> OPEN
+    any --send_failed()--> ERROR (every later call raises LocalProtocolError)
+
+:data:`Signal.CLOSE` comes once nothing is left to answer in LOGGED_OUT and PEER_CLOSED, and
+at once in CLOSING.
 """
 
 from __future__ import annotations
@@ -27,10 +38,11 @@ from collections.abc import Callable
 
 from . import events as ev
 from .errors import ErrCode, LocalProtocolError
+from .grammar import LOGIN_REQUIRED, resolve
 from .replies import Reply
 from .tokenizer import Line, LineError, LineTooLong, Tokenizer
 
-__all__ = ["DEFAULT_MAX_LINE", "ServerConnection", "Signal"]
+__all__ = ["DEFAULT_MAX_LINE", "ServerConnection", "ServerState", "Signal"]
 
 #: Default longest request line accepted, in bytes.
 DEFAULT_MAX_LINE = 64 * 1024
@@ -47,7 +59,31 @@ class Signal(enum.Enum):
     PAUSED = enum.auto()
 
 
-_Parser = Callable[["ServerConnection", list[str]], ev.Request]
+class ServerState(enum.Enum):
+    """Where a :class:`ServerConnection` is in its life."""
+
+    #: Requests are read and answered.
+    OPEN = enum.auto()
+    #: LOGOUT was answered: the connection closes unless more requests had already come.
+    LOGGED_OUT = enum.auto()
+    #: The client closed its side: requests already received are answered, then it closes.
+    PEER_CLOSED = enum.auto()
+    #: The outstanding reply is the last one (the request line was too long).
+    CLOSING = enum.auto()
+    #: ``OK STARTTLS`` was sent: do the TLS handshake, then call ``tls_started()``.
+    PAUSED = enum.auto()
+    #: The I/O layer could not write (:meth:`ServerConnection.send_failed`): unusable.
+    ERROR = enum.auto()
+
+
+# What next_event returns, per state, when no complete request line is buffered.
+_IDLE = {
+    ServerState.OPEN: Signal.NEED_DATA,
+    ServerState.LOGGED_OUT: Signal.CLOSE,
+    ServerState.PEER_CLOSED: Signal.CLOSE,
+}
+_SessionRule = Callable[["ServerConnection", ev.Request], ErrCode | None]
+_Effect = Callable[["ServerConnection", ev.Request], None]
 
 
 class ServerConnection:
@@ -60,11 +96,8 @@ class ServerConnection:
 
     def __init__(self, *, max_line: int = DEFAULT_MAX_LINE) -> None:
         self._tok = Tokenizer(max_line=max_line)
-        self._eof = False
+        self._state = ServerState.OPEN
         self._pending: ev.Request | None = None
-        self._close_after_reply = False
-        self._closing = False
-        self._paused = False
         #: The name given with USERNAME, if any.
         self.username: str | None = None
         #: The password given with PASSWORD, if any.
@@ -78,37 +111,68 @@ class ServerConnection:
         #: Whether the client has used RFC 9271's vocabulary on this connection.
         self.rfc = False
 
+    @property
+    def state(self) -> ServerState:
+        """Where the connection is in its life."""
+        return self._state
+
+    def _usable(self) -> None:
+        if self._state is ServerState.ERROR:
+            raise LocalProtocolError("the connection is in the ERROR state (a write failed)")
+
+    def _logged_out_now(self) -> None:
+        if self._state is ServerState.OPEN:
+            self._state = ServerState.LOGGED_OUT
+
+    def _pause(self) -> None:
+        self._state = ServerState.PAUSED
+
+    def send_failed(self) -> None:
+        """Record that the bytes of a reply could not be written: the connection is unusable.
+
+        Every later call (except this one and the properties) raises
+        :class:`~nuttrio.protocol.errors.LocalProtocolError`.
+        """
+        self._state = ServerState.ERROR
+
     # -- input -----------------------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray) -> None:
-        """Add bytes received from the client; ``b""`` means the client closed its side."""
-        if not data:
-            self._eof = True
-            return
-        self._tok.feed(data)
+        """Add bytes received from the client; ``b""`` means the client closed its side.
+
+        Raises:
+            LocalProtocolError: If the connection is in the ERROR state.
+        """
+        self._usable()
+        if data:
+            self._tok.feed(data)
+        elif self._state in (ServerState.OPEN, ServerState.LOGGED_OUT):
+            self._state = ServerState.PEER_CLOSED
 
     def next_event(self) -> ev.Request | Signal:
         """Return the next request, or a :class:`Signal` when there is none.
 
         Raises:
-            LocalProtocolError: If the previous request has not been answered yet.
+            LocalProtocolError: If the previous request has not been answered yet, or the
+                connection is in the ERROR state.
         """
         if self._pending is not None:
             raise LocalProtocolError("answer the previous request before reading the next")
-        if self._paused:
+        if self._state is ServerState.ERROR:
+            self._usable()
+        if self._state is ServerState.PAUSED:
             return Signal.PAUSED
-        if self._close_after_reply:
+        if self._state is ServerState.CLOSING:
             return Signal.CLOSE
         item = self._tok.next_line()
         if item is None:
-            if self._eof or self._closing:
-                return Signal.CLOSE
-            return Signal.NEED_DATA
+            return _IDLE[self._state]
         # upsd closes after LOGOUT at its next loop pass unless more requests already came.
-        self._closing = False
+        if self._state is ServerState.LOGGED_OUT:
+            self._state = ServerState.OPEN
         request: ev.Request
         if isinstance(item, LineTooLong):
-            self._close_after_reply = True
+            self._state = ServerState.CLOSING
             request = ev.Rejected(error=ErrCode.TOO_LONG)
         elif isinstance(item, LineError):
             request = ev.Rejected(error=ErrCode.INVALID_ARGUMENT)
@@ -124,13 +188,16 @@ class ServerConnection:
 
         The reply's meaning is applied to the session: for example ``OK`` to ``USERNAME``
         records the user name, and ``OK STARTTLS`` pauses the connection until
-        :meth:`tls_started` is called.
+        :meth:`tls_started` is called. If the bytes cannot be written, call
+        :meth:`send_failed`.
 
         Raises:
-            LocalProtocolError: If no request is outstanding.
+            LocalProtocolError: If no request is outstanding, or the connection is in the
+                ERROR state.
         """
         request = self._pending
-        if request is None:
+        if request is None or self._state is ServerState.ERROR:
+            self._usable()
             raise LocalProtocolError("no request is waiting for a reply")
         self._pending = None
         if reply.ok:
@@ -138,18 +205,9 @@ class ServerConnection:
         return reply.data
 
     def _apply(self, request: ev.Request) -> None:
-        if isinstance(request, ev.Username):
-            self.username = request.name
-        elif isinstance(request, ev.Password):
-            self.password = request.password
-        elif isinstance(request, ev.Login):
-            self.login_ups = request.ups
-        elif isinstance(request, ev.Logout):
-            self._closing = True
-        elif isinstance(request, ev.SetTracking):
-            self.tracking = request.on
-        elif isinstance(request, ev.StartTLS):
-            self._paused = True
+        effect = _EFFECTS.get(type(request))
+        if effect is not None:
+            effect(self, request)
 
     @property
     def trailing_data(self) -> bytes:
@@ -162,200 +220,76 @@ class ServerConnection:
         Raises:
             LocalProtocolError: If the connection was not waiting for TLS.
         """
-        if not self._paused:
+        if self._state is not ServerState.PAUSED:
             raise LocalProtocolError("the connection is not waiting for a TLS handshake")
-        self._paused = False
+        self._state = ServerState.OPEN
         self.tls = True
         self._tok.discard_unparsed()
 
     @property
     def logged_out(self) -> bool:
         """Whether a LOGOUT was answered and no request has followed it."""
-        return self._closing
+        return self._state is ServerState.LOGGED_OUT
 
     # -- grammar ---------------------------------------------------------------------------
 
     def _parse(self, line: Line) -> ev.Request:
-        words = list(line.words)
-        if not words:
-            return ev.Rejected(error=ErrCode.UNKNOWN_COMMAND)
-        entry = _COMMANDS.get(words[0].upper())
-        if entry is None:
-            return ev.Rejected(error=ErrCode.UNKNOWN_COMMAND)
-        parser, needs_user = entry
-        if needs_user:
+        words = line.words
+        if words and words[0].upper() in LOGIN_REQUIRED:
             if self.username is None:
                 return ev.Rejected(error=ErrCode.USERNAME_REQUIRED)
             if self.password is None:
                 return ev.Rejected(error=ErrCode.PASSWORD_REQUIRED)
-        return parser(self, words[1:])
+        command, request = resolve(words)
+        if command is not None and command.rfc:
+            self.rfc = True
+        rule = _SESSION_RULES.get(type(request))
+        error = None if rule is None else rule(self, request)
+        return request if error is None else ev.Rejected(error=error)
 
 
-_INVALID = ev.Rejected(error=ErrCode.INVALID_ARGUMENT)
+def _already(attribute: str, code: ErrCode) -> _SessionRule:
+    def rule(conn: ServerConnection, request: ev.Request) -> ErrCode | None:
+        return code if getattr(conn, attribute) is not None else None
+
+    return rule
 
 
-def _no_args(make: Callable[[], ev.Request]) -> _Parser:
-    def parse(conn: ServerConnection, args: list[str]) -> ev.Request:
-        return _INVALID if args else make()
-
-    return parse
-
-
-def _username(conn: ServerConnection, args: list[str]) -> ev.Request:
-    if len(args) != 1:
-        return _INVALID
-    if conn.username is not None:
-        return ev.Rejected(error=ErrCode.ALREADY_SET_USERNAME)
-    return ev.Username(name=args[0])
+def _second_login(conn: ServerConnection, request: ev.Request) -> ErrCode | None:
+    if conn.login_ups is None:
+        return None
+    attach = isinstance(request, ev.Login) and request.rfc
+    return ErrCode.ALREADY_ATTACHED if attach else ErrCode.ALREADY_LOGGED_IN
 
 
-def _password(conn: ServerConnection, args: list[str]) -> ev.Request:
-    if len(args) != 1:
-        return _INVALID
-    if conn.password is not None:
-        return ev.Rejected(error=ErrCode.ALREADY_SET_PASSWORD)
-    return ev.Password(password=args[0])
+def _tls_twice(conn: ServerConnection, request: ev.Request) -> ErrCode | None:
+    if not conn.tls:
+        return None
+    return ErrCode.TLS_ALREADY_ENABLED if conn.rfc else ErrCode.ALREADY_SSL_MODE
 
 
-def _login(conn: ServerConnection, args: list[str], *, rfc: bool = False) -> ev.Request:
-    if rfc:
-        conn.rfc = True
-    if len(args) != 1:
-        return _INVALID
-    if conn.login_ups is not None:
-        return ev.Rejected(error=ErrCode.ALREADY_ATTACHED if rfc else ErrCode.ALREADY_LOGGED_IN)
-    return ev.Login(ups=args[0], rfc=rfc)
-
-
-def _attach(conn: ServerConnection, args: list[str]) -> ev.Request:
-    return _login(conn, args, rfc=True)
-
-
-def _logout(conn: ServerConnection, args: list[str], *, rfc: bool = False) -> ev.Request:
-    if rfc:
-        conn.rfc = True
-    return _INVALID if args else ev.Logout(rfc=rfc)
-
-
-def _detach(conn: ServerConnection, args: list[str]) -> ev.Request:
-    return _logout(conn, args, rfc=True)
-
-
-def _starttls(conn: ServerConnection, args: list[str]) -> ev.Request:
-    if conn.tls:
-        return ev.Rejected(
-            error=ErrCode.TLS_ALREADY_ENABLED if conn.rfc else ErrCode.ALREADY_SSL_MODE
-        )
-    return ev.StartTLS()
-
-
-def _one_ups(make: Callable[[str, str], ev.Request], word: str) -> _Parser:
-    def parse(conn: ServerConnection, args: list[str]) -> ev.Request:
-        return make(args[0], word) if len(args) == 1 else _INVALID
-
-    return parse
-
-
-def _get(conn: ServerConnection, args: list[str]) -> ev.Request:
-    if not args:
-        return _INVALID
-    sub = args[0].upper()
-    if sub == "TRACKING":
-        return ev.GetTracking(id=args[1] if len(args) > 1 else None)
-    if len(args) < 2:
-        return _INVALID
-    if sub == "NUMLOGINS":
-        return ev.GetNumLogins(ups=args[1])
-    if sub == "NUMATTACH":
-        conn.rfc = True
-        return ev.GetNumLogins(ups=args[1], rfc=True)
-    if sub == "UPSDESC":
-        return ev.GetUpsDesc(ups=args[1])
-    if len(args) < 3:
-        return _INVALID
-    two = _GET_TWO.get(sub)
-    return two(args[1], args[2]) if two is not None else _INVALID
-
-
-_GET_TWO: dict[str, Callable[[str, str], ev.Request]] = {
-    "VAR": lambda u, v: ev.GetVar(ups=u, var=v),
-    "TYPE": lambda u, v: ev.GetType(ups=u, var=v),
-    "DESC": lambda u, v: ev.GetDesc(ups=u, var=v),
-    "CMDDESC": lambda u, c: ev.GetCmdDesc(ups=u, cmd=c),
-}
-
-_LIST_ONE: dict[str, Callable[[str], ev.Request]] = {
-    "VAR": lambda u: ev.ListVar(ups=u),
-    "RW": lambda u: ev.ListRw(ups=u),
-    "CMD": lambda u: ev.ListCmd(ups=u),
-    "CLIENT": lambda u: ev.ListClient(ups=u),
-}
-
-_LIST_TWO: dict[str, Callable[[str, str], ev.Request]] = {
-    "ENUM": lambda u, v: ev.ListEnum(ups=u, var=v),
-    "RANGE": lambda u, v: ev.ListRange(ups=u, var=v),
+# The session's rules, applied after the grammar's (upsd's order): request type -> check.
+_SESSION_RULES: dict[type[ev.Request], _SessionRule] = {
+    ev.Username: _already("username", ErrCode.ALREADY_SET_USERNAME),
+    ev.Password: _already("password", ErrCode.ALREADY_SET_PASSWORD),
+    ev.Login: _second_login,
+    ev.StartTLS: _tls_twice,
 }
 
 
-def _list(conn: ServerConnection, args: list[str]) -> ev.Request:
-    if not args:
-        return _INVALID
-    sub = args[0].upper()
-    if sub == "UPS":
-        return ev.ListUps()
-    if len(args) < 2:
-        return _INVALID
-    one = _LIST_ONE.get(sub)
-    if one is not None:
-        return one(args[1])
-    if len(args) < 3:
-        return _INVALID
-    two = _LIST_TWO.get(sub)
-    return two(args[1], args[2]) if two is not None else _INVALID
+def _set(attribute: str, field: str) -> _Effect:
+    def effect(conn: ServerConnection, request: ev.Request) -> None:
+        setattr(conn, attribute, getattr(request, field))
+
+    return effect
 
 
-def _set(conn: ServerConnection, args: list[str]) -> ev.Request:
-    if len(args) < 2:
-        return _INVALID
-    sub = args[0].upper()
-    if sub == "VAR":
-        if len(args) < 4:
-            return _INVALID
-        return ev.SetVar(ups=args[1], var=args[2], value=args[3])
-    if sub == "TRACKING":
-        flag = args[1].upper()
-        if flag == "ON":
-            return ev.SetTracking(on=True)
-        if flag == "OFF":
-            return ev.SetTracking(on=False)
-    return _INVALID
-
-
-def _instcmd(conn: ServerConnection, args: list[str]) -> ev.Request:
-    if len(args) < 2:
-        return _INVALID
-    # upsd uses the parameter only when exactly three arguments were given.
-    return ev.InstCmd(ups=args[0], cmd=args[1], param=args[2] if len(args) == 3 else None)
-
-
-# Command word -> (parser, needs USERNAME and PASSWORD first), as upsd's netcmds table.
-_COMMANDS: dict[str, tuple[_Parser, bool]] = {
-    "VER": (_no_args(ev.Ver), False),
-    "NETVER": (_no_args(ev.NetVer), False),
-    "PROTVER": (_no_args(ev.NetVer), False),
-    "HELP": (_no_args(ev.Help), False),
-    "STARTTLS": (_starttls, False),
-    "GET": (_get, False),
-    "LIST": (_list, False),
-    "USERNAME": (_username, False),
-    "PASSWORD": (_password, False),
-    "LOGIN": (_login, True),
-    "ATTACH": (_attach, True),
-    "LOGOUT": (_logout, False),
-    "DETACH": (_detach, False),
-    "PRIMARY": (_one_ups(lambda u, w: ev.Primary(ups=u, word=w), "PRIMARY"), True),
-    "MASTER": (_one_ups(lambda u, w: ev.Primary(ups=u, word=w), "MASTER"), True),
-    "FSD": (_one_ups(lambda u, w: ev.Fsd(ups=u), "FSD"), True),
-    "SET": (_set, True),
-    "INSTCMD": (_instcmd, True),
+# What a successful reply to a request does to the session: request type -> effect.
+_EFFECTS: dict[type[ev.Request], _Effect] = {
+    ev.Username: _set("username", "name"),
+    ev.Password: _set("password", "password"),
+    ev.Login: _set("login_ups", "ups"),
+    ev.SetTracking: _set("tracking", "on"),
+    ev.Logout: lambda conn, request: conn._logged_out_now(),
+    ev.StartTLS: lambda conn, request: conn._pause(),
 }

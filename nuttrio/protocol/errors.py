@@ -1,10 +1,16 @@
-"""The error tokens of the NUT network protocol (``ERR <token>``), in one place."""
+"""The errors of the NUT network protocol, in one place.
+
+:class:`ErrCode` names the tokens of ``ERR <token>`` replies. The exceptions say whose fault
+a problem is, as h11's do: :class:`LocalProtocolError` (this program misused the API or its
+I/O failed) and :class:`RemoteProtocolError` (the peer broke the protocol), both
+:class:`ProtocolError`.
+"""
 
 from __future__ import annotations
 
 import enum
 
-__all__ = ["ErrCode", "LocalProtocolError"]
+__all__ = ["ErrCode", "LocalProtocolError", "ProtocolError", "RemoteProtocolError"]
 
 
 class ErrCode(enum.Enum):
@@ -46,5 +52,20 @@ class ErrCode(enum.Enum):
     VAR_NOT_SUPPORTED = "VAR-NOT-SUPPORTED"
 
 
-class LocalProtocolError(Exception):
-    """The caller misused the sans-IO API (for example, replied when no request was pending)."""
+class ProtocolError(Exception):
+    """Base of the protocol's exceptions. Do not raise it directly; catch it for both kinds."""
+
+
+class LocalProtocolError(ProtocolError):
+    """This side is at fault: the caller misused the sans-IO API.
+
+    For example: replied when no request was pending, or used a connection after its
+    ``send_failed()``.
+    """
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer is at fault: it sent something that is not valid at this point.
+
+    A connection that raised it is in its error state and cannot be used any more.
+    """

@@ -1,6 +1,8 @@
 """Requests a NUT client sends, as typed events.
 
-:class:`~nuttrio.protocol.connection.ServerConnection` turns request lines into these. Names
+:class:`~nuttrio.protocol.connection.ServerConnection` turns request lines into these, and
+:class:`~nuttrio.protocol.client.ClientConnection` sends them; both read the one grammar in
+:mod:`~nuttrio.protocol.grammar`. Names
 (UPS, variable, command) keep the client's spelling, because upsd echoes it in replies.
 A request the grammar or the session state already rejects arrives as :class:`Rejected`.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 import attrs
 
 from .errors import ErrCode
+from .quoting import request_line
 
 __all__ = [
     "Fsd",
@@ -47,6 +50,26 @@ __all__ = [
 @attrs.frozen(kw_only=True)
 class Request:
     """Base of every request event. Do not instantiate directly."""
+
+    def words(self) -> tuple[str, ...]:
+        """The request's words: ``GetVar(ups="u", var="v").words()`` → ``GET VAR u v``.
+
+        Raises:
+            LocalProtocolError: If no request carries this event (:class:`Rejected`).
+        """
+        # The grammar imports this module for its table, so it is imported here.
+        from .grammar import serialize
+
+        return serialize(self)
+
+    def to_bytes(self) -> bytes:
+        """The request line, each word quoted only where NUT's tokenizer needs it.
+
+        Raises:
+            LocalProtocolError: If no request carries this event, or a word cannot be sent
+                (longer than 512 characters, or a character NUT drops).
+        """
+        return request_line(self.words())
 
 
 @attrs.frozen(kw_only=True)
