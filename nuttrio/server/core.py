@@ -241,6 +241,29 @@ class ServerCore:
 
     def _answer(self, session: Session, request: ev.Request) -> Reply:
         match request:
+            # The request classes are disjoint, so the order only matters for speed: the
+            # requests of every poll (GET VAR, LIST VAR...) are matched first.
+            case ev.GetVar(var=var) if var.lower().startswith("server."):
+                return _server_var(request)
+            case (
+                ev.GetVar(ups=ups)
+                | ev.GetNumLogins(ups=ups)
+                | ev.GetType(ups=ups)
+                | ev.GetDesc(ups=ups)
+                | ev.GetCmdDesc(ups=ups)
+                | ev.ListVar(ups=ups)
+                | ev.ListRw(ups=ups)
+                | ev.ListCmd(ups=ups)
+                | ev.ListEnum(ups=ups)
+                | ev.ListRange(ups=ups)
+                | ev.SetVar(ups=ups)
+                | ev.InstCmd(ups=ups)
+            ):
+                # The one availability check of every request about the UPS's data.
+                found = self._available(ups)
+                if isinstance(found, Reply):
+                    return found
+                return self._answer_available(session, request, found)
             case ev.Rejected(error=code):
                 return rp.err(code)
             case ev.Ver():
@@ -261,8 +284,6 @@ class ServerCore:
                 return self._primary(session, request)
             case ev.Fsd():
                 return self._fsd(session, request)
-            case ev.GetVar(var=var) if var.lower().startswith("server."):
-                return _server_var(request)
             case ev.GetUpsDesc():
                 return self._get_upsdesc(request)
             case ev.GetTracking():
@@ -271,25 +292,6 @@ class ServerCore:
                 return self._list_ups()
             case ev.ListClient():
                 return self._list_client(request)
-            case (
-                ev.GetNumLogins(ups=ups)
-                | ev.GetVar(ups=ups)
-                | ev.GetType(ups=ups)
-                | ev.GetDesc(ups=ups)
-                | ev.GetCmdDesc(ups=ups)
-                | ev.ListVar(ups=ups)
-                | ev.ListRw(ups=ups)
-                | ev.ListCmd(ups=ups)
-                | ev.ListEnum(ups=ups)
-                | ev.ListRange(ups=ups)
-                | ev.SetVar(ups=ups)
-                | ev.InstCmd(ups=ups)
-            ):
-                # The one availability check of every request about the UPS's data.
-                found = self._available(ups)
-                if isinstance(found, Reply):
-                    return found
-                return self._answer_available(session, request, found)
         raise TypeError(f"unexpected request {request!r}")  # pragma: no cover
 
     def _answer_available(self, session: Session, request: ev.Request, found: _Available) -> Reply:
