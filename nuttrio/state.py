@@ -119,6 +119,10 @@ class Watch(_WatchBase[T]):
     def _current(self) -> T:
         return self._value
 
+    def get(self) -> tuple[int, T]:
+        """Return ``(version, value)`` without blocking."""
+        return self._version, self._value  # the server's hot path: no call to _current
+
     def set(self, value: T) -> None:
         """Publish a new value and wake every waiting reader. Never blocks."""
         self._value = value
@@ -459,13 +463,15 @@ class UpsEntry:
         """The underlying watch, for readers that track versions themselves."""
         return self._watch
 
-    def is_stale(self, maxage: float) -> bool:
+    def is_stale(self, maxage: float, snap: UpsSnapshot | None = None) -> bool:
         """Whether data is stale: declared so, or not heard from for more than ``maxage``.
 
         Computed now from the clock (what the server answers); the snapshot's ``silent``
-        is the same fact as last pushed by the store's timer.
+        is the same fact as last pushed by the store's timer. ``snap`` is the current
+        snapshot when the caller already holds it.
         """
-        snap = self.snapshot()
+        if snap is None:
+            snap = self.snapshot()
         return snap.stale or (self._clock() - self.last_heard) > maxage
 
     def silent_at(self, maxage: float) -> float:

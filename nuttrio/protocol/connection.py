@@ -76,6 +76,9 @@ class ServerState(enum.Enum):
     ERROR = enum.auto()
 
 
+_OPEN = ServerState.OPEN
+_ERROR = ServerState.ERROR
+
 # What next_event returns, per state, when no complete request line is buffered.
 _IDLE = {
     ServerState.OPEN: Signal.NEED_DATA,
@@ -158,18 +161,20 @@ class ServerConnection:
         """
         if self._pending is not None:
             raise LocalProtocolError("answer the previous request before reading the next")
-        if self._state is ServerState.ERROR:
-            self._usable()
-        if self._state is ServerState.PAUSED:
-            return Signal.PAUSED
-        if self._state is ServerState.CLOSING:
-            return Signal.CLOSE
+        state = self._state
+        if state is not _OPEN:  # one test on the hot path; the rare states below
+            if state is ServerState.ERROR:
+                self._usable()
+            if state is ServerState.PAUSED:
+                return Signal.PAUSED
+            if state is ServerState.CLOSING:
+                return Signal.CLOSE
         item = self._tok.next_line()
         if item is None:
-            return _IDLE[self._state]
+            return _IDLE[state]
         # upsd closes after LOGOUT at its next loop pass unless more requests already came.
-        if self._state is ServerState.LOGGED_OUT:
-            self._state = ServerState.OPEN
+        if state is ServerState.LOGGED_OUT:
+            self._state = _OPEN
         request: ev.Request
         if isinstance(item, LineTooLong):
             self._state = ServerState.CLOSING
@@ -196,7 +201,7 @@ class ServerConnection:
                 ERROR state.
         """
         request = self._pending
-        if request is None or self._state is ServerState.ERROR:
+        if request is None or self._state is _ERROR:
             self._usable()
             raise LocalProtocolError("no request is waiting for a reply")
         self._pending = None

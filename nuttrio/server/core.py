@@ -138,7 +138,8 @@ class ServerStats:
 
     def count(self, request: ev.Request, reply: Reply) -> None:
         """Count one answered request and its error token, if any."""
-        self.requests[_command_word(request)] += 1
+        word = _COMMAND_WORDS.get(type(request))
+        self.requests[word if word is not None else _command_word(request)] += 1
         if reply.error is not None:
             self.errors[reply.error.value] += 1
 
@@ -184,9 +185,12 @@ def _command_word(request: ev.Request) -> str:
     return _COMMAND_WORDS[type(request)]
 
 
-@attrs.frozen
+@attrs.define
 class _Available:
-    """A UPS that passed upsd's availability check, with the snapshot it was checked on."""
+    """A UPS that passed upsd's availability check, with the snapshot it was checked on.
+
+    Not frozen: a frozen class's ``__init__`` costs a measurable share of a GET VAR.
+    """
 
     entry: UpsEntry
     snap: UpsSnapshot
@@ -333,7 +337,7 @@ class ServerCore:
         snap = entry.snapshot()
         if not snap.connected:
             return rp.err(ErrCode.DRIVER_NOT_CONNECTED)
-        if not snap.dumped or entry.is_stale(self.settings.maxage):
+        if not snap.dumped or entry.is_stale(self.settings.maxage, snap):
             return rp.err(ErrCode.DATA_STALE)
         return _Available(entry, snap)
 
