@@ -198,6 +198,12 @@ class Daemon:
             return
         log.info("upsmon.conf reloaded")
 
+    def fsd_refusal(self, mon: Monitor) -> str | None:
+        """Why upsd would refuse an FSD from ``mon`` with the upsd.users in force now."""
+        if self.config is None:
+            return None
+        return _login_problem(mon, self.config.users, fsd=True)
+
     async def reload(self) -> None:
         """Re-read ups.conf and upsd.users as upsd does on SIGHUP, and upsmon.conf as upsmon does.
 
@@ -445,8 +451,12 @@ def run_as_user(upsmon: UpsmonConfig) -> RunAs | None:
         ) from None
 
 
-def _login_problem(mon: Monitor, users: Mapping[str, User]) -> str | None:
-    """Why upsd would refuse this MONITOR's LOGIN (or PRIMARY), or ``None`` if it would not."""
+def _login_problem(mon: Monitor, users: Mapping[str, User], *, fsd: bool = False) -> str | None:
+    """Why upsd would refuse this MONITOR's LOGIN or PRIMARY (and its FSD, for a primary).
+
+    ``None`` if it would not. With ``fsd``, the FSD right is checked whatever the
+    MONITOR's role (upsd checks the action, not the role).
+    """
     user = users.get(mon.username)
     if user is None:
         return f"user {mon.username!r} is not in {UPSD_USERS}: upsd would refuse its LOGIN"
@@ -466,6 +476,11 @@ def _login_problem(mon: Monitor, users: Mapping[str, User]) -> str | None:
         return (
             f"user {mon.username!r} has no 'upsmon primary' in {UPSD_USERS}: upsd would refuse "
             "PRIMARY, so the real upsmon could never set FSD"
+        )
+    if (mon.primary or fsd) and not user.allows("fsd", mon.password):
+        return (
+            f"user {mon.username!r} has no 'fsd' action in {UPSD_USERS}: upsd would refuse "
+            "its FSD (give it 'upsmon primary')"
         )
     return None
 
@@ -583,6 +598,7 @@ async def _run_manager_then(
         store=store,
         maxage=maxage,
         listeners=daemon.addresses,
+        refusal=daemon.fsd_refusal,
         task_status=task_status,
     )
     if daemon.options.role is Role.SECONDARY:

@@ -151,6 +151,35 @@ async def test_sighup_refuses_credentials_upsd_would_refuse_and_keeps_running(tm
         assert daemon.manager.config.finaldelay == 2
 
 
+async def test_a_primary_whose_fsd_right_is_revoked_by_sighup_sets_no_fsd(tmp_path, caplog):
+    """upsd checks each FSD against the upsd.users in force: so does the in-process primary.
+
+    The reload is refused (the running upsmon.conf stays), but the right is gone from the
+    server at once, as after upsd's reload; the shutdown still runs, without FSD.
+    """
+    d = confdir(tmp_path, "u@localhost:{port} 1 admin adminpass primary", "FINALDELAY 0\n")
+    async with open_daemon(options(d)) as daemon:
+        assert daemon.manager is not None
+        assert daemon.fsd_refusal(daemon.manager.config.monitors[0]) is None
+        (d / "upsd.users").write_text(USERS.replace("upsmon primary", "upsmon secondary", 1))
+        await daemon.reload()
+        with caplog.at_level(logging.ERROR, logger="nuttrio"):
+            daemon.manager.request_fsd()
+            with trio.fail_after(10):
+                await daemon.manager.done.wait()
+        assert not daemon.store.get("u").snapshot().fsd
+        assert "FSD on u@localhost" in caplog.text
+        assert "refused" in caplog.text
+
+
+async def test_a_primary_monitor_without_the_fsd_action_stops_the_start(tmp_path):
+    users = USERS + "[halfprimary]\n    password = hp\n    actions = MASTER LOGIN\n"
+    d = confdir(tmp_path, "u@localhost:{port} 1 halfprimary hp primary", users=users)
+    error = await refused(d)
+    assert error.lineno == 2
+    assert "no 'fsd' action" in error.message
+
+
 async def test_an_unknown_run_as_user_stops_the_start(tmp_path):
     d = confdir(
         tmp_path, "u@localhost:{port} 1 admin adminpass primary", "RUN_AS_USER nosuchuser\n"

@@ -268,6 +268,10 @@ class _Source(Protocol):
     async def logout(self) -> None: ...
 
 
+#: Why upsd would refuse a MONITOR's FSD now, or ``None`` if it would not.
+Refusal = Callable[[Monitor], str | None]
+
+
 class _LocalSource:
     """A UPS attached in this process, followed through the state store's watch.
 
@@ -278,12 +282,20 @@ class _LocalSource:
     NOCOMM repeats as upsmon's does.
     """
 
-    def __init__(self, mon: Monitor, entry: UpsEntry, maxage: float, address: str) -> None:
+    def __init__(
+        self,
+        mon: Monitor,
+        entry: UpsEntry,
+        maxage: float,
+        address: str,
+        refusal: Refusal | None = None,
+    ) -> None:
         self.system = mon.system
         self.mon = mon
         self.entry = entry
         self.maxage = maxage
         self.address = address
+        self._refusal = refusal
         self._token = object()
 
     def _event(self, snap: UpsSnapshot, now: float) -> Observed | PollFailed:
@@ -327,6 +339,12 @@ class _LocalSource:
             self.entry.remove_login(self._token)
 
     async def set_fsd(self) -> bool:
+        # upsd checks each FSD against the upsd.users in force then (a SIGHUP may have
+        # taken the right away since the start): so does the in-process primary.
+        problem = None if self._refusal is None else self._refusal(self.mon)
+        if problem is not None:
+            log.error("FSD on %s refused, as upsd would refuse it: %s", self.system, problem)
+            return False
         self.entry.set_fsd()
         return True
 
@@ -572,6 +590,7 @@ class Manager:
         maxage: float,
         nursery: trio.Nursery,
         listeners: Sequence[tuple[str, int]] = (),
+        refusal: Refusal | None = None,
     ) -> None:
         self.config = config
         self.notifier = notifier
@@ -586,7 +605,7 @@ class Manager:
             entry = store.get(mon.ups) if store is not None else None
             address = local.get(mon.system)
             if entry is not None and address is not None:
-                self._sources[mon.system] = _LocalSource(mon, entry, maxage, address)
+                self._sources[mon.system] = _LocalSource(mon, entry, maxage, address, refusal)
             else:
                 self._sources[mon.system] = _RemoteSource(mon, config)
 
@@ -697,6 +716,7 @@ async def run_manager(
     store: StateStore | None = None,
     maxage: float = 15.0,
     listeners: Sequence[tuple[str, int]] = (),
+    refusal: Refusal | None = None,
     task_status: trio.TaskStatus[Manager] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the manager until the shutdown is done (then per SHUTDOWNEXIT) or cancelled.
@@ -713,11 +733,14 @@ async def run_manager(
         listeners: ``(host, port)`` of the local attachment daemon's listeners: a MONITOR
             is followed through ``store`` only when it names one of them (see
             :func:`local_monitors`), else it is polled over TCP like any remote one.
+        refusal: For a UPS followed through ``store``: why upsd would refuse this
+            MONITOR's FSD now (``None``: it would not), asked at each FSD; a refused FSD is
+            logged and not set, as upsd's ``ERR ACCESS-DENIED`` to upsmon.
         task_status: Receives the :class:`Manager` once every source is started.
     """
     _clear_stale_flag(config)
     async with trio.open_nursery() as nursery:
-        manager = Manager(config, notifier, store, maxage, nursery, listeners)
+        manager = Manager(config, notifier, store, maxage, nursery, listeners, refusal)
         nursery.start_soon(manager._decide)
         for source in manager._sources.values():
             await nursery.start(source.run, manager)
