@@ -63,8 +63,10 @@ class UsageTable:
         return ".".join(self.node_string(node) for node in path)
 
     def parse_path(self, text: str) -> tuple[int, ...] | None:
-        """A path string to numeric nodes, or ``None`` if a part is neither a name, hex
-        nor ``[n]`` (NUT then skips the part and fails the lookup; so do we).
+        """A path string to numeric nodes, or ``None`` if a part is not understood.
+
+        A part is a name, eight hex digits or ``[n]``; NUT skips any other part and its
+        lookup then fails, so ``None`` is returned.
         """
         nodes = []
         for part in text.split("."):
