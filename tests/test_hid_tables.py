@@ -61,7 +61,8 @@ def test_cs500_commands_are_those_nut_listed():
 def test_bk650_flags_rw_and_load_from_its_report():
     core = core_for(BK650)
     by_name = {v.name: v for v in core.variables()}
-    assert by_name["battery.charge.low"].rw and by_name["battery.charge.low"].string
+    assert by_name["battery.charge.low"].rw
+    assert by_name["battery.charge.low"].string
     assert by_name["battery.charge.low"].aux == 10
     assert not by_name["battery.charge"].rw
     # the load the upsc part shows, once the report says it
@@ -89,7 +90,8 @@ def test_writes_become_set_reports_on_the_cached_report():
     (write,) = core.plan_instcmd("beeper.enable") or []
     assert write.report == bytes.fromhex("1802")
     core.written()
-    assert core.changed and not core.cache.stamps
+    assert core.changed
+    assert not core.cache.stamps
 
 
 def test_offdelay_and_lowbatt_options_override_the_defaults():
