@@ -495,14 +495,21 @@ def subdriver_names() -> list[str]:
 
 
 def find_subdriver(
-    ids: DeviceIds, *, forced: str | None = None, productid_given: bool = False
+    ids: DeviceIds,
+    *,
+    forced: str | None = None,
+    productid_given: bool = False,
+    specific: bool = False,
 ) -> Subdriver | None:
     """The subdriver for a device: the first that claims it, or the one ``forced``.
 
     ``forced`` is a name (``apc``) or the start of a version string (``APC HID``), in
-    any case.
+    any case. With ``specific``, the ``generic`` subdriver is not tried (matching a bus
+    full of keyboards must not claim them all).
     """
     for sub in subdrivers():
+        if specific and forced is None and sub.name == "generic":
+            continue
         if forced is not None:
             wanted = forced.lower()
             if sub.name == wanted or sub.version.lower().startswith(wanted):
