@@ -361,6 +361,11 @@ class HidCore:
             if not (skip & r.flags) and ("semi_static" not in r.flags or self.changed)
         ]
 
+    @property
+    def initialised(self) -> bool:
+        """Whether the init walk has run (rows are bound)."""
+        return self._bound is not None
+
     # -- step 1 and 2: what to read -----------------------------------------------------
 
     def reports_to_read(self, mode: WalkMode, now: float) -> list[int]:
@@ -560,10 +565,12 @@ class HidCore:
                 value = float(int(float(text))) if text.strip() else 0.0
             except ValueError:
                 value = 0.0  # atol of garbage
-        report = self.cache.data.get(
-            field.report_id, bytes(self.cache.lengths.get(field.report_id, 1))
-        )
-        return Write(encode(report, field, value))
+        rid = field.report_id
+        report = self.cache.data.get(rid, bytes(self.cache.lengths.get(rid, 1)))
+        # NUT sets the bits in the cached buffer itself: a second write to the same
+        # report (a composite command) keeps the first one's bits
+        self.cache.data[rid] = encode(report, field, value)
+        return Write(self.cache.data[rid])
 
     def plan_setvar(self, name: str, value: str) -> list[Write] | None:
         """The SET_REPORTs for ``SET VAR name value``; ``[]`` if only driver state changes.

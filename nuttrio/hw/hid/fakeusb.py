@@ -139,10 +139,24 @@ class FakeHidDevice:
     def _load(self, recording: Recording) -> None:
         self.recording = recording
         self.features = dict(recording.features)
-        self._strings = {1: recording.manufacturer, 2: recording.product, 3: recording.serial}
-        self._strings.update(recording.strings)
+        self._strings = dict(recording.strings)
+        self.string_indexes = tuple(
+            self._index_of(text)
+            for text in (recording.manufacturer, recording.product, recording.serial)
+        )
         self._start = self.clock()
         self._next = 0
+
+    def _index_of(self, text: str) -> int:
+        """The string index holding ``text`` (added after the others if none does)."""
+        if not text:
+            return 0
+        for index, known in sorted(self._strings.items()):
+            if known == text:
+                return index
+        index = max(self._strings, default=0) + 1
+        self._strings[index] = text
+        return index
 
     # -- faults -------------------------------------------------------------------------
 
@@ -261,7 +275,17 @@ class ReplayBackend(usb.backend.IBackend):  # type: ignore[misc]
     def get_device_descriptor(self, dev: FakeHidDevice) -> _DeviceDescriptor:
         """The device descriptor."""
         rec = dev.recording
-        return _DeviceDescriptor(rec.vendorid, rec.productid, rec.release, dev.bus, dev.address)
+        manufacturer, product, serial = dev.string_indexes
+        return _DeviceDescriptor(
+            rec.vendorid,
+            rec.productid,
+            rec.release,
+            dev.bus,
+            dev.address,
+            iManufacturer=manufacturer,
+            iProduct=product,
+            iSerialNumber=serial,
+        )
 
     def get_configuration_descriptor(self, dev: FakeHidDevice, config: int) -> _ConfigDescriptor:
         """The one configuration."""
