@@ -58,11 +58,17 @@ def clock():
     return trio.testing.MockClock(autojump_threshold=0.02)
 
 
-async def wait_until(predicate, timeout=300.0):
-    """Wait on the (mock) Trio clock until ``predicate()``; fail after ``timeout`` s."""
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.25)
+async def wait_until(entry, predicate):
+    """Wait (at most 300 s of mock time) for a snapshot of ``entry`` that satisfies
+    ``predicate(snapshot)``."""
+    with trio.fail_after(300):
+        async for snapshot in entry.watch():
+            if predicate(snapshot):
+                return
+
+
+def plain(snapshot) -> dict[str, str]:
+    return {v.name: v.value for v in snapshot.variables.values()}
 
 
 def fake(recording, clock, **kwargs):
@@ -94,12 +100,12 @@ async def test_replay_port_publishes_what_nut_printed(clock):
 async def test_interrupt_report_reaches_the_store_before_the_next_poll(clock):
     rec = load_recording(need(BK650))
     rec = attrs.evolve(rec, interrupts=((3.0, bytes.fromhex("160a000000")),))
-    device, backend = fake(rec, clock)
+    _, backend = fake(rec, clock)
     driver = UsbhidUps(settings_for("auto", pollinterval="60"), backend)
     async with running(driver) as entry:
         start = trio.current_time()
         assert values(entry)["ups.status"] == "OL DISCHRG"
-        await wait_until(lambda: values(entry)["ups.status"] == "OB DISCHRG")
+        await wait_until(entry, lambda snap: plain(snap)["ups.status"] == "OB DISCHRG")
         assert trio.current_time() - start < 30  # the next poll is 60 s away
 
 
@@ -118,7 +124,7 @@ async def test_stalls_timeouts_and_short_reports_are_not_fatal(clock):
         assert ours["input.voltage"] == "232.0"  # 0xe8 and the zeroed high byte
         assert ours["battery.charge"] == "100"
         device.heal()
-        await wait_until(lambda: "battery.runtime" in values(entry))
+        await wait_until(entry, lambda snap: "battery.runtime" in plain(snap))
         assert values(entry)["battery.runtime"] == "3618"
         assert not entry.snapshot().stale
 
@@ -130,12 +136,12 @@ async def test_unplug_goes_stale_and_replug_recovers(clock):
     async with running(driver) as entry:
         assert not entry.snapshot().stale
         device.unplug()
-        await wait_until(lambda: entry.snapshot().stale)
+        await wait_until(entry, lambda snap: snap.stale)
         assert values(entry)["battery.charge"] == "100"  # last known, flagged stale
         assert await send(entry, CommandKind.INSTCMD, "beeper.enable") is CommandStatus.FAILED
         opened = device.opened
         device.replug()
-        await wait_until(lambda: not entry.snapshot().stale)
+        await wait_until(entry, lambda snap: not snap.stale)
         assert device.opened > opened
         assert await send(entry, CommandKind.INSTCMD, "beeper.enable") is CommandStatus.SUCCESS
 
@@ -150,10 +156,10 @@ async def test_replug_with_another_descriptor_rebinds(clock):
     async with running(driver) as entry:
         assert values(entry)["battery.runtime"] == "3618"
         device.unplug()
-        await wait_until(lambda: entry.snapshot().stale)
+        await wait_until(entry, lambda snap: snap.stale)
         device.replug(cs)
-        await wait_until(lambda: not entry.snapshot().stale)
-        await wait_until(lambda: values(entry).get("battery.runtime") == "2580")
+        await wait_until(entry, lambda snap: not snap.stale)
+        await wait_until(entry, lambda snap: plain(snap).get("battery.runtime") == "2580")
         ours = values(entry)
         assert "input.voltage" not in ours  # the CS 500 has none
         assert ours["ups.timer.reboot"] == "0"
@@ -171,7 +177,7 @@ async def test_commands_become_set_reports(clock):
         assert status is CommandStatus.SUCCESS
         assert device.writes[-1] == bytes.fromhex("1128")
         # a full walk follows the write and reads the value back from the device
-        await wait_until(lambda: values(entry)["battery.charge.low"] == "40")
+        await wait_until(entry, lambda snap: plain(snap)["battery.charge.low"] == "40")
         assert values(entry)["ups.beeper.status"] == "enabled"
         status = await send(entry, CommandKind.INSTCMD, "no.such.command")
         assert status is CommandStatus.INVALID_ARGUMENT
