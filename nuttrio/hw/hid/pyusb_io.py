@@ -145,7 +145,11 @@ def matching_devices(
     forced: str | None = None,
 ) -> Iterator[tuple[usb.core.Device, dict[str, str]]]:
     """USB devices that match and that a subdriver claims, with their facts."""
-    for dev in usb.core.find(find_all=True, backend=backend) or ():
+    try:
+        found = list(usb.core.find(find_all=True, backend=backend) or ())
+    except usb.core.NoBackendError as exc:
+        raise UsbGone(f"pyusb has no USB backend (install libusb-1.0): {exc}") from exc
+    for dev in found:
         facts = _facts(dev)
         if not match.accepts(facts):
             continue
