@@ -183,6 +183,41 @@ def _abm_legacy(token: str) -> Converter:
     return convert
 
 
+def _atoi(text: str | None) -> int:
+    """C's atoi: the leading digits (with a sign), 0 if none."""
+    digits = ""
+    for k, c in enumerate((text or "").strip()):
+        if c.isdigit() or (k == 0 and c in "+-"):
+            digits += c
+        else:
+            break
+    try:
+        return int(digits)
+    except ValueError:
+        return 0
+
+
+def _eaton_realpower(value: float, ctx: ConvertContext) -> str | None:
+    """ups.realpower from load, nominal power and power factor (0.80 by default)."""
+    load, nominal = ctx.info("ups.load"), ctx.info("ups.power.nominal")
+    if load is None or nominal is None:
+        return None
+    factor_text = ctx.info("output.powerfactor")
+    factor = 0.80 if factor_text is None else _atoi(factor_text)  # NUT's atoi: "0.9" is 0
+    return f"{round(_atoi(load) * 0.01 * _atoi(nominal) * factor):.0f}"
+
+
+def _eaton_converter_online(value: float, ctx: ConvertContext) -> str | None:
+    if "off" in getattr(ctx, "bits", set()):
+        return None
+    return "!online" if value == 0 else "online"
+
+
+def _eaton_country(value: float, ctx: ConvertContext) -> str | None:
+    ctx.quirks["country"] = int(value)
+    return None
+
+
 #: Converters by the name of NUT's lookup that uses them.
 CONVERTERS: Mapping[str, Converter] = {
     "date_conversion": _date,
@@ -207,6 +242,9 @@ CONVERTERS: Mapping[str, Converter] = {
     "eaton_abm_chrg_dischrg_info": _abm_flag,
     "eaton_discharging_info": _abm_legacy("dischrg"),
     "eaton_charging_info": _abm_legacy("chrg"),
+    "eaton_compute_realpower_info": _eaton_realpower,
+    "eaton_converter_online_info": _eaton_converter_online,
+    "eaton_check_country_info": _eaton_country,
 }
 
 #: NUT value -> HID value for the converters that can be written.
