@@ -191,3 +191,35 @@ def test_cps_output_voltage_fix():
     fixed = cps.fix_report_desc(desc, DeviceIds(0x0764, 0x0501))
     assert (fixed.fields[1].log_min, fixed.fields[1].log_max) == (0, 511)
     assert cps.fix_report_desc(desc, DeviceIds(0x0764, 0x0601)) is desc
+
+
+def test_coverage_report_in_docs_is_current():
+    from pathlib import Path
+
+    from nuttrio.hw.hid.coverage import coverage_of, coverage_report
+
+    from .hid_data import DDL
+
+    need(DDL)
+    doc = Path(__file__).resolve().parents[1] / "docs" / "drivers-usbhid.md"
+    assert doc.read_text() == coverage_report(DDL), (
+        "regenerate: python -m nuttrio.hw.hid.coverage ../shared/data/nut-ddl "
+        "> docs/drivers-usbhid.md"
+    )
+    cs500 = coverage_of(CS500)
+    assert cs500 is not None
+    assert cs500.subdriver == "apc"
+    assert cs500.missing == ()
+
+
+def test_udev_rule_covers_every_vendor_of_the_tables():
+    import re
+    from pathlib import Path
+
+    rule = Path(__file__).resolve().parents[1] / "examples" / "udev" / "90-nuttrio-ups.rules"
+    rules = [line for line in rule.read_text().splitlines() if line and line[0] != "#"]
+    assert all(line.endswith('MODE="0660", GROUP="nuttrio"') for line in rules)
+    vendors = {
+        int(v, 16) for v in re.findall(r'ATTR\{idVendor\}=="([0-9a-f]{4})"', "\n".join(rules))
+    }
+    assert vendors == {vid for sub in subdrivers() for vid in sub.vendors}

@@ -218,6 +218,26 @@ def _eaton_country(value: float, ctx: ConvertContext) -> str | None:
     return None
 
 
+_LV = frozenset({100, 110, 120, 127})
+_HV208 = frozenset({200, 208})
+_HV230 = frozenset({220, 230, 240})
+
+
+def _mge_nominal_output_voltage(value: float, ctx: ConvertContext) -> str | None:
+    """output.voltage.nominal, kept within the voltage class of the first value read.
+
+    NUT also lets a 230 V unit offer 200/208 V (and a 208 V unit 230 V) depending on the
+    model family it detects (``mge_type``); nuttrio does not detect families and refuses
+    those crossings, as NUT does for the offline models.
+    """
+    nominal = int(ctx.quirks.setdefault("nominal_output_voltage", float(int(value))))
+    v = int(value)
+    for group in (_LV, _HV208, _HV230):
+        if nominal in group:
+            return f"{value:.0f}" if v in group else None
+    return f"{value:.0f}"
+
+
 #: Converters by the name of NUT's lookup that uses them.
 CONVERTERS: Mapping[str, Converter] = {
     "date_conversion": _date,
@@ -245,6 +265,7 @@ CONVERTERS: Mapping[str, Converter] = {
     "eaton_compute_realpower_info": _eaton_realpower,
     "eaton_converter_online_info": _eaton_converter_online,
     "eaton_check_country_info": _eaton_country,
+    "nominal_output_voltage_info": _mge_nominal_output_voltage,
 }
 
 #: NUT value -> HID value for the converters that can be written.
