@@ -31,22 +31,35 @@ def test_upsc_and_upscmd_against_replayed_devices(tmp_path):
         port=port,
         ups={
             "cs500": {"driver": "usbhid-ups", "port": f"replay:{need(CS500)}"},
-            "bk650": {"driver": "usbhid-ups", "port": f"replay:{need(BK650)}",
-                      "offdelay": 60},
+            "bk650": {"driver": "usbhid-ups", "port": f"replay:{need(BK650)}", "offdelay": 60},
         },
     )
     with NuttrioProcess(["--nut-config", str(confdir), "--listen", f"127.0.0.1:{port}"]):
         targets = {name: f"{name}@127.0.0.1:{port}" for name in ("cs500", "bk650")}
         dumps = upsc_dump_many(list(targets.values()))
-        cmds = subprocess.run(["upscmd", "-l", targets["cs500"]], capture_output=True,
-                              text=True, timeout=30, check=True).stdout
+        cmds = subprocess.run(
+            ["upscmd", "-l", targets["cs500"]],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
         done = subprocess.run(
-            ["upscmd", "-u", ADMIN_USER, "-p", ADMIN_PASSWORD, "-w", targets["bk650"],
-             "beeper.enable"],
-            capture_output=True, text=True, timeout=30,
+            [
+                "upscmd",
+                "-u",
+                ADMIN_USER,
+                "-p",
+                ADMIN_PASSWORD,
+                "-w",
+                targets["bk650"],
+                "beeper.enable",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
-    for name, path, skip in (("cs500", CS500, set()), ("bk650", BK650,
-                                                       {"ups.serial", "ups.load"})):
+    for name, path, skip in (("cs500", CS500, set()), ("bk650", BK650, {"ups.serial", "ups.load"})):
         ours = dict(line.split(": ", 1) for line in dumps[targets[name]])
         nut = parse_explore_log(path.read_text()).upsc
         for key, value in nut.items():

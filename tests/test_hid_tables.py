@@ -223,3 +223,20 @@ def test_udev_rule_covers_every_vendor_of_the_tables():
         int(v, 16) for v in re.findall(r'ATTR\{idVendor\}=="([0-9a-f]{4})"', "\n".join(rules))
     }
     assert vendors == {vid for sub in subdrivers() for vid in sub.vendors}
+
+
+def test_replace_battery_sets_rb_and_its_alarm_on_the_full_walk():
+    core = core_for(BK650)
+    # report 0x16 bit 6: NeedReplacement (with ACPresent, BatteryPresent)
+    core.apply_interrupt(bytes.fromhex("164c000000"), 5.0)
+    assert core.info("ups.status") == "OL RB"
+    core.walk(WalkMode.FULL)
+    assert core.info("ups.alarm") == "Replace battery!"
+    core.apply_interrupt(bytes.fromhex("160c000000"), 6.0)
+    core.walk(WalkMode.FULL)
+    assert core.info("ups.alarm") is None
+
+
+def test_onlinedischarge_calibration():
+    core = core_for(BK650, HidSettings(onlinedischarge_calibration=True))
+    assert core.info("ups.status") == "OL DISCHRG CAL"

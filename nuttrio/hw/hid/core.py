@@ -123,6 +123,7 @@ class HidSettings:
         ondelay: ``ups.delay.start``.
         lowbatt: ``battery.charge.low`` override.
         onlinedischarge: Treat OL+DISCHRG as OB.
+        onlinedischarge_calibration: Treat OL+DISCHRG as calibrating (CAL).
         interruptonly: Read Input fields, never poll.
         pollinterval: The report cache's age limit (seconds).
         pollfreq: Seconds between full walks.
@@ -132,6 +133,7 @@ class HidSettings:
     ondelay: int | None = None
     lowbatt: int | None = None
     onlinedischarge: bool = False
+    onlinedischarge_calibration: bool = False
     interruptonly: bool = False
     pollinterval: float = 2.0
     pollfreq: float = 30.0
@@ -216,9 +218,17 @@ _STATUS_WORDS = (
 )
 
 
-def status_line(bits: Iterable[str], *, onlinedischarge: bool = False) -> str:
-    """``ups.status`` from the status tokens set, as usbhid-ups 2.8.0's ups_status_set."""
+def status_line(
+    bits: Iterable[str], *, onlinedischarge: bool = False, calibration: bool = False
+) -> str:
+    """``ups.status`` from the status tokens set, as usbhid-ups 2.8.0's ups_status_set.
+
+    ``onlinedischarge`` (``onlinedischarge_onbattery`` in later NUT) reads OL+DISCHRG as
+    OB; ``calibration`` (NUT 2.8.1's ``onlinedischarge_calibration``) reads it as CAL.
+    """
     on = set(bits)
+    if calibration and "online" in on and "dischrg" in on:
+        on.add("cal")
     words = []
     if "online" not in on or ("dischrg" in on and onlinedischarge):
         words.append("OB")
@@ -403,6 +413,8 @@ class HidCore:
         rows = self._rows_for(mode)
         if mode is WalkMode.INIT:
             self._bound = []
+        if mode is WalkMode.FULL:
+            self.alarms = []  # NUT's alarm_init: the walk's ups.alarm rows refill it
         for row, field in rows:
             if mode is WalkMode.INIT and not self._init_row(row, field):
                 continue
@@ -419,7 +431,8 @@ class HidCore:
             self._after_init()
         if mode is WalkMode.FULL:
             self.changed = False
-            self.alarms = [alarm_text(self.bits)] if alarm_text(self.bits) else []
+            if alarm_text(self.bits):
+                self.alarms.append(alarm_text(self.bits))
             self._publish_alarm()
         self._publish_status()
 
@@ -513,7 +526,12 @@ class HidCore:
         else:
             self.delinfo("input.transfer.reason")
         self.setinfo(
-            "ups.status", status_line(self.bits, onlinedischarge=self.settings.onlinedischarge)
+            "ups.status",
+            status_line(
+                self.bits,
+                onlinedischarge=self.settings.onlinedischarge,
+                calibration=self.settings.onlinedischarge_calibration,
+            ),
         )
 
     def _publish_alarm(self) -> None:

@@ -28,9 +28,18 @@ __all__ = ["DumpCoverage", "coverage_of", "coverage_report", "produced_by"]
 #: Variables usbhid-ups sets whatever the table (identity, status, alarms).
 DRIVER_SET = frozenset(
     {
-        "device.mfr", "device.model", "device.serial", "device.type", "ups.mfr",
-        "ups.model", "ups.serial", "ups.vendorid", "ups.productid", "ups.status",
-        "ups.alarm", "input.transfer.reason",
+        "device.mfr",
+        "device.model",
+        "device.serial",
+        "device.type",
+        "ups.mfr",
+        "ups.model",
+        "ups.serial",
+        "ups.vendorid",
+        "ups.productid",
+        "ups.status",
+        "ups.alarm",
+        "input.transfer.reason",
     }
 )
 _APC_FIRMWARE = frozenset({"ups.firmware", "ups.firmware.aux"})
@@ -109,8 +118,7 @@ def coverage_report(ddl: Path) -> str:
         "name counts; whether that device's descriptor has the path is not known from a",
         "dump. Golden tests check real bytes where dumps carry them (docs/hid-recording.md).",
         "",
-        f"{len(all_dumps)} usbhid-ups dumps, {len(results)} with a vendor nuttrio has a "
-        "table for.",
+        f"{len(all_dumps)} usbhid-ups dumps, {len(results)} with a vendor nuttrio has a table for.",
         "",
         "| subdriver | dumps | variables NUT printed | nuttrio can produce | share |",
         "|---|---:|---:|---:|---:|",

@@ -72,6 +72,8 @@ _FLAGS = (
     "pollonly",
     "interruptonly",
     "onlinedischarge",
+    "onlinedischarge_onbattery",
+    "onlinedischarge_calibration",
     "maxreport",
     "disable_fix_report_desc",
 )
@@ -147,7 +149,8 @@ class UsbhidSettings:
             offdelay=numbers.get("offdelay"),
             ondelay=numbers.get("ondelay"),
             lowbatt=numbers.get("lowbatt"),
-            onlinedischarge=flags["onlinedischarge"],
+            onlinedischarge=flags["onlinedischarge"] or flags["onlinedischarge_onbattery"],
+            onlinedischarge_calibration=flags["onlinedischarge_calibration"],
             interruptonly=flags["interruptonly"],
             pollinterval=float(numbers.get("pollinterval", 2)),
             pollfreq=float(numbers.get("pollfreq", 30)),
