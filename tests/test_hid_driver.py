@@ -227,3 +227,19 @@ def test_pyusb_is_imported_only_for_a_usbhid_section():
         "assert 'usb' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+async def test_interrupt_pipe_faults(clock):
+    import errno
+
+    rec = load_recording(need(BK650))
+    rec = attrs.evolve(rec, interrupts=((2.0, bytes.fromhex("160c000000")),))
+    device, backend = fake(rec, clock)
+    device.interrupt_errors = [errno.EPIPE, errno.ETIMEDOUT]  # a stall is cleared, not fatal
+    driver = UsbhidUps(settings_for("auto"), backend)
+    async with running(driver) as entry:
+        await wait_until(entry, lambda snap: plain(snap)["ups.status"] == "OL")
+        assert device.opened == 1
+        device.interrupt_errors = [errno.EIO]  # an I/O error: reopen the device
+        await wait_until(entry, lambda snap: device.opened == 2 and not snap.stale)
+        assert plain(entry.snapshot())["battery.charge"] == "100"
