@@ -185,6 +185,24 @@ async def test_commands_become_set_reports(clock):
         assert status is CommandStatus.UNKNOWN
 
 
+async def test_override_and_default(clock):
+    rec = load_recording(need(BK650))
+    _, backend = fake(rec, clock)
+    settings = settings_for(
+        "auto",
+        **{
+            "override.battery.charge": "42",
+            "default.ups.location": "rack 3",
+            "default.battery.runtime": "1",
+        },
+    )
+    async with running(UsbhidUps(settings, backend)) as entry:
+        ours = values(entry)
+    assert ours["battery.charge"] == "42"
+    assert ours["ups.location"] == "rack 3"
+    assert ours["battery.runtime"] == "3618"  # the device gives it: no default
+
+
 async def test_matching_options(clock):
     rec = load_recording(need(BK650))
     _, backend = fake(rec, clock)
@@ -201,6 +219,7 @@ async def test_matching_options(clock):
         ({"vendorid": "05[1d"}, "invalid regular expression"),
         ({"pollfreq": "soon"}, "pollfreq = 'soon' is not a whole number"),
         ({"subdriver": "belkin"}, "subdriver 'belkin' unknown"),
+        ({"vendorid_": "051d"}, "'vendorid_' is not a valid setting for driver usbhid-ups"),
     ],
 )
 def test_bad_sections_name_file_and_line(options, message):

@@ -79,6 +79,30 @@ _FLAGS = (
 )
 _MATCH = tuple(f.name for f in attrs.fields(UsbMatch))
 _ANY = DeviceIds(0, 0)
+#: Keys every NUT driver takes (main.c), accepted and not used by this driver.
+_GENERAL = frozenset(
+    {
+        "driver",
+        "port",
+        "desc",
+        "sdorder",
+        "sddelay",
+        "user",
+        "group",
+        "debug_min",
+        "synchronous",
+        "nolock",
+        "ignorelb",
+        "maxstartdelay",
+        "maxretry",
+        "retrydelay",
+        "chroot",
+        "explore",
+        "usb_set_altinterface",
+        "allow_killpower",
+    }
+)
+_KNOWN = _GENERAL | set(_NUMBERS) | set(_FLAGS) | set(_MATCH) | {"subdriver"}
 
 
 @attrs.frozen
@@ -97,6 +121,8 @@ class UsbhidSettings:
         maxreport: Ask for whole buffers and accept short replies (APC).
         fix_report_desc: Apply the subdriver's descriptor fixes.
         parameters: ``driver.parameter.*`` / ``driver.flag.*`` to publish.
+        overrides: ``override.X`` values (replace what the device says).
+        defaults: ``default.X`` values (used while the device gives no X).
     """
 
     name: str
@@ -110,6 +136,8 @@ class UsbhidSettings:
     maxreport: bool = False
     fix_report_desc: bool = True
     parameters: tuple[tuple[str, str], ...] = ()
+    overrides: tuple[tuple[str, str], ...] = ()
+    defaults: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_section(
@@ -121,6 +149,9 @@ class UsbhidSettings:
             return ConfigError(f"UPS [{section.name}]: {message}", section.path, section.lineno)
 
         opts = {**{k: v for k, v in ups_globals.items() if k == "pollinterval"}, **section.options}
+        for key in section.options:
+            if key not in _KNOWN and not key.startswith(("override.", "default.")):
+                raise fail(f"{key!r} is not a valid setting for driver usbhid-ups")
         numbers = {}
         for key in _NUMBERS:
             if key in opts:
@@ -174,7 +205,13 @@ class UsbhidSettings:
             maxreport=flags["maxreport"],
             fix_report_desc=not flags["disable_fix_report_desc"],
             parameters=tuple(params),
+            overrides=_prefixed(opts, "override."),
+            defaults=_prefixed(opts, "default."),
         )
+
+
+def _prefixed(opts: Mapping[str, str], prefix: str) -> tuple[tuple[str, str], ...]:
+    return tuple((k[len(prefix) :], v) for k, v in opts.items() if k.startswith(prefix))
 
 
 def _exact(match: UsbMatch, device: HidUsbDevice) -> UsbMatch:
@@ -227,7 +264,14 @@ class UsbhidUps:
             Variable("driver.version.internal", DRIVER_VERSION_INTERNAL),
             *(Variable(k, v) for k, v in self.settings.parameters),
         ]
-        return own + (self.core.variables() if self.core is not None else [])
+        found = {v.name: v for v in (self.core.variables() if self.core is not None else [])}
+        for name, value in self.settings.defaults:
+            found.setdefault(name, Variable(name, value))
+        for name, value in self.settings.overrides:
+            found[name] = (
+                attrs.evolve(found[name], value=value) if name in found else (Variable(name, value))
+            )
+        return own + list(found.values())
 
     @property
     def commands(self) -> Sequence[str]:
