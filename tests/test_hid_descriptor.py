@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nuttrio.hw.hid.codec import decode, encode, get_logical, set_logical, to_logical
 from nuttrio.hw.hid.descriptor import Field, HIDParseError, ItemType, parse_descriptor
@@ -136,3 +138,47 @@ def test_esp32_recordings_parse_and_report_truncation(path):
 def test_not_a_descriptor():
     with pytest.raises(HIDParseError):
         parse_descriptor(b"\x05\x84\x09\x04")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_parse_or_fail_cleanly(data):
+    try:
+        desc = parse_descriptor(data)
+    except HIDParseError:
+        return
+    for field in desc.fields:
+        assert 0 <= field.offset < 256
+        report = bytes([field.report_id]) + bytes(desc.report_lengths[field.report_id])
+        decode(report, field)  # never raises
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(0, 40),
+    st.integers(1, 32),
+    st.integers(-(2**31), 2**31 - 1),
+    st.integers(-(2**31), 2**31 - 1),
+    st.data(),
+)
+def test_set_then_get_round_trips_within_limits(offset, size, a, b, data):
+    lo, hi = min(a, b), max(a, b)
+    # limits a field of this size can hold (signed when negative, as NUT reads them)
+    lo = max(lo, -(2 ** (size - 1)) if lo < 0 else 0)
+    hi = min(hi, 2 ** (size - 1) - 1 if lo < 0 else 2**size - 1)
+    if lo > hi:
+        return
+    field = Field(
+        path=(1,),
+        kind=ItemType.FEATURE,
+        report_id=7,
+        offset=offset,
+        size=size,
+        log_min=lo,
+        log_max=hi,
+    )
+    value = data.draw(st.integers(lo, hi))
+    noise = data.draw(st.binary(min_size=10, max_size=10))
+    report = set_logical(bytes([7]) + noise, field, value)
+    assert get_logical(report, field) == value
+    assert report[0] == 7
