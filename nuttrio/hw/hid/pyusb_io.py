@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import attrs
 import usb.backend
@@ -102,9 +102,16 @@ class UsbMatch:
                     raise re.error(f"{name} = {value!r}: {exc}") from exc
         return cls(**values)
 
-    def accepts(self, facts: Mapping[str, str]) -> bool:
-        """Whether every given expression matches its fact (missing facts match "")."""
+    def accepts(self, facts: Mapping[str, str], keys: Iterable[str] | None = None) -> bool:
+        """Whether every given expression matches its fact (missing facts match "").
+
+        With ``keys``, only those options are checked (the ids, before the strings are
+        read: a device of another vendor is then never opened).
+        """
+        names = set(keys) if keys is not None else {f.name for f in attrs.fields(type(self))}
         for f in attrs.fields(type(self)):
+            if f.name not in names:
+                continue
             pattern = getattr(self, f.name)
             if pattern is not None and not re.fullmatch(
                 pattern, facts.get(f.name, ""), re.IGNORECASE
@@ -122,19 +129,28 @@ def _string(dev: usb.core.Device, index: int) -> str:
         return ""
 
 
-def _facts(dev: usb.core.Device) -> dict[str, str]:
+_ID_FACTS = ("vendorid", "productid", "bus", "device", "busport")
+
+
+def _id_facts(dev: usb.core.Device) -> dict[str, str]:
     bus = "" if dev.bus is None else f"{int(dev.bus):03d}"
     address = "" if dev.address is None else f"{int(dev.address):03d}"
     ports = getattr(dev, "port_numbers", None) or ()
     return {
         "vendorid": f"{dev.idVendor:04x}",
         "productid": f"{dev.idProduct:04x}",
-        "vendor": _string(dev, dev.iManufacturer),
-        "product": _string(dev, dev.iProduct),
-        "serial": _string(dev, dev.iSerialNumber),
         "bus": bus,
         "device": address,
         "busport": ".".join(str(p) for p in ports),
+    }
+
+
+def _facts(dev: usb.core.Device) -> dict[str, str]:
+    return {
+        **_id_facts(dev),
+        "vendor": _string(dev, dev.iManufacturer),
+        "product": _string(dev, dev.iProduct),
+        "serial": _string(dev, dev.iSerialNumber),
     }
 
 
@@ -150,6 +166,8 @@ def matching_devices(
     except usb.core.NoBackendError as exc:
         raise UsbGone(f"pyusb has no USB backend (install libusb-1.0): {exc}") from exc
     for dev in found:
+        if not match.accepts(_id_facts(dev), _ID_FACTS):
+            continue
         facts = _facts(dev)
         if not match.accepts(facts):
             continue
