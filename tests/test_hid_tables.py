@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from nuttrio.hw.hid.core import HidCore, HidSettings, WalkMode, alarm_text, status_line
@@ -165,32 +166,33 @@ def test_tables_as_data():
     assert all(sub in ("mge",) for sub in unsupported_rows())
 
 
-def test_cps_output_voltage_fix():
+def test_cps_voltage_fix():
     from nuttrio.hw.hid.descriptor import Field, ItemType, ReportDescriptor
 
-    hvt = Field(
-        path=(0x840004, 0x84001A, 0x840054),
-        kind=ItemType.FEATURE,
-        report_id=16,
-        offset=0,
-        size=16,
-        log_min=0,
-        log_max=300,
-    )
-    out = Field(
-        path=(0x840004, 0x84001C, 0x840030),
-        kind=ItemType.FEATURE,
-        report_id=18,
-        offset=0,
-        size=16,
-        log_min=0,
-        log_max=300,
-    )
-    desc = ReportDescriptor(fields=(hvt, out), report_lengths={16: 2, 18: 2})
+    def voltage(rid, usage, leaf):
+        return Field(
+            path=(0x840004, usage, leaf),
+            kind=ItemType.FEATURE,
+            report_id=rid,
+            offset=0,
+            size=16,
+            log_min=0,
+            log_max=300,
+        )
+
+    hvt = voltage(16, 0x84001A, 0x840054)
+    out = voltage(18, 0x84001C, 0x840030)
+    inp = voltage(15, 0x84001A, 0x840030)
+    desc = ReportDescriptor(fields=(hvt, out, inp), report_lengths={15: 2, 16: 2, 18: 2})
     cps = {s.name: s for s in subdrivers()}["cps"]
-    fixed = cps.fix_report_desc(desc, DeviceIds(0x0764, 0x0501))
-    assert (fixed.fields[1].log_min, fixed.fields[1].log_max) == (0, 511)
-    assert cps.fix_report_desc(desc, DeviceIds(0x0764, 0x0601)) is desc
+    for pid in (0x0501, 0x0601):
+        fixed = cps.fix_report_desc(desc, DeviceIds(0x0764, pid))
+        assert [(f.log_min, f.log_max) for f in fixed.fields] == [(0, 300), (0, 511), (0, 511)]
+    assert cps.fix_report_desc(desc, DeviceIds(0x0764, 0x0005)) is desc
+    healthy = ReportDescriptor(
+        fields=(hvt, attrs.evolve(out, log_max=511), inp), report_lengths={15: 2, 16: 2, 18: 2}
+    )
+    assert cps.fix_report_desc(healthy, DeviceIds(0x0764, 0x0501)) == healthy
 
 
 def test_coverage_report_in_docs_is_current():

@@ -446,19 +446,26 @@ def _fix_apc(desc: ReportDescriptor, ids: DeviceIds) -> ReportDescriptor:
 
 
 def _fix_cps(desc: ReportDescriptor, ids: DeviceIds) -> ReportDescriptor:
-    """CyberPower 0764:0501: output voltage limits copied from HighVoltageTransfer.
+    """CyberPower 0764:0501/0601: voltage limits copied from HighVoltageTransfer.
 
-    NUT 2.8.0 fixes the output voltage (report 18) only; it logs the input one (report
-    15) but leaves it, and so does this.
+    When the output voltage (report 18) has the HighVoltageTransfer's (report 16) limits,
+    it gets 0..511, and so does the input voltage (report 15) if it has them too. NUT
+    2.8.0 did this for 0501 and logged, without fixing, the input voltage; nuttrio does
+    what NUT 2.8.1 and later do.
     """
-    if (ids.vendorid, ids.productid) != (0x0764, 0x0501):
+    if ids.vendorid != 0x0764 or ids.productid not in (0x0501, 0x0601):
         return desc
     hvt = desc.find_id_node(16, _HVT)
     output = desc.find_id_node(18, _VOLTAGE)
     if hvt is None or output is None:
         return desc
-    if (hvt.log_min, hvt.log_max) == (output.log_min, output.log_max):
-        desc = desc.with_limits(output, 0, 511)
+    limits = (hvt.log_min, hvt.log_max)
+    if (output.log_min, output.log_max) != limits:
+        return desc
+    desc = desc.with_limits(output, 0, 511)
+    source = desc.find_id_node(15, _VOLTAGE)
+    if source is not None and (source.log_min, source.log_max) == limits:
+        desc = desc.with_limits(source, 0, 511)
     return desc
 
 
