@@ -36,6 +36,7 @@ from pathlib import Path
 
 import attrs
 import trio
+import usb
 import usb.backend
 
 from ...nutconf import ConfigError, UpsSection
@@ -55,6 +56,8 @@ __all__ = ["NoMatchingDevice", "UsbhidSettings", "UsbhidUps", "usbhid_factory"]
 log = logging.getLogger(__name__)
 
 DRIVER_NAME = "usbhid-ups"
+#: The NUT release imitated (``driver.version``).
+DRIVER_VERSION = "2.8.0"
 #: The usbhid-ups version nuttrio follows (``driver.version.internal``).
 DRIVER_VERSION_INTERNAL = "0.47"
 #: Seconds an interrupt read may wait (NUT: 750 ms).
@@ -261,6 +264,8 @@ class UsbhidUps:
         """The UPS's variables (the last known ones while the device is away)."""
         own = [
             Variable("driver.name", DRIVER_NAME),
+            Variable("driver.version", DRIVER_VERSION),
+            Variable("driver.version.usb", f"pyusb {getattr(usb, '__version__', '?')}"),
             Variable("driver.version.internal", DRIVER_VERSION_INTERNAL),
             *(Variable(k, v) for k, v in self.settings.parameters),
         ]
