@@ -262,3 +262,35 @@ async def test_interrupt_pipe_faults(clock):
         device.interrupt_errors = [errno.EIO]  # an I/O error: reopen the device
         await wait_until(entry, lambda snap: device.opened == 2 and not snap.stale)
         assert plain(entry.snapshot())["battery.charge"] == "100"
+
+
+async def test_interruptonly_never_polls(clock):
+    rec = load_recording(need(BK650))
+    rec = attrs.evolve(
+        rec, interrupts=((1.0, bytes.fromhex("0c5a")), (1.5, bytes.fromhex("160d000000")))
+    )
+    device, backend = fake(rec, clock)
+    driver = UsbhidUps(settings_for("auto", interruptonly=""), backend)
+    async with running(driver) as entry:
+        await wait_until(entry, lambda snap: plain(snap).get("battery.charge") == "90")
+        await wait_until(entry, lambda snap: plain(snap)["ups.status"] == "OL CHRG")
+    assert device.reads == []
+
+
+def test_flags_and_parameters():
+    settings = settings_for(
+        "auto",
+        pollonly="",
+        maxreport="",
+        disable_fix_report_desc="",
+        pollfreq="40",
+        vendorid="051d",
+    )
+    assert settings.pollonly
+    assert settings.maxreport
+    assert not settings.fix_report_desc
+    assert settings.core.pollfreq == 40
+    params = dict(settings.parameters)
+    assert params["driver.parameter.pollfreq"] == "40"
+    assert params["driver.parameter.vendorid"] == "051d"
+    assert params["driver.flag.pollonly"] == "enabled"

@@ -288,6 +288,8 @@ class UsbhidUps:
     async def _connect(self) -> None:
         """Find and open the device, parse its descriptor, bind a core if it is new.
 
+        Not cancellable while the search runs in its thread (it finishes first).
+
         Raises:
             DeviceSilent: If no device matches (or it cannot be used yet).
         """
@@ -351,6 +353,9 @@ class UsbhidUps:
 
     async def poll(self, planned: float) -> None:
         """One usbhid-ups update: connect if needed, read reports, walk.
+
+        Cancellation may stop it between two USB calls (a call in its thread finishes
+        first); the reports already read stay cached and the walk is not run.
 
         Raises:
             DeviceSilent: The device is away or stopped answering (the data goes stale).
@@ -446,7 +451,12 @@ class UsbhidUps:
     # -- commands -----------------------------------------------------------------------
 
     async def execute(self, command: DriverCommand) -> CommandStatus:
-        """SET VAR or INSTCMD as usbhid-ups answers them."""
+        """SET VAR or INSTCMD as usbhid-ups answers them.
+
+        Cancellation between the SET_REPORTs of a composite command (shutdown.return)
+        leaves the ones sent done; a USB failure answers FAILED (UNKNOWN for SET VAR, as
+        NUT) and an unplugged device is closed for the next poll to reopen.
+        """
         core, device, blocking = self.core, self.device, self.usb
         is_set = command.kind is CommandKind.SET
         missing = CommandStatus.UNKNOWN if is_set else CommandStatus.INVALID_ARGUMENT

@@ -11,6 +11,7 @@ transfers reach :class:`FakeHidDevice`, which answers from a
 * GET_DESCRIPTOR: device strings (language 0x0409), the 9-byte HID descriptor and the
   report descriptor (cut to the length asked, as a device does);
 * GET_REPORT: the recorded feature report of that id (a stall for ids it never recorded);
+  the ids asked for are kept in :attr:`FakeHidDevice.reads`;
 * SET_REPORT: kept in :attr:`FakeHidDevice.writes` and applied, so the next GET_REPORT of
   that id returns what was written;
 * interrupt IN: the recorded interrupt reports at their recorded times after the device
@@ -130,6 +131,7 @@ class FakeHidDevice:
         self.address = address
         self.present = True
         self.writes: list[bytes] = []
+        self.reads: list[int] = []
         self.opened = 0
         self.interrupt_errors: list[int] = []
         self._lock = threading.Lock()
@@ -225,6 +227,7 @@ class FakeHidDevice:
 
     def _get_report(self, report_id: int) -> bytes:
         with self._lock:
+            self.reads.append(report_id)
             fault = self._faults.get(report_id)
             if isinstance(fault, int):
                 raise _usb_error("scripted fault", fault)
