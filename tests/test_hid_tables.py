@@ -242,3 +242,27 @@ def test_replace_battery_sets_rb_and_its_alarm_on_the_full_walk():
 def test_onlinedischarge_calibration():
     core = core_for(BK650, HidSettings(onlinedischarge_calibration=True))
     assert core.info("ups.status") == "OL DISCHRG CAL"
+
+
+def test_smart_ups_x750_paths_give_exactly_the_variables_nut_printed():
+    """A third real descriptor (an lsusb listing, no report bytes): the APC rows that
+    resolve in it are exactly the table variables NUT 2.7.4 printed for it."""
+    from .hid_data import SMART_X750, lsusb_descriptor
+
+    text = need(SMART_X750).read_text()
+    desc = parse_descriptor(lsusb_descriptor(text))
+    assert len(lsusb_descriptor(text)) == 425
+    assert not desc.problems
+    apc = {s.name: s for s in subdrivers()}["apc"]
+    resolved = set()
+    for row in apc.rows:
+        path = apc.usages.parse_path(row.path) if row.path else None
+        if not (row.is_bool or row.is_command) and path and desc.find(path):
+            resolved.add(row.var)
+    printed = {
+        line.split(": ")[0]
+        for line in text.splitlines()
+        if ": " in line and not line.startswith(("#", "driver."))
+    }
+    assert resolved == printed & {row.var for row in apc.rows}
+    assert len(resolved) == 13
