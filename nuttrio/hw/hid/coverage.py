@@ -83,7 +83,12 @@ def coverage_of(path: Path) -> DumpCoverage | None:
     """The coverage of one dump, or ``None`` if no subdriver knows its vendor."""
     found = _variables(path.read_text(encoding="utf-8", errors="replace"))
     try:
-        ids = DeviceIds(int(found["ups.vendorid"], 16), int(found.get("ups.productid", "0"), 16))
+        ids = DeviceIds(
+            int(found["ups.vendorid"], 16),
+            int(found.get("ups.productid", "0"), 16),
+            manufacturer=found.get("ups.mfr", found.get("device.mfr", "")),
+            product=found.get("ups.model", found.get("device.model", "")),
+        )
     except (KeyError, ValueError):
         return None
     sub = find_subdriver(ids, productid_given=True, specific=True)

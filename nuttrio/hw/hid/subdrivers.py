@@ -389,6 +389,9 @@ class Subdriver:
         """
         if self.name == "generic":
             return True
+        needs = _CLAIM_NEEDS.get((self.name, ids.vendorid))
+        if needs is not None and needs not in ids.manufacturer + " " + ids.product:
+            return False
         if any(vid == ids.vendorid and pid == ids.productid for vid, pid, _ in self.devices):
             return True
         return productid_given and ids.vendorid in self.vendors
@@ -421,6 +424,10 @@ class Subdriver:
         fix = _FIXES.get(self.name)
         return fix(desc, ids) if fix is not None else desc
 
+
+#: (subdriver, vendor id) -> text the USB strings must hold for the claim: mge-hid takes
+#: Phoenixtec's 06da only for AEG-branded units (liebert-hid, not in nuttrio, has the rest).
+_CLAIM_NEEDS = {("mge", 0x06DA): "AEG"}
 
 _DEFAULT_MFR = {"apc": "APC", "cps": "CPS", "mge": "Eaton"}
 
