@@ -45,3 +45,19 @@ def test_explore_with_vendor_names(capsys):
 def test_no_device(capsys):
     assert main(["hid-explore", "--replay", str(need(BK650)), "--vendorid", "0764"]) == 1
     assert "no matching USB HID UPS found" in capsys.readouterr().err
+
+
+def test_record_interrupt_reports_for_some_seconds(tmp_path):
+    import attrs
+
+    source = tmp_path / "with-events.json"
+    rec = attrs.evolve(
+        load_recording(need(BK650)), interrupts=((0.1, bytes.fromhex("160a000000")),)
+    )
+    source.write_text(rec.to_json())
+    out = tmp_path / "again.json"
+    assert main(["hid-record", "--replay", str(source), "--seconds", "1", "-o", str(out)]) == 0
+    again = load_recording(out)
+    assert again.interrupts  # replayed at 0.1 s, then every 1.1 s
+    assert all(report == bytes.fromhex("160a000000") for _, report in again.interrupts)
+    assert 0.0 < again.interrupts[0][0] < 1.0

@@ -135,9 +135,12 @@ def record_device(device: HidUsbDevice, seconds: float) -> Recording:
     interrupts: list[tuple[float, bytes]] = []
     start = time.monotonic()
     while time.monotonic() - start < seconds:
+        asked = time.monotonic()
         event = device.read_interrupt(64, 750)
         if event:
             interrupts.append((time.monotonic() - start, event))
+        elif time.monotonic() - asked < 0.05:
+            time.sleep(0.05)  # a pipe that answers "nothing" at once (a replay): do not spin
     facts = device.facts
     return Recording(
         vendorid=device.ids.vendorid,
