@@ -254,7 +254,9 @@ async def test_interrupt_pipe_faults(clock):
     rec = load_recording(need(BK650))
     rec = attrs.evolve(rec, interrupts=((2.0, bytes.fromhex("160c000000")),))
     device, backend = fake(rec, clock)
-    device.interrupt_errors = [errno.EPIPE, errno.ETIMEDOUT]  # a stall is cleared, not fatal
+    # a stall is cleared, a timeout or an overflow retried: none is fatal
+    device.interrupt_errors = [errno.EPIPE, errno.ETIMEDOUT, errno.EOVERFLOW]
+    device.fault(0x50, errno.EOVERFLOW)  # nor on GET_REPORT
     driver = UsbhidUps(settings_for("auto"), backend)
     async with running(driver) as entry:
         await wait_until(entry, lambda snap: plain(snap)["ups.status"] == "OL")

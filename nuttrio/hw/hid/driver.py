@@ -47,7 +47,14 @@ from ..transport import BlockingDevice
 from .core import HidCore, HidSettings, ReportFailure, WalkMode
 from .descriptor import HIDParseError, parse_descriptor
 from .fakeusb import FakeHidDevice, ReplayBackend
-from .pyusb_io import HidUsbDevice, UsbGone, UsbMatch, UsbStall, UsbTimeout, find_device
+from .pyusb_io import (
+    HidUsbDevice,
+    UsbError,
+    UsbGone,
+    UsbMatch,
+    UsbStall,
+    find_device,
+)
 from .recording import RecordingError, load_recording
 from .subdrivers import DeviceIds, find_subdriver, subdriver_names
 
@@ -295,7 +302,7 @@ class UsbhidUps:
         """
         try:
             device = await trio.to_thread.run_sync(self._find)
-        except (UsbGone, UsbStall, UsbTimeout) as exc:
+        except UsbError as exc:
             raise DeviceSilent(f"cannot open the device: {exc}") from exc
         if device is None:
             raise DeviceSilent("no matching HID UPS found")
@@ -401,7 +408,9 @@ class UsbhidUps:
             except UsbStall:
                 core.cache.fail(rid, ReportFailure.STALL)
                 continue
-            except UsbTimeout:
+            except UsbGone:
+                raise
+            except UsbError:  # timeout, overflow...: NUT tries again at the next walk
                 core.cache.fail(rid, ReportFailure.TIMEOUT)
                 continue
             if not report or report[0] != rid:
@@ -439,6 +448,9 @@ class UsbhidUps:
                 if self.device is device:
                     await self._lost(exc)
                 continue
+            except UsbError as exc:  # overflow, protocol error: not fatal, try again
+                log.debug("UPS %s: interrupt read: %s", self.settings.name, exc)
+                report = None
             if report is None:
                 await trio.sleep_until(start + self.interrupt_timeout)
                 continue
@@ -473,7 +485,10 @@ class UsbhidUps:
                 if write.pause:
                     await trio.sleep(write.pause)
                 await blocking.call(device.set_report, write.report)
-        except (UsbStall, UsbTimeout) as exc:
+        except UsbGone as exc:
+            await self._lost(exc)
+            return CommandStatus.FAILED
+        except UsbError as exc:  # a stall, a timeout...: the device refused it
             log.warning(
                 "UPS %s: %s %s failed: %s",
                 self.settings.name,
@@ -482,9 +497,6 @@ class UsbhidUps:
                 exc,
             )
             return CommandStatus.UNKNOWN if is_set else CommandStatus.FAILED
-        except UsbGone as exc:
-            await self._lost(exc)
-            return CommandStatus.FAILED
         if plan:
             core.written()
         return CommandStatus.SUCCESS

@@ -170,6 +170,10 @@ class FakeHidDevice:
         """GET_REPORT of ``report_id`` times out from now on."""
         self._faults[report_id] = errno.ETIMEDOUT
 
+    def fault(self, report_id: int, code: int) -> None:
+        """GET_REPORT of ``report_id`` fails with errno ``code`` from now on."""
+        self._faults[report_id] = code
+
     def short(self, report_id: int, length: int) -> None:
         """GET_REPORT of ``report_id`` answers only its first ``length`` bytes."""
         self._faults[report_id] = self.features[report_id][:length]
