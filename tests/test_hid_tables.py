@@ -159,6 +159,7 @@ def test_tables_as_data():
         "max_report_size": 1
     }
     assert by_name["cps"].quirks(DeviceIds(0x0764, 0x0501)) == {"cps_check_scale": 1}
+    assert by_name["tripplite"].quirks(DeviceIds(0x09AE, 0x1330))["skip_report"] == 0x54
     # the vendor pages' names resolve: APC ff86, MGE ffff
     assert apc.usages.code_of("APCStatusFlag") == 0xFF860060
     assert by_name["mge"].usages.code_of("iModel") is not None

@@ -339,12 +339,14 @@ class HidCore:
     def _resolve(self) -> list[tuple[Row, Field | None]]:
         """Each row with the field its path names (``None``: absent in this device)."""
         kind = self._kind()
+        skip = self._quirks.get("skip_report")
         out: list[tuple[Row, Field | None]] = []
         for row in self.subdriver.rows:
             if row.path is None:
                 continue
             path = self.subdriver.usages.parse_path(row.path)
-            out.append((row, None if path is None else self.desc.find(path, kind)))
+            field = None if path is None else self.desc.find(path, kind)
+            out.append((row, None if field is not None and field.report_id == skip else field))
         return out
 
     def _identity(self) -> None:

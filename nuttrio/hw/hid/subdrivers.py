@@ -399,6 +399,8 @@ class Subdriver:
     def quirks(self, ids: DeviceIds) -> dict[str, float]:
         """The settings the claim hooks make for this device."""
         quirks: dict[str, float] = {}
+        if (ids.vendorid, ids.productid) == (0x09AE, 0x1330):
+            quirks["skip_report"] = 0x54  # SU3000LCD2UHV firmware bug: usbhid-ups skips it
         for vid, pid, hook in self.devices:
             if vid == ids.vendorid and pid == ids.productid and hook:
                 quirks.update(HOOKS.get(hook, {}))
