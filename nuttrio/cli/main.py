@@ -18,6 +18,7 @@ from ..nutconf import ConfigError, split_host_port
 from ..protocol import DEFAULT_MAX_LINE
 from ..server import ConnectionLimits, ListenError
 from . import tools
+from .hid import add_hid_commands, run_hid_command
 
 __all__ = ["main", "parse_listen"]
 
@@ -103,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, summary, description in _SUBCOMMANDS:
         sub = commands.add_parser(name, help=summary, description=description)
         _add_config_options(sub, subcommand=True)
+    add_hid_commands(commands)
     roles = parser.add_argument_group("role (one of)")
     role = roles.add_mutually_exclusive_group()
     role.add_argument(
@@ -241,6 +243,8 @@ async def _daemon_then_stop(
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``nuttrio`` command line; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.command in ("hid-record", "hid-explore"):
+        return run_hid_command(args)
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
