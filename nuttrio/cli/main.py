@@ -17,7 +17,7 @@ from ..daemon import DEFAULT_PORT, Daemon, DaemonOptions, Role, run_daemon
 from ..nutconf import ConfigError, split_host_port
 from ..protocol import DEFAULT_MAX_LINE
 from ..server import ConnectionLimits, ListenError
-from . import tools
+from . import clients, tools
 
 __all__ = ["main", "parse_listen"]
 
@@ -103,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     for name, summary, description in _SUBCOMMANDS:
         sub = commands.add_parser(name, help=summary, description=description)
         _add_config_options(sub, subcommand=True)
+    for name, (_, summary) in clients.TOOLS.items():
+        # Never parsed here: main() hands the arguments to the tool, which takes NUT's.
+        commands.add_parser(name, help=f"{summary}; '{name} -h' for its options", add_help=False)
     roles = parser.add_argument_group("role (one of)")
     role = roles.add_mutually_exclusive_group()
     role.add_argument(
@@ -239,8 +242,14 @@ async def _daemon_then_stop(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``nuttrio`` command line; returns the exit status."""
-    args = _parser().parse_args(argv)
+    """Run the ``nuttrio`` command line; returns the exit status.
+
+    ``nuttrio upsc|upscmd|upsrw|upslog ...`` runs that client tool with NUT's arguments.
+    """
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] in clients.TOOLS:
+        return clients.run_tool(words[0], words[1:])
+    args = _parser().parse_args(words)
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
