@@ -135,11 +135,17 @@ def _encode(text: str) -> bytes:
 
 @attrs.define
 class Stdio:
-    """The tool's standard streams, as bytes (tests pass :class:`io.BytesIO`)."""
+    """The tool's standard streams, as bytes (tests pass :class:`io.BytesIO`).
+
+    Attributes:
+        tty: The terminal password prompts use when it can be opened (``None``: none, the
+            prompt goes to standard error and the answer comes from standard input).
+    """
 
     out: BinaryIO
     err: BinaryIO
     inp: BinaryIO
+    tty: str | None = "/dev/tty"
 
     def write(self, text: str) -> None:
         """Write to standard output (flushed at exit or by :meth:`flush`)."""
@@ -173,6 +179,7 @@ class Stdio:
 def run(tool: Callable[[Stdio, list[str]], int], argv: list[str], stdio: Stdio) -> int:
     """Run a tool; returns its exit status (standard output flushed)."""
     status = 0
+    _SSL.initialised = False
     try:
         status = tool(stdio, argv)
     except* Exit as group:
@@ -530,7 +537,9 @@ def getpass(io: Stdio, prompt: str) -> str:
         The line without its newline ("" at end of input).
     """
     try:
-        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+        if io.tty is None:
+            raise FileNotFoundError(errno.ENOENT, "no terminal")
+        fd = os.open(io.tty, os.O_RDWR | os.O_NOCTTY)
     except OSError:
         io.ewrite(prompt)
         line = io.readline() or ""

@@ -246,7 +246,7 @@ def _parse(io: Stdio, argv: list[str]) -> Options:
         options.logformat = "".join(f"{word} " for word in rest[3:])
     if not options.targets:
         if options.spec is None:
-            io.fatal("No UPS defined for monitoring - use -s <system> or -m <ups,logfile>")
+            io.fatal("No UPS defined for monitoring - use -s <system>")
         if options.logfn is None:
             io.fatal("No filename defined for logging - use -l <file>")
         options.targets.append(Monitored(options.spec, options.logfn))
@@ -260,7 +260,7 @@ def main(io: Stdio, argv: list[str]) -> int:
     buffer holds it: it is written when upslog fails or starts logging in the
     foreground, and lost when upslog goes to the background (unless on a terminal).
     """
-    held = Stdio(io_module.BytesIO(), io.err, io.inp)
+    held = Stdio(io_module.BytesIO(), io.err, io.inp, io.tty)
     try:
         options = _prepare(held, argv)
     except Exit:
