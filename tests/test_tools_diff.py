@@ -365,8 +365,14 @@ ALLOWED_DIFFERENCES = (
     ),
     (
         "crash-on-bare-at",
-        "'upsc @' and 'upsc host:' with nothing before the separator crash NUT "
-        "(strdup of NULL); nuttrio reports the invalid UPS definition",
+        "'upsc @', 'upsc x@:' and 'upsc -l :' (nothing around the separator) crash NUT "
+        "(strdup of NULL, status 139); nuttrio reports the invalid definition, status 1",
+    ),
+    (
+        "closed-mid-list",
+        "a server closing the connection in the middle of a LIST: NUT prints the lines it "
+        "got and exits 0 (it takes the failure for the list's end); nuttrio reads whole "
+        "lists, prints nothing and fails with 'Error: Server disconnected'",
     ),
     (
         "tls",
@@ -420,6 +426,17 @@ def test_usage_adds_only_nuttrio_options(servers: Servers, server: int, spec: Ca
     assert ours.out.startswith(theirs.out), USAGE_REASON
     added = ours.out[len(theirs.out) :]
     assert added.lstrip(b"\n").startswith(b"nuttrio additions:\n"), added
+
+
+@pytest.mark.parametrize("argv", [["@"], ["x@:"], ["-l", ":"]])
+def test_nut_crashes_where_nuttrio_reports(argv: list[str]) -> None:
+    """Allowed difference "crash-on-bare-at"."""
+    theirs, ours = run_nut("upsc", argv), run_ours("upsc", argv)
+    assert theirs.rc in (-11, 139)
+    assert ours.rc == 1
+    assert ours.err.endswith(b"Required format: upsname[@hostname[:port]]\n") or ours.err.endswith(
+        b"Required format: [hostname[:port]]\n"
+    )
 
 
 def test_password_file_is_as_p(servers: Servers, tmp_path: Path) -> None:

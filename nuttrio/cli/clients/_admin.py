@@ -22,6 +22,8 @@ __all__ = ["Credentials", "Tracking", "login", "parse_timeout", "send_action"]
 
 #: ``-t`` by default: seconds ``-w`` waits for the driver's result.
 DEFAULT_TRACKING_TIMEOUT = 10
+#: Characters of a tracking id (a UUID); upscmd/upsrw wait only for ids of this length.
+TRACKING_ID_LENGTH = 36
 #: Seconds between ``GET TRACKING`` polls while the result is pending (as NUT).
 TRACKING_POLL = 1.0
 
@@ -135,7 +137,7 @@ async def send_action(
         if exc.code is None:
             io.fatal(f"{failed}: {exc.message}")
         io.fatal(f"Unexpected response from upsd: {exc.line}")
-    if result.id is None or not tracking.enabled:
+    if result.id is None or not tracking.enabled or len(result.id) != TRACKING_ID_LENGTH:
         io.ewrite("OK\n" if result.id is None else f"OK TRACKING {result.id}\n")
         return
     io.ewrite(await _wait_result(io, client, result.id, tracking.timeout) + "\n")

@@ -81,9 +81,12 @@ class _Lister:
             self.io.fatal(f"do_{kind}: can't get current value of {var}")
         return value
 
-    async def describe(self, var: str) -> js.RwVariable:
-        """One variable as upsrw reads it (GET DESC, GET TYPE, then by type)."""
-        desc = await self._get(self.client.get_desc(self.ups, var))
+    async def description(self, var: str) -> str | None:
+        """GET DESC; ``None`` if the server has none."""
+        return await self._get(self.client.get_desc(self.ups, var))
+
+    async def describe(self, var: str, desc: str | None) -> js.RwVariable:
+        """One variable as upsrw reads it (GET TYPE, then by type), with its description."""
         try:
             words = await nut_call(self.client.get_type(self.ups, var))
         except UpscliError:
@@ -158,10 +161,14 @@ class _Lister:
         )
 
 
-def _plain(var: str, item: js.RwVariable) -> str:
-    """One variable in upsrw's text layout."""
-    lines = [f"[{var}]", item.description or "Description unavailable"]
-    lines += [f"Type: {word} (unrecognized)" for word in item.unrecognized]
+def _header(var: str, desc: str | None) -> str:
+    """The first lines of a variable in upsrw's text layout (printed before its type)."""
+    return f"[{var}]\n{desc or 'Description unavailable'}\n"
+
+
+def _plain(item: js.RwVariable) -> str:
+    """The rest of a variable in upsrw's text layout: its type and value."""
+    lines = [f"Type: {word} (unrecognized)" for word in item.unrecognized]
     if item.type is None:
         lines.append("Unknown type")
     elif item.type == "STRING":
@@ -182,7 +189,7 @@ def _plain(var: str, item: js.RwVariable) -> str:
             f'Option: "{low}-{high}"' + (" SELECTED" if low <= current <= high else "")
             for low, high in item.ranges or ()
         ]
-    return "\n".join(lines) + "\n\n"
+    return "".join(f"{line}\n" for line in lines) + "\n"
 
 
 async def _print_rwlist(io: Stdio, client: NutClient, ups: str, *, json: bool) -> None:
@@ -195,9 +202,12 @@ async def _print_rwlist(io: Stdio, client: NutClient, ups: str, *, json: bool) -
     lister = _Lister(io, client, ups)
     described: dict[str, js.RwVariable] = {}
     for name in names:
-        described[name] = item = await lister.describe(name)
+        desc = await lister.description(name)
         if not json:
-            io.write(_plain(name, item))
+            io.write(_header(name, desc))
+        described[name] = item = await lister.describe(name, desc)
+        if not json:
+            io.write(_plain(item))
     if json:
         io.write(js.dumps(js.RwList(described)))
 
