@@ -39,7 +39,7 @@ from nuttrio.cli.clients._base import Stdio
 
 from .helpers import wait_until
 from .nuttrio_proc import NuttrioProcess
-from .realnut import HOST, RealNut, free_port, require_real_nut, write_nut_config
+from .realnut import HOST, NutConnection, RealNut, free_port, require_real_nut, write_nut_config
 
 pytestmark = pytest.mark.realnut
 
@@ -437,6 +437,18 @@ def test_nut_crashes_where_nuttrio_reports(argv: list[str]) -> None:
     assert ours.err.endswith(b"Required format: upsname[@hostname[:port]]\n") or ours.err.endswith(
         b"Required format: [hostname[:port]]\n"
     )
+
+
+def test_upsc_c_lists_a_logged_in_client(servers: Servers, server: int) -> None:
+    """``-c`` (and ``-j -c``) with one client logged in to the UPS."""
+    with NutConnection(server) as conn:
+        for line in ("USERNAME monuser", "PASSWORD monpass", "LOGIN dummy"):
+            assert conn.request(line) == b"OK\n"
+        argv = ["-c", f"dummy@{HOST}:{server}"]
+        theirs, ours = run_nut("upsc", argv), run_ours("upsc", argv)
+        assert theirs.out == b"127.0.0.1\n"
+        assert ours == theirs
+        assert run_ours("upsc", ["-j", *argv]).out == b'[\n  "127.0.0.1"\n]\n'
 
 
 def test_password_file_is_as_p(servers: Servers, tmp_path: Path) -> None:
