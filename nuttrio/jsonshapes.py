@@ -130,8 +130,8 @@ class LogRecord:
         time: Local time, ISO 8601 with the UTC offset (``2026-12-02T17:15:03+00:00``).
         etime: The same time in seconds since the epoch (``%ETIME%``).
         ups: The UPS as given (``ups@host:port``).
-        values: Each ``%VAR name%`` of the format, in order: its value, or ``None`` where
-            the plain log says ``NA`` (or ``INVALID`` for a name without a dot).
+        values: Each valid ``%VAR name%`` of the format, in order: its value, or ``None``
+            where the plain log says ``NA``; names without a dot (``INVALID``) are left out.
     """
 
     time: str

@@ -708,3 +708,34 @@ def test_upslog_multiple_and_json(servers: Servers, tmp_path: Path) -> None:
         b"Argument '-m upsspec,logfile' requires exactly 2 components in the tuple\n",
     )
     assert second.exists() is False
+
+
+def test_password_prompt_on_a_terminal(servers: Servers) -> None:
+    """With a terminal, ``Password: `` goes to it, echo off, and the answer is read from it."""
+    import pty
+    import termios
+    import threading
+
+    master, slave = pty.openpty()
+    seen = bytearray()
+
+    def answer() -> None:
+        while b"Password: " not in seen:
+            seen.extend(os.read(master, 100))
+        echo_on = termios.tcgetattr(slave)[3] & termios.ECHO
+        seen.extend(b"<echo on>" if echo_on else b"<echo off>")
+        os.write(master, b"adminpass\n")
+
+    helper = threading.Thread(target=answer, daemon=True)
+    helper.start()
+    try:
+        out, err = io.BytesIO(), io.BytesIO()
+        port = servers.ports["nuttrio"]
+        argv = ["-u", "admin", f"cmdups@{HOST}:{port}", "load.off"]
+        rc = run_tool("upscmd", argv, Stdio(out, err, io.BytesIO(), tty=os.ttyname(slave)))
+        helper.join(5)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert (rc, out.getvalue(), err.getvalue()) == (0, b"", b"OK\n")
+    assert bytes(seen) == b"Password: <echo off>"
