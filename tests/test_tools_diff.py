@@ -23,10 +23,8 @@ import io
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
-import time
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -131,6 +129,25 @@ def run_nut(tool: str, argv: Sequence[str], stdin: bytes = b"") -> Result:
         start_new_session=True,
     )
     return Result(done.returncode, done.stdout, done.stderr)
+
+
+def run_both(tool: str, argv: Sequence[str], stdin: bytes = b"") -> tuple[Result, Result]:
+    """Debian's tool (a process) and nuttrio's (in-process) at the same time."""
+    proc = subprocess.Popen(
+        [tool, *argv],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        ours = run_ours(tool, argv, stdin)
+        out, err = proc.communicate(stdin, timeout=TOOL_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return Result(proc.returncode, out, err), ours
 
 
 def run_ours(tool: str, argv: Sequence[str], stdin: bytes = b"") -> Result:
@@ -407,8 +424,7 @@ def server(request: pytest.FixtureRequest, servers: Servers) -> int:
 @pytest.mark.parametrize("spec", CASES)
 def test_same_as_nut(servers: Servers, server: int, spec: Case) -> None:
     argv = expand(spec.argv, server, servers.confdir)
-    theirs = run_nut(spec.tool, argv, spec.stdin)
-    ours = run_ours(spec.tool, argv, spec.stdin)
+    theirs, ours = run_both(spec.tool, argv, spec.stdin)
     if spec.expect is not None:
         assert spec.expect in theirs.out + theirs.err, theirs
     assert ours == theirs
@@ -537,184 +553,10 @@ def test_upscmd_and_upsrw_json_equal_plain(servers: Servers, server: int) -> Non
             assert lines[3] == f"Maximum length: {item['maximum_length']}"
 
 
-# -- upslog ------------------------------------------------------------------------------
-
-
-@attrs.define
-class Logger:
-    """One upslog process (Debian's or nuttrio's) logging to stdout or a file."""
-
-    argv: list[str]
-    cwd: Path | None = None
-    proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> Logger:
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-        self.proc = subprocess.Popen(
-            self.argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=self.cwd,
-            start_new_session=True,
-        )
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.communicate()
-
-    def signal(self, signum: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signum)
-
-    def finish(self) -> Result:
-        """SIGTERM, then the whole output."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        out, err = self.proc.communicate(timeout=10)
-        return Result(self.proc.returncode, out, err)
-
-
-def _upslog(ours: bool, *argv: str) -> list[str]:
-    head = [sys.executable, "-m", "nuttrio", "upslog"] if ours else ["upslog"]
-    return [*head, *argv, "-u", _me(), "-p", "/dev/null/none"]
-
-
-def _me() -> str:
-    import pwd
-
-    return pwd.getpwuid(os.getuid()).pw_name
-
-
-def _lines(path: Path) -> list[str]:
-    return path.read_text(encoding="ascii").splitlines() if path.exists() else []
-
-
-FORMAT = (
-    "[%VAR ups.model%] %%x %VAR ups.status% %VAR nope% %VAR x.y% %UPSHOST% %FOO% %VAR ups.load%%bad"
-)
-
-
-def test_upslog_stdout_same_as_nut(servers: Servers, server: int, tmp_path: Path) -> None:
-    """``-l -`` (foreground): banner, lines, the exit message: the same for both tools."""
-    argv = ["-s", f"dummy@{HOST}:{server}", "-l", "-", "-i", "1", "-f", FORMAT]
-    with Logger(_upslog(False, *argv)) as theirs, Logger(_upslog(True, *argv)) as ours:
-        time.sleep(2.6)  # lines at 0, 1 and 2 s (nuttrio starts a little later)
-        got = {"theirs": theirs.finish(), "ours": ours.finish()}
-    for result in got.values():
-        assert result.rc == 0
-    head = {k: r.out.splitlines()[:4] for k, r in got.items()}
-    assert head["ours"] == head["theirs"]
-    assert (
-        head["theirs"][2]
-        == f"[Back 500] %x OL CHRG INVALID NA dummy@{HOST}:{server} INVALID 23INVALIDbad".encode()
-    )
-    assert got["ours"].err == got["theirs"].err
-    assert got["theirs"].err.endswith(b"Signal 15: exiting\n")
-
-
-def test_upslog_file_rotation_on_sighup(servers: Servers, server: int, tmp_path: Path) -> None:
-    """A log file (with -F), renamed, then SIGHUP: logging goes on in a new file."""
-    results = {}
-    for who in ("theirs", "ours"):
-        workdir = tmp_path / who
-        workdir.mkdir()
-        log = workdir / "ups.log"
-        argv = [
-            "-s",
-            f"dummy@{HOST}:{server}",
-            "-l",
-            "ups.log",
-            "-i",
-            "1",
-            "-F",
-            "-f",
-            "%VAR ups.status%",
-        ]
-        with Logger(_upslog(who == "ours", *argv), cwd=workdir) as logger:
-            wait_until(lambda log=log: len(_lines(log)) >= 1, 10, "a log line")
-            log.rename(workdir / "ups.log.1")
-            logger.signal(signal.SIGHUP)
-            wait_until(lambda log=log: len(_lines(log)) >= 1, 10, "a log line")
-            results[who] = logger.finish()
-        assert set(_lines(workdir / "ups.log.1")) == {"OL CHRG"}
-        assert set(_lines(log)) == {"OL CHRG"}
-    assert results["ours"] == results["theirs"]
-    assert b"Signal 1: reopening log file\n" in results["theirs"].err
-
-
-def test_upslog_background_loses_stdout(servers: Servers, tmp_path: Path) -> None:
-    """Without -F a file log puts upslog in the background; what it printed is lost."""
-    port = servers.ports["nuttrio"]
-    for who in ("theirs", "ours"):
-        log, pid = tmp_path / f"{who}.log", tmp_path / f"{who}.pid"
-        argv = ["-s", f"dummy@{HOST}:{port}", "-l", str(log), "-i", "1", "-f", "%VAR ups.load%"]
-        head = [sys.executable, "-m", "nuttrio", "upslog"] if who == "ours" else ["upslog"]
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-        done = subprocess.run(
-            [*head, *argv, "-u", _me(), "-p", str(pid)],
-            capture_output=True,
-            timeout=TOOL_TIMEOUT,
-            env=env,
-            start_new_session=True,
-            check=False,
-        )
-        try:
-            assert (done.returncode, done.stdout) == (0, b"")
-            assert done.stderr == b"Init SSL without certificate database\n"
-            wait_until(lambda log=log: len(_lines(log)) >= 2, 10, "two log lines")
-        finally:
-            wait_until(pid.exists, 5, "the PID file")
-            os.kill(int(pid.read_text()), signal.SIGTERM)
-        assert set(_lines(log)) == {"23"}
-
-
-def test_upslog_multiple_and_json(servers: Servers, tmp_path: Path) -> None:
-    """``-m`` (NUT 2.8.1): one log per UPS, here on both servers; --json: JSON Lines."""
-    upsd, ours = (f"{HOST}:{servers.ports[k]}" for k in ("upsd", "nuttrio"))
-    first, second = tmp_path / "a.log", tmp_path / "b.jsonl"
-    fmt = "%UPSHOST% %VAR ups.status% %VAR battery.charge% %VAR nope.x%"
-    argv = ["-m", f"dummy@{upsd},{first}", "-m", f"fancy@{ours},-", "-F", "-i", "1", "-f", fmt]
-    with Logger(_upslog(True, *argv, "--json")) as logger:
-        wait_until(lambda: len(_lines(first)) >= 2, 10, "two JSON lines")
-        result = logger.finish()
-    records = [json.loads(line) for line in _lines(first)]
-    assert {r["ups"] for r in records} == {f"dummy@{upsd}"}
-    assert records[0]["values"] == {
-        "ups.status": "OL CHRG",
-        "battery.charge": "100",
-        "nope.x": None,
-    }
-    assert records[1]["etime"] - records[0]["etime"] == 1
-    out = result.out.decode().splitlines()
-    assert out[:3] == [
-        "Network UPS Tools upslog 2.8.0",
-        f"logging status of dummy@{upsd} to {first} (1s intervals)",
-        f"logging status of fancy@{ours} to - (1s intervals)",
-    ]
-    fancy = json.loads(out[3])
-    assert fancy["values"] == {"ups.status": "OB LB", "battery.charge": None, "nope.x": None}
-    with Logger(_upslog(True, *argv[:5], "-i", "1", "-f", fmt)) as plain:
-        wait_until(lambda: len(_lines(first)) >= len(records) + 1, 10, "a plain line")
-        plain.finish()
-    assert _lines(first)[-1] == f"dummy@{upsd} OL CHRG 100 NA"
-    bad = run_ours("upslog", ["-m", "dummy@localhost"])
-    assert (bad.rc, bad.err) == (
-        1,
-        b"Argument '-m upsspec,logfile' requires exactly 2 components in the tuple\n",
-    )
-    assert second.exists() is False
-
-
 def test_password_prompt_on_a_terminal(servers: Servers) -> None:
     """With a terminal, ``Password: `` goes to it, echo off, and the answer is read from it."""
     import pty
     import termios
-    import threading
 
     master, slave = pty.openpty()
     seen = bytearray()
