@@ -4,6 +4,11 @@ Each takes the arguments of the NUT 2.8.0 tool of that name and prints the same 
 standard output and standard error, with the same exit status, against any NUT server
 (nuttrio or upsd). nuttrio adds JSON output (docs/json.md), ``--password-file`` and
 upslog's ``-m`` (NUT 2.8.1). Run them as ``nuttrio upsc ...`` or ``nuttrio-upsc ...``.
+
+Failures end a tool as NUT's end: its message on standard error and exit status 1 (0 for
+``-h``, ``-V`` and the usage). Each tool is one :func:`trio.run`; SIGINT ends upsc, upscmd
+and upsrw at once as it ends the C tools (the console scripts restore its default action),
+and upslog handles its signals as upslog does.
 """
 
 from __future__ import annotations

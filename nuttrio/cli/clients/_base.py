@@ -461,6 +461,9 @@ async def _open_socket(host: str, port: int) -> trio.socket.SocketType:
             if exc.errno != errno.EAFNOSUPPORT:
                 failure = UpscliError(f"Connection failure: {os.strerror(exc.errno or 0)}")
             continue
+        except BaseException:
+            sock.close()
+            raise
         return sock
     raise failure
 
@@ -484,6 +487,9 @@ async def connect(io: Stdio, host: str, port: int, *, tryssl: bool) -> NutClient
         io.ewrite(SSL_BANNER + "\n")
     try:
         await nut_call(client.starttls(_no_verify_context()))
+    except trio.Cancelled:
+        await client.aclose()
+        raise
     except UpscliError as exc:
         if exc.code is None:
             io.ewrite(f"Error while connecting to NUT server {host}, disconnect\n")
@@ -498,17 +504,26 @@ async def connect(io: Stdio, host: str, port: int, *, tryssl: bool) -> NutClient
     return client
 
 
+#: Seconds :func:`disconnect` waits for the answer to LOGOUT (libupsclient does not wait).
+LOGOUT_WAIT = 1.0
+
+
 async def disconnect(client: NutClient | None) -> None:
-    """``upscli_disconnect``: LOGOUT, then close; never fails, never waits long."""
+    """``upscli_disconnect``: LOGOUT, then close; never fails, waits at most LOGOUT_WAIT.
+
+    Cancellation closes the connection at once.
+    """
     if client is None or client.closed:
         return
-    with trio.move_on_after(NETWORK_TIMEOUT):
-        try:
+    with trio.move_on_after(LOGOUT_WAIT):
+        with contextlib.suppress(
+            NutError,
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            OSError,
+            RemoteProtocolError,
+        ):
             await client.logout()
-        except (NutError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
-        except RemoteProtocolError:
-            pass
     await client.aclose()
 
 
