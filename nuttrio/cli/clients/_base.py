@@ -423,6 +423,18 @@ def _no_verify_context() -> ssl.SSLContext:
     return context
 
 
+#: What libupsclient (NSS, no certificate database) says once upsd accepted STARTTLS...
+_CONNECTING = "Connecting in SSL to '{host}' (no certificate name specified)\n"
+#: ... and after the handshake.
+_CONNECTED = (
+    _CONNECTING
+    + "Do not intend to authenticate server {host}\n"
+    + "SSL handshake done successfully with server {host}\n"
+    + "Connected to NUT server {host} in SSL\n"
+    + "Certificate verification is disabled\n"
+)
+
+
 @attrs.define
 class _SslState:
     """libupsclient initialises SSL once per process: the banner is printed once."""
@@ -497,10 +509,10 @@ async def connect(io: Stdio, host: str, port: int, *, tryssl: bool) -> NutClient
             raise
         return client
     except (ssl.SSLError, trio.BrokenResourceError) as exc:
+        io.ewrite(_CONNECTING.format(host=host))
         await client.aclose()
         raise UpscliError(f"SSL error: {exc}") from None
-    io.ewrite(f"Connected to NUT server {host} in SSL\n")
-    io.ewrite("Certificate verification is disabled\n")
+    io.ewrite(_CONNECTED.format(host=host))
     return client
 
 
