@@ -78,6 +78,11 @@ SCRIPT: dict[str, str | list[str] | None] = {
     "LIST CMD u": "BEGIN LIST CMD u\nCMD u a.cmd\nCMD u b.cmd\nEND LIST CMD u\n",
     "GET CMDDESC u a.cmd": 'CMDDESC u a.cmd "First"\n',
     "GET CMDDESC u b.cmd": "ERR UNKNOWN-COMMAND\n",
+    # bytes NUT's parser drops, each with a message on stderr (sent as latin-1)
+    "GET VAR u odd.var": 'VAR u odd.var "caf\u00c3\u00a9 \x01\tx\x7f"\n',
+    "LIST VAR odd": (
+        'BEGIN LIST VAR odd\nVAR odd a.b "\u00ff"\nVAR odd c.d \x02\\\x03e\nEND LIST VAR odd\n'
+    ),
     "LOGOUT": "OK Goodbye\n",
 }
 
@@ -94,7 +99,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 reply = reply[min(turn, len(reply) - 1)]
             if reply is None:
                 return
-            self.wfile.write(reply.encode("ascii"))
+            self.wfile.write(reply.encode("latin-1"))
             if line == "LOGOUT" or line.startswith("LIST VAR half"):
                 return
 
@@ -145,6 +150,8 @@ CASES = [
     case("upsc", "u@{hp}", "noconn.var", expect=b"Error: Driver not connected\n", id="noconn"),
     case("upsc", "-l", "{hp}", expect=b"Error: Access denied\n", id="list-denied"),
     case("upsc", "gone@{hp}", expect=b"Error: Server disconnected\n", id="closed"),
+    case("upsc", "u@{hp}", "odd.var", expect=b"(0xffffffc3)!\n", id="dropped-bytes"),
+    case("upsc", "odd@{hp}", expect=b"(0x03)!\n", id="dropped-bytes-list"),
 ]
 
 

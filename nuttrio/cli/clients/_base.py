@@ -16,6 +16,7 @@ import contextlib
 import errno
 import os
 import pwd
+import re
 import socket
 import ssl
 import termios
@@ -480,6 +481,74 @@ async def _open_socket(host: str, port: int) -> trio.socket.SocketType:
     raise failure
 
 
+_ISSPACE = frozenset(b" \t\n\v\f\r")
+#: A byte NUT's parser may drop (LF ends the line, so it is not one).
+_DROPPED = re.compile(rb"[\x00-\x09\x0b-\x1f\x80-\xff]")
+
+
+def addchar_warnings(line: bytes) -> list[str]:
+    """What NUT's parser (parseconf) says on stderr for the bytes of one reply line it drops.
+
+    Bytes below 0x20 or above 0x7F inside a word are dropped with
+    ``addchar: discarding invalid character (0x..)!``, the byte as a sign-extended C char.
+    """
+    warnings: list[str] = []
+    quoted = literal = False
+    for byte in line:
+        if literal:
+            literal = False
+        elif byte == 0x5C:  # backslash: the next byte is taken as it is
+            literal = True
+            continue
+        elif byte == 0x22:  # double quote
+            quoted = not quoted
+            continue
+        elif not quoted and byte in _ISSPACE:
+            continue
+        elif not quoted and byte == 0x23:  # '#' starts a comment
+            break
+        if byte < 0x20 or byte > 0x7F:
+            shown = byte | 0xFFFFFF00 if byte > 0x7F else byte
+            warnings.append(f"addchar: discarding invalid character (0x{shown:02x})!\n")
+    return warnings
+
+
+@attrs.define(eq=False)
+class _Watched(trio.abc.Stream):
+    """The TCP stream, telling what NUT's parser would say about each line received.
+
+    Only in clear text: once TLS starts, the bytes read here are TLS records.
+    """
+
+    stream: trio.SocketStream
+    io: Stdio
+    active: bool = True
+    partial: bytearray = attrs.Factory(bytearray)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        data = await self.stream.receive_some(max_bytes)
+        if not self.active:
+            return data
+        self.partial += data
+        if b"\n" in data:
+            *lines, rest = bytes(self.partial).split(b"\n")
+            self.partial = bytearray(rest)
+            for line in lines:
+                if _DROPPED.search(line):
+                    for warning in addchar_warnings(line):
+                        self.io.ewrite(warning)
+        return data
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
 async def connect(io: Stdio, host: str, port: int, *, tryssl: bool) -> NutClient:
     """``upscli_connect``: a connected client, after STARTTLS if ``tryssl`` and offered.
 
@@ -491,7 +560,8 @@ async def connect(io: Stdio, host: str, port: int, *, tryssl: bool) -> NutClient
         UpscliError: If the host is unknown, the connection or the STARTTLS exchange failed.
     """
     sock = await _open_socket(host, port)
-    client = wrap_nut_stream(trio.SocketStream(sock), host=host)
+    watched = _Watched(trio.SocketStream(sock), io)
+    client = wrap_nut_stream(watched, host=host)
     if not tryssl:
         return client
     if not _SSL.initialised:
@@ -512,6 +582,7 @@ async def connect(io: Stdio, host: str, port: int, *, tryssl: bool) -> NutClient
         io.ewrite(_CONNECTING.format(host=host))
         await client.aclose()
         raise UpscliError(f"SSL error: {exc}") from None
+    watched.active = False
     io.ewrite(_CONNECTED.format(host=host))
     return client
 
