@@ -567,12 +567,14 @@ async def connect(io: Stdio, host: str, port: int, *, tryssl: bool) -> NutClient
     if not _SSL.initialised:
         _SSL.initialised = True
         io.ewrite(SSL_BANNER + "\n")
+    watched.active = False  # the reply to STARTTLS is plain ASCII; what follows, TLS
     try:
         await nut_call(client.starttls(_no_verify_context()))
     except trio.Cancelled:
         await client.aclose()
         raise
     except UpscliError as exc:
+        watched.active = True
         if exc.code is None:
             io.ewrite(f"Error while connecting to NUT server {host}, disconnect\n")
             await client.aclose()
@@ -582,7 +584,6 @@ async def connect(io: Stdio, host: str, port: int, *, tryssl: bool) -> NutClient
         io.ewrite(_CONNECTING.format(host=host))
         await client.aclose()
         raise UpscliError(f"SSL error: {exc}") from None
-    watched.active = False
     io.ewrite(_CONNECTED.format(host=host))
     return client
 
