@@ -16,6 +16,7 @@ from ._base import (
     nut_call,
     read_password_file,
     str_to_uint,
+    username_prompt,
 )
 
 __all__ = ["Credentials", "Tracking", "login", "parse_timeout", "send_action"]
@@ -58,6 +59,23 @@ class Credentials:
         else:
             return False
         return True
+
+    def ask_username(self, io: Stdio, *, eof_fatal: bool) -> str:
+        """``-u``, else ``Username (me): `` read from standard input.
+
+        An empty answer means the login name. At end of input upscmd fails with
+        ``Error reading from stdin!`` (``eof_fatal``); upsrw takes the login name.
+        """
+        if self.username is not None:
+            return self.username
+        me, line = username_prompt(io)
+        if line is None and eof_fatal:
+            io.fatal("Error reading from stdin!")
+        if line is not None and len(line) > 1:
+            return line[:-1]
+        if me is None:
+            io.fatal("No username available - even tried getpwuid")
+        return me
 
     def ask_password(self, io: Stdio) -> str:
         """The password given, else ``Password: `` read without echo (getpass)."""

@@ -20,7 +20,8 @@ import re
 import socket
 import ssl
 import termios
-from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
+from contextlib import asynccontextmanager
 from typing import BinaryIO, NoReturn, TypeVar
 
 import attrs
@@ -43,6 +44,7 @@ __all__ = [
     "getpass",
     "nut_call",
     "read_password_file",
+    "session",
     "splitaddr",
     "splitname",
     "username_prompt",
@@ -590,6 +592,22 @@ async def connect(io: Stdio, host: str, port: int, *, tryssl: bool) -> NutClient
 
 #: Seconds :func:`disconnect` waits for the answer to LOGOUT (libupsclient does not wait).
 LOGOUT_WAIT = 1.0
+
+
+@asynccontextmanager
+async def session(io: Stdio, host: str, port: int, *, tryssl: bool) -> AsyncIterator[NutClient]:
+    """A connection for one tool run, closed with LOGOUT on leaving whatever happened.
+
+    If it cannot be opened, the tool fails with ``Error: <why>`` (exit 1).
+    """
+    try:
+        client = await connect(io, host, port, tryssl=tryssl)
+    except UpscliError as exc:
+        io.fatal(f"Error: {exc.message}")
+    try:
+        yield client
+    finally:
+        await disconnect(client)
 
 
 async def disconnect(client: NutClient | None) -> None:

@@ -14,9 +14,8 @@ from ._base import (
     GetOpt,
     Stdio,
     UpscliError,
-    connect,
-    disconnect,
     nut_call,
+    session,
     splitaddr,
     splitname,
 )
@@ -181,11 +180,7 @@ async def _session(
     verbose: bool,
 ) -> None:
     """Connect and do the one query; the connection is closed (LOGOUT) in every case."""
-    try:
-        client = await connect(run.io, host, port, tryssl=True)
-    except UpscliError as exc:
-        run.io.fatal(f"Error: {exc.message}")
-    try:
+    async with session(run.io, host, port, tryssl=True) as client:
         if varlist:
             await run.list_upses(client, verbose=verbose)
         elif clientlist:
@@ -194,5 +189,3 @@ async def _session(
             await run.printvar(client, ups, var)
         else:
             await run.list_vars(client, ups)
-    finally:
-        await disconnect(client)

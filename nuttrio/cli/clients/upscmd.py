@@ -13,11 +13,9 @@ from ._base import (
     GetOpt,
     Stdio,
     UpscliError,
-    connect,
-    disconnect,
     nut_call,
+    session,
     splitname,
-    username_prompt,
 )
 
 __all__ = ["main"]
@@ -78,20 +76,6 @@ async def _listcmds(io: Stdio, client: NutClient, ups: str, *, json: bool) -> No
         io.write(f"{name}\n" if desc is None else f"{name} - {desc}\n")
 
 
-def _username(io: Stdio, given: str | None) -> str:
-    """``-u``, else the prompt (upscmd fails at end of input, as NUT)."""
-    if given is not None:
-        return given
-    me, line = username_prompt(io)
-    if line is None:
-        io.fatal("Error reading from stdin!")
-    if len(line) > 1:
-        return line[:-1]
-    if me is None:
-        io.fatal("No username available - even tried getpwuid")
-    return me
-
-
 def main(io: Stdio, argv: list[str]) -> int:
     """Run upscmd with the arguments after its name; returns the exit status."""
     cmdlist = json = False
@@ -133,11 +117,7 @@ async def _session(
     tracking: Tracking,
 ) -> None:
     ups, host, port = name
-    try:
-        client = await connect(io, host, port, tryssl=False)
-    except UpscliError as exc:
-        io.fatal(f"Error: {exc.message}")
-    try:
+    async with session(io, host, port, tryssl=False) as client:
         if cmdlist:
             await _listcmds(io, client, ups, json=json)
             return
@@ -146,7 +126,7 @@ async def _session(
         command = args[0]
         if "." not in command:
             io.fatal("Error: old command names are not supported")
-        username = _username(io, credentials.username)
+        username = credentials.ask_username(io, eof_fatal=True)
         password = credentials.ask_password(io)
         await login(io, client, username, password)
         param = args[1] if len(args) > 1 else None
@@ -157,5 +137,3 @@ async def _session(
             tracking,
             "Instant command failed",
         )
-    finally:
-        await disconnect(client)

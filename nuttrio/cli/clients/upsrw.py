@@ -18,11 +18,9 @@ from ._base import (
     UpscliError,
     c_atoi,
     c_strtol,
-    connect,
-    disconnect,
     nut_call,
+    session,
     splitname,
-    username_prompt,
 )
 
 __all__ = ["main"]
@@ -212,18 +210,6 @@ async def _print_rwlist(io: Stdio, client: NutClient, ups: str, *, json: bool) -
         io.write(js.dumps(js.RwList(described)))
 
 
-def _username(io: Stdio, given: str | None) -> str:
-    """``-u``, else the prompt (end of input means the login name, as NUT)."""
-    if given is not None:
-        return given
-    me, line = username_prompt(io)
-    if line is not None and len(line) > 1:
-        return line[:-1]
-    if me is None:
-        io.fatal("No username available - even tried getpwuid")
-    return me
-
-
 async def _setvar(
     io: Stdio,
     client: NutClient,
@@ -232,7 +218,7 @@ async def _setvar(
     credentials: Credentials,
     tracking: Tracking,
 ) -> None:
-    username = _username(io, credentials.username)
+    username = credentials.ask_username(io, eof_fatal=False)
     password = credentials.ask_password(io)
     var, eq, value = setvar.partition("=")
     if not eq:
@@ -294,14 +280,8 @@ async def _session(
     tracking: Tracking,
 ) -> None:
     ups, host, port = name
-    try:
-        client = await connect(io, host, port, tryssl=False)
-    except UpscliError as exc:
-        io.fatal(f"Error: {exc.message}")
-    try:
+    async with session(io, host, port, tryssl=False) as client:
         if setvar is not None:
             await _setvar(io, client, ups, setvar, credentials, tracking)
         else:
             await _print_rwlist(io, client, ups, json=json)
-    finally:
-        await disconnect(client)
