@@ -105,7 +105,9 @@ def _parser() -> argparse.ArgumentParser:
         _add_config_options(sub, subcommand=True)
     for name, (_, summary) in clients.TOOLS.items():
         # Never parsed here: main() hands the arguments to the tool, which takes NUT's.
-        commands.add_parser(name, help=f"{summary}; '{name} -h' for its options", add_help=False)
+        commands.add_parser(
+            name, help=f"{summary}; 'nuttrio {name} -h' for its options", add_help=False
+        )
     roles = parser.add_argument_group("role (one of)")
     role = roles.add_mutually_exclusive_group()
     role.add_argument(
