@@ -250,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     words = list(sys.argv[1:] if argv is None else argv)
     if words and words[0] in clients.TOOLS:
-        return clients.run_tool(words[0], words[1:])
+        return clients.console(words[0], words[1:])
     args = _parser().parse_args(words)
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),

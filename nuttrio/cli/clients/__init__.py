@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from . import upsc, upscmd, upslog, upsrw
 from ._base import Stdio, run
 
-__all__ = ["TOOLS", "run_tool", "upsc_main", "upscmd_main", "upslog_main", "upsrw_main"]
+__all__ = ["TOOLS", "console", "run_tool", "upsc_main", "upscmd_main", "upslog_main", "upsrw_main"]
 
 #: Tool name -> (its main, a one-line summary for ``nuttrio --help``).
 TOOLS: dict[str, tuple[Callable[[Stdio, list[str]], int], str]] = {
@@ -44,12 +44,19 @@ def run_tool(name: str, argv: Sequence[str], stdio: Stdio | None = None) -> int:
     return run(TOOLS[name][0], list(argv), stdio)
 
 
-def _console(name: str) -> int:
-    """A console script: C's default SIGINT/SIGPIPE handling, then the tool."""
+def console(name: str, argv: Sequence[str]) -> int:
+    """Run a tool as a command: C's default SIGINT/SIGPIPE actions, then the tool.
+
+    (``upsc ... | head -1`` then ends as the C tool ends, without a traceback.)
+    """
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     if name != "upslog":
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-    return run_tool(name, sys.argv[1:])
+    return run_tool(name, argv)
+
+
+def _console(name: str) -> int:
+    return console(name, sys.argv[1:])
 
 
 def upsc_main() -> int:
