@@ -154,6 +154,8 @@ def _rw_variable(item: RwVariable) -> JsonValue:
         "unrecognized": list(item.unrecognized) or None,
     }
     data.update({k: v for k, v in optional.items() if v is not None})
+    if item.type in ("ENUM", "RANGE"):
+        data["value_type"] = item.value_type  # null too: the server did not say
     return data
 
 

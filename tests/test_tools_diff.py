@@ -199,6 +199,10 @@ CASES = [
     case("upsc", "", expect=b"can't parse empty string", id="upsc-empty"),
     case("upsc", "@{hp}", id="upsc-at-host"),
     case("upsc", expect=b"invalid UPS definition", id="upsc-no-args"),
+    # the default host, localhost:3493 (whatever answers there, or nothing)
+    case("upsc", "-l", id="upsc-l-default-host"),
+    case("upsc", "dummy", "ups.status", id="upsc-default-host"),
+    case("upscmd", "-l", "dummy", id="upscmd-default-host"),
     case("upsc", "-l", "127.0.0.1:", id="upsc-l-bad-host"),
     case("upsc", "-V", expect=b"Network UPS Tools upscmd 2.8.0\n", id="upsc-V"),
     case("upsc", "--", "dummy@{hp}", "ups.load", id="upsc-double-dash"),

@@ -9,6 +9,7 @@ Debian's tool printed, so that the script cannot make both fail alike.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import socketserver
@@ -179,3 +180,29 @@ def test_closed_in_mid_list_is_reported(scripted: int) -> None:
     assert (theirs.rc, theirs.out) == (0, b"a.b: 1\n")
     assert (ours.rc, ours.out) == (1, b"")
     assert ours.err == theirs.err + b"Error: Server disconnected\n"
+
+
+def test_json_of_every_rw_type(scripted: int) -> None:
+    """upsrw --json on the scripted types; upscmd --json -l with a missing description."""
+    hp = f"{HOST}:{scripted}"
+    listed = json.loads(run_ours("upsrw", ["--json", f"u@{hp}"]).out)
+    assert listed["a.enum"] == {
+        "description": 'An "enum"',
+        "type": "ENUM",
+        "value": "x",
+        "maximum_length": 8,
+        "value_type": "STRING",
+        "options": ["x", "y z"],
+    }
+    assert listed["b.range"]["ranges"] == [[10, 20], [30, 40]]
+    assert listed["c.weird"]["unrecognized"] == ["FOO"]
+    assert listed["c.weird"]["type"] == "NUMBER"
+    assert listed["d.notype"] == {"description": None, "type": None, "value": None}
+    assert listed["e.numenum"]["value_type"] == "NUMBER"
+    assert "maximum_length" not in listed["e.numenum"]
+    assert listed["f.oldenum"]["value_type"] is None
+    assert listed["g.rwonly"]["type"] == "UNKNOWN"
+    plain = run_nut("upsrw", [f"u@{hp}"]).out.decode()
+    assert plain.count("\n\n") == len(listed)
+    commands = json.loads(run_ours("upscmd", ["--json", "-l", f"u@{hp}"]).out)
+    assert commands == {"a.cmd": "First", "b.cmd": None}
