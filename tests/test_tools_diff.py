@@ -213,6 +213,9 @@ CASES = [
     case("upscmd", *AUTH, "-w", "cmdups@{hp}", "load.off", expect=b"ERR UNKNOWN\n", id="upscmd-w"),
     case("upscmd", *AUTH, "cmdups@{hp}", "load.off", "5", expect=b"OK\n", id="upscmd-param"),
     case("upscmd", *AUTH, "-w", "cmdups@{hp}", "load.off", "5", id="upscmd-w-param"),
+    case(
+        "upscmd", *AUTH, "cmdups@{hp}", "load.off", "a b", expect=b"OK\n", id="upscmd-param-space"
+    ),
     case("upscmd", *AUTH, "-w", "-t", "0", "cmdups@{hp}", "load.off", id="upscmd-w-timeout"),
     case("upscmd", *AUTH, "-t", "x", "cmdups@{hp}", "load.off", id="upscmd-bad-timeout"),
     case(
@@ -301,6 +304,16 @@ CASES = [
     case(
         "upsrw",
         "-s",
+        'ups.model=Back "5" 0',
+        *AUTH,
+        "-w",
+        "rwups@{hp}",
+        expect=b"SUCCESS\n",
+        id="upsrw-set-quotes",
+    ),
+    case(
+        "upsrw",
+        "-s",
         "nope=1",
         *AUTH,
         "rwups@{hp}",
@@ -382,7 +395,9 @@ ALLOWED_DIFFERENCES = (
     (
         "unquoted-arguments",
         "upscmd/upsrw send USERNAME, PASSWORD and the INSTCMD value unquoted, so a space "
-        "splits them; nuttrio quotes them, so values with spaces arrive whole",
+        "splits them; nuttrio quotes them, so they arrive whole (the output is the same: "
+        "upsd drops the extra words of INSTCMD, case upscmd-param-space, but the driver gets "
+        "'a' from NUT and 'a b' from nuttrio, and a password with a space works only here)",
     ),
     (
         "crash-on-bare-at",
