@@ -17,7 +17,7 @@ from ..daemon import DEFAULT_PORT, Daemon, DaemonOptions, Role, run_daemon
 from ..nutconf import ConfigError, split_host_port
 from ..protocol import DEFAULT_MAX_LINE
 from ..server import ConnectionLimits, ListenError
-from . import tools
+from . import clients, tools
 from .hid import add_hid_commands, run_hid_command
 
 __all__ = ["main", "parse_listen"]
@@ -105,6 +105,11 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=summary, description=description)
         _add_config_options(sub, subcommand=True)
     add_hid_commands(commands)
+    for name, (_, summary) in clients.TOOLS.items():
+        # Never parsed here: main() hands the arguments to the tool, which takes NUT's.
+        commands.add_parser(
+            name, help=f"{summary}; 'nuttrio {name} -h' for its options", add_help=False
+        )
     roles = parser.add_argument_group("role (one of)")
     role = roles.add_mutually_exclusive_group()
     role.add_argument(
@@ -241,8 +246,14 @@ async def _daemon_then_stop(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``nuttrio`` command line; returns the exit status."""
-    args = _parser().parse_args(argv)
+    """Run the ``nuttrio`` command line; returns the exit status.
+
+    ``nuttrio upsc|upscmd|upsrw|upslog ...`` runs that client tool with NUT's arguments.
+    """
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] in clients.TOOLS:
+        return clients.console(words[0], words[1:])
+    args = _parser().parse_args(words)
     if args.command in ("hid-record", "hid-explore"):
         return run_hid_command(args)
     logging.basicConfig(
