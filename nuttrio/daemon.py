@@ -30,7 +30,7 @@ import attrs
 import trio
 
 from .descriptions import Descriptions
-from .hw import Driver, DriverContext, create_driver, dummy
+from .hw import Driver, DriverContext, DriverFailed, create_driver, dummy
 from .mgmt.notify import Notifier
 from .mgmt.process import DEFAULT_RUN_AS_USER, RunAs, command_user
 from .mgmt.runner import Manager, local_monitors, run_manager
@@ -394,11 +394,14 @@ async def _supervise_loop(
             await trio.sleep(delay)
 
 
-def _config_error(exc: BaseException) -> ConfigError | None:
-    """The ConfigError ``exc`` is, or is the only error in (a driver's nursery wraps it)."""
+def _config_error(exc: BaseException) -> ConfigError | DriverFailed | None:
+    """The one-line error ``exc`` is, or is the only error in (a driver's nursery wraps it).
+
+    One-line errors are ConfigError and DriverFailed.
+    """
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
-    return exc if isinstance(exc, ConfigError) else None
+    return exc if isinstance(exc, ConfigError | DriverFailed) else None
 
 
 def _mtime(path: Path | None) -> int | None:
@@ -413,7 +416,9 @@ class _FailureLog:
 
     A configuration error (a bad ``.dev`` file, say) is one line with the file, the line
     and what is wrong, logged once per change of that file (the same error from the same
-    file is not logged again at every retry); anything else is logged with its traceback.
+    file is not logged again at every retry); a :class:`~nuttrio.hw.DriverFailed` (a NUT
+    driver that exited, say) is one line each time; anything else is logged with its
+    traceback.
     """
 
     def __init__(self, name: str) -> None:
@@ -426,8 +431,11 @@ class _FailureLog:
 
     def log(self, exc: Exception) -> None:
         error = _config_error(exc)
-        if error is None:
-            log.error("driver for UPS %s failed", self.name, exc_info=exc)
+        if not isinstance(error, ConfigError):
+            if error is None:
+                log.error("driver for UPS %s failed", self.name, exc_info=exc)
+            else:
+                log.error("driver for UPS %s failed: %s", self.name, error)
             self._seen = None
             return
         key = (str(error), _mtime(error.path))

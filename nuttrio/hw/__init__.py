@@ -11,4 +11,5 @@ from .base import DRIVERS as DRIVERS
 from .base import Driver as Driver
 from .base import DriverContext as DriverContext
 from .base import DriverFactory as DriverFactory
+from .base import DriverFailed as DriverFailed
 from .base import create_driver as create_driver

@@ -30,9 +30,17 @@ __all__ = [
     "Driver",
     "DriverContext",
     "DriverFactory",
+    "DriverFailed",
     "DriverRegistry",
     "create_driver",
 ]
+
+
+class DriverFailed(Exception):
+    """A driver's run ended for a reason it says in one line (its process is gone, say).
+
+    The daemon logs the message without a traceback and restarts the driver.
+    """
 
 
 class Driver(Protocol):

@@ -39,7 +39,7 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import attrs
@@ -48,7 +48,7 @@ import trio
 from ..nutconf import DEFAULT_STATEPATH, ConfigError, UpsSection
 from ..state import CommandKind, CommandStatus, DriverCommand, DriverLink
 from . import sockproto as sp
-from .base import DriverContext
+from .base import DriverContext, DriverFailed
 from .kit import publish_difference
 
 __all__ = [
@@ -77,8 +77,22 @@ DEFAULT_START_TIMEOUT = 75.0
 STOP_TIMEOUT = 5.0
 
 
-class DriverGone(Exception):
+class DriverGone(DriverFailed):
     """The NUT driver exited or closed its socket (the supervisor restarts it)."""
+
+
+@contextlib.contextmanager
+def _plain_errors() -> Iterator[None]:
+    """Raise the one error of a nursery's group as itself (for a one-line log)."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaf: BaseException = group
+        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+            leaf = leaf.exceptions[0]
+        if isinstance(leaf, DriverGone | OSError):
+            raise leaf from None
+        raise
 
 
 def find_driver_binary(driver: str, driverpath: str | None) -> Path | None:
@@ -177,15 +191,19 @@ class _Session:
         self.link.set_connected(True)
         try:
             await self.send(sp.dumpall())
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._commands)
-                nursery.start_soon(self._pinger)
-                await self._reader(task_status)
-                nursery.cancel_scope.cancel()
+            with _plain_errors():
+                await self._serve(task_status)
         finally:
             self.link.set_connected(False)
             for command in self.pending.values():
                 command.result.resolve(CommandStatus.FAILED)
+
+    async def _serve(self, task_status: trio.TaskStatus[None]) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._commands)
+            nursery.start_soon(self._pinger)
+            await self._reader(task_status)
+            nursery.cancel_scope.cancel()
 
     async def _reader(self, task_status: trio.TaskStatus[None]) -> None:
         started = False
@@ -332,15 +350,21 @@ class NutDriverBridge:
         )
         self.pid = process.pid
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_log_output, link.name, process)
-                nursery.start_soon(self._connect_and_serve, link, process, task_status)
-                code = await process.wait()
-                raise DriverGone(f"driver {self.settings.driver} exited with status {code}")
+            with _plain_errors():
+                await self._supervise_process(link, process, task_status)
         finally:
             self.pid = None
             with trio.CancelScope(shield=True):
                 await _stop(process)
+
+    async def _supervise_process(
+        self, link: DriverLink, process: trio.Process, task_status: trio.TaskStatus[None]
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_log_output, link.name, process)
+            nursery.start_soon(self._connect_and_serve, link, process, task_status)
+            code = await process.wait()
+            raise DriverGone(f"driver {self.settings.driver} exited with status {code}")
 
     async def _connect_and_serve(
         self, link: DriverLink, process: trio.Process, task_status: trio.TaskStatus[None]
