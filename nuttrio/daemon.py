@@ -114,6 +114,7 @@ class DaemonOptions:
 @attrs.define
 class _Running:
     section: UpsSection
+    driver: Driver
     scope: trio.CancelScope
     done: trio.Event
 
@@ -156,6 +157,11 @@ class Daemon:
             out.append((str(host), int(port)))
         return out
 
+    def driver(self, name: str) -> Driver | None:
+        """The driver running for UPS ``name`` (any case), or ``None``."""
+        running = self._drivers.get(name.lower())
+        return running.driver if running is not None else None
+
     async def start_driver(self, section: UpsSection, driver: Driver) -> None:
         """Create the UPS entry if needed and run ``driver`` for it under supervision.
 
@@ -165,7 +171,7 @@ class Daemon:
         done = trio.Event()
         policy = self._policy(section)
         scope = await self._nursery.start(_supervise, entry, driver, done, policy)
-        self._drivers[section.name.lower()] = _Running(section, scope, done)
+        self._drivers[section.name.lower()] = _Running(section, driver, scope, done)
 
     def _policy(self, section: UpsSection) -> RestartPolicy:
         """The restart policy of ``section`` (bad values were refused when it was loaded)."""
