@@ -375,6 +375,7 @@ async def _supervise_loop(
                     async with trio.open_nursery() as nursery:
                         await nursery.start(driver.run, link)
                         failures_log.reset()
+                        entry.set_driver_state(None)
                         if not reported:
                             reported = True
                             task_status.started(scope)

@@ -443,6 +443,7 @@ class UpsEntry:
         self._link: DriverLink | None = None
         self._updates = 0
         self._connects = 0
+        self._supervisor_state: str | None = None
 
     # -- readers -----------------------------------------------------------------------------
 
@@ -521,16 +522,23 @@ class UpsEntry:
     def _set_logins(self) -> None:
         self._set(attrs.evolve(self.snapshot(), logins=tuple(r for _, r in self._logins)))
 
-    def set_driver_state(self, value: str) -> None:
+    def set_driver_state(self, value: str | None) -> None:
         """Publish ``driver.state`` (NUT 2.8.1's variable) as the daemon's supervisor sees it.
 
         Used while the driver is down (``restarting``, ``restart-storm``); it is not news
-        from the driver (MAXAGE is unaffected). The driver's next complete state replaces
-        it (the kit's publish drops what the driver does not have).
+        from the driver (MAXAGE is unaffected). ``None`` (the driver runs again) removes
+        the value set here unless the driver has published its own since.
         """
         snap = self.snapshot()
-        if snap.value("driver.state") != value:
-            variables = {**snap.variables, "driver.state": Variable("driver.state", value)}
+        variables = dict(snap.variables)
+        if value is not None:
+            variables["driver.state"] = Variable("driver.state", value)
+        elif self._supervisor_state is not None and snap.value("driver.state") == (
+            self._supervisor_state
+        ):
+            del variables["driver.state"]
+        self._supervisor_state = value
+        if variables != snap.variables:
             self._set(attrs.evolve(snap, variables=MappingProxyType(variables)))
 
     # -- commands ------------------------------------------------------------------------------
