@@ -389,8 +389,8 @@ async def _supervise_loop(
             delay = policy.delay_after(failures)
             if failures == policy.storm_after:
                 log.error(
-                    "driver for UPS %s failed %d times in a row (maxretry): restart storm; "
-                    "restarting every %g s from now on",
+                    "driver for UPS %s: restart storm, %d failures in a row (maxretry); "
+                    "still restarting it every %g s",
                     entry.name,
                     failures,
                     delay,

@@ -106,7 +106,7 @@ async def test_retrydelay_and_maxretry_storm_other_ups_untouched(
         assert bad.snapshot().value("driver.state") == "restart-storm"
         storms = [r for r in caplog.records if "restart storm" in r.getMessage()]
         assert len(storms) == 1
-        assert "failed 4 times in a row" in storms[0].getMessage()
+        assert "4 failures in a row" in storms[0].getMessage()
         failed = [r for r in caplog.records if r.msg == "driver for UPS %s failed"]
         assert len(failed) == 14  # every failure logged, none hidden
         snap = good.snapshot()
