@@ -23,10 +23,13 @@ from nuttrio.client import NutClient, NutError, open_nut_client
 from nuttrio.daemon import Daemon, DaemonOptions, open_daemon
 from nuttrio.hw.nutdriver import NutDriverBridge
 
+from .helpers import wait_until
+from .nuttrio_proc import NuttrioProcess
 from .realnut import (
     ddl_ups_name,
     ddl_ups_sections,
     driver_binary,
+    free_port,
     require_ddl,
     require_real_nut,
     upsc_dump_many,
@@ -212,3 +215,20 @@ async def test_external_drivers_are_followed_as_upsd_does(tmp_path):
 
                 await _until(gone)
         assert daemon.store.get("u").statistics().restarts == 0  # type: ignore[union-attr]
+
+
+def test_the_command_line_flags_serve_through_nut_s_binary(tmp_path):
+    confdir = _one_ups(tmp_path)
+    port = free_port()
+    base = ["--nut-config", str(confdir), "--listen", f"127.0.0.1:{port}", "-v"]
+    with NuttrioProcess([*base, "--nut-driver", "u"]) as proc:
+        assert "starting" in proc.wait_for_log("dummy-ups -a u -F")
+        wait_until(lambda: "battery.charge: 100" in _upsc(f"u@127.0.0.1:{port}"), 15, "data")
+    with NuttrioProcess([*base, "--external-drivers"]) as proc:
+        assert "no driver at" in proc.wait_for_log(str(confdir / "state" / "dummy-ups-u"))
+        assert _upsc(f"u@127.0.0.1:{port}") == ["Error: Driver not connected"]
+
+
+def _upsc(target: str) -> list[str]:
+    done = subprocess.run(["upsc", target], capture_output=True, text=True, check=False)
+    return [line for line in (done.stdout + done.stderr).splitlines() if "SSL" not in line]
