@@ -460,6 +460,13 @@ def _create_drivers(config: NutConfig, options: DaemonOptions) -> list[tuple[Ups
         ConfigError: For the first bad section.
     """
     context = driver_context(config, options)
+    names = {section.name.lower() for section in config.ups}
+    unknown = sorted(options.nut_drivers - names - {"*"})
+    if unknown:
+        raise ConfigError(
+            f"--nut-driver {', '.join(unknown)}: no such UPS in ups.conf",
+            config.confdir / "ups.conf",
+        )
     out = []
     for section in config.ups:
         RestartPolicy.from_section(section, config.ups_globals)
@@ -641,6 +648,11 @@ async def _run_attach(
         descriptions = Descriptions.load(config.upsd.datapath)
         settings = _settings(config)
         users = config.users
+    elif options.nut_drivers or options.external_drivers:
+        raise ConfigError(
+            "--nut-driver and --external-drivers need a NUT configuration directory with "
+            "ups.conf (--nut-config DIR or NUT_CONFPATH)"
+        )
     else:
         section, driver = dummy.simulated_ups()
         sections = [(section, driver)]

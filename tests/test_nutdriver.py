@@ -313,3 +313,14 @@ async def _served(nut: NutClient, ups: str, var: str, limit: float = 10.0) -> st
                 codes.append(exc.code)
             assert set(codes) <= {"DRIVER-NOT-CONNECTED", "DATA-STALE"}
             await trio.sleep(0.05)
+
+
+async def test_nut_driver_names_are_checked(tmp_path):
+    _write_conf(tmp_path / "conf", tmp_path, ["u"])
+    bad = DaemonOptions(confdir=tmp_path / "conf", listen=[("127.0.0.1", 0)], nut_drivers=["x"])
+    with pytest.raises(ConfigError, match=r"--nut-driver x: no such UPS in ups.conf"):
+        async with open_daemon(bad):
+            pass
+    with pytest.raises(ConfigError, match="need a NUT configuration directory"):
+        async with open_daemon(DaemonOptions(external_drivers=True)):
+            pass

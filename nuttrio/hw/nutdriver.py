@@ -179,8 +179,16 @@ class _Session:
         self._send_lock = trio.Lock()
 
     async def send(self, data: bytes) -> None:
+        """Write to the driver.
+
+        Raises:
+            DriverGone: If the socket is broken (the driver died).
+        """
         async with self._send_lock:
-            await self.stream.send_all(data)
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise DriverGone(f"writing to the driver socket failed: {exc}") from exc
 
     async def run(self, task_status: trio.TaskStatus[None]) -> None:
         """Serve the connection until the driver closes it; started after DUMPDONE."""
