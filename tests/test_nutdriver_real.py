@@ -232,3 +232,30 @@ def test_the_command_line_flags_serve_through_nut_s_binary(tmp_path):
 def _upsc(target: str) -> list[str]:
     done = subprocess.run(["upsc", target], capture_output=True, text=True, check=False)
     return [line for line in (done.stdout + done.stderr).splitlines() if "SSL" not in line]
+
+
+async def test_nut_s_clone_binary_follows_a_bridged_driver_socket(tmp_path):
+    dev = write_dev_file(tmp_path / "u.dev", {"ups.status": "OL", "battery.charge": "80"})
+    confdir = _conf(
+        tmp_path,
+        {"real": {"port": str(dev)}, "outlet": {"driver": "clone", "port": "dummy-ups-real"}},
+    )
+    async with open_daemon(_options(confdir, nut_drivers=["real"])) as daemon:
+        assert isinstance(daemon.driver("outlet"), NutDriverBridge)  # nuttrio has no clone
+        host, port = daemon.addresses[0]
+        async with open_nut_client(host, port) as nut:
+
+            async def cloned() -> bool:
+                return await _error(nut, "outlet") is None
+
+            await _until(cloned)
+            assert await nut.get_var("outlet", "driver.name") == "clone"
+            assert await nut.get_var("outlet", "battery.charge") == "80"
+            await nut.username("admin")
+            await nut.password("adminpass")
+            await nut.set_var("real", "ups.status", "OB")
+
+            async def followed() -> bool:
+                return await nut.get_var("outlet", "ups.status") == "OB"
+
+            await _until(followed)
