@@ -80,6 +80,8 @@ class ScriptedNutDriver:
             return self.dump
         if words == ["PING"]:
             return b"PONG\n"
+        if words == ["GETPID"]:
+            return b"PID 4321\n"
         if words[0] == "SET" and words[-2] == "TRACKING":
             return f'SETINFO {words[1]} "{words[2]}"\nTRACKING {words[-1]} 0\n'.encode()
         if words[0] == "INSTCMD" and words[-2] == "TRACKING":
@@ -324,3 +326,20 @@ async def test_nut_driver_names_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="need a NUT configuration directory"):
         async with open_daemon(DaemonOptions(external_drivers=True)):
             pass
+
+
+@pytest.mark.parametrize(("version", "pid"), [(b"2.8.0", None), (b"2.8.3.1-g2", 4321)])
+async def test_getpid_is_asked_only_of_a_driver_that_has_it(tmp_path, version, pid):
+    path = tmp_path / "dummy-ups-u"
+    dump = DUMP.replace(b'version "2.8.0"', b'version "' + version + b'"')
+    fake = ScriptedNutDriver(path, dump=dump)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(fake.serve)
+        bridge = NutDriverBridge(settings(path))
+        async with bridged(nursery, bridge) as (_store, entry):
+            assert entry.snapshot().value("driver.version") == version.decode()
+            await _wait(lambda: bridge.pid == pid)
+            await _wait(lambda: fake.received[-1] != b"DUMPALL" or pid is None)
+            assert (b"GETPID" in fake.received) is (pid is not None)
+            nursery.cancel_scope.cancel()
+    assert bridge.pid is None

@@ -227,6 +227,8 @@ class _Session:
             if self.mirror.dumped and not started:
                 started = True
                 task_status.started()
+                if _version(self.mirror) >= (2, 8, 3):
+                    await self.send(sp.getpid())  # answered with PID n
 
     def _handle_events(self) -> None:
         news = False
@@ -283,8 +285,18 @@ class NutDriverBridge:
 
     def __init__(self, settings: NutDriverSettings) -> None:
         self.settings = settings
-        #: The process id of the driver nuttrio started (``None``: none running).
-        self.pid: int | None = None
+        self._pid: int | None = None
+        self._session: _Session | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The driver's process id (``None``: unknown, or no driver running).
+
+        That of the driver nuttrio started, else as a 2.8.3+ driver answers GETPID.
+        """
+        if self._pid is not None:
+            return self._pid
+        return self._session.mirror.pid if self._session is not None else None
 
     async def run(
         self, link: DriverLink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -318,7 +330,11 @@ class NutDriverBridge:
         self, link: DriverLink, stream: trio.SocketStream, task_status: trio.TaskStatus[None]
     ) -> None:
         async with stream:
-            await _Session(link, stream, self.settings.ping_interval).run(task_status)
+            self._session = _Session(link, stream, self.settings.ping_interval)
+            try:
+                await self._session.run(task_status)
+            finally:
+                self._session = None
 
     async def _follow_external(self, link: DriverLink, task_status: trio.TaskStatus[None]) -> None:
         path = self.settings.socket_path
@@ -356,12 +372,12 @@ class NutDriverBridge:
             stderr=subprocess.STDOUT,
             cwd=self.settings.confdir,
         )
-        self.pid = process.pid
+        self._pid = process.pid
         try:
             with _plain_errors():
                 await self._supervise_process(link, process, task_status)
         finally:
-            self.pid = None
+            self._pid = None
             with trio.CancelScope(shield=True):
                 await _stop(process)
 
@@ -395,6 +411,18 @@ async def _wait_for_socket(path: Path, every: float) -> trio.SocketStream:
         if stream is not None:
             return stream
         await trio.sleep(every)
+
+
+def _version(mirror: sp.DriverMirror) -> tuple[int, ...]:
+    """The NUT release of the driver (``driver.version``, ``2.8.3.123-g1`` -> (2, 8, 3, 123))."""
+    found = next((v.value for v in mirror.variables() if v.name.lower() == "driver.version"), "")
+    numbers = []
+    for part in found.split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        if not digits:
+            break
+        numbers.append(int(digits))
+    return tuple(numbers)
 
 
 def _refuse_queued(link: DriverLink) -> None:
