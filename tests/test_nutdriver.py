@@ -157,6 +157,9 @@ async def test_commands_carry_the_bridge_s_own_tracking_ids(tmp_path):
                 b'SET ups.mfr "a b" TRACKING nuttrio-1',
                 b"INSTCMD load.off 5 TRACKING nuttrio-2",
             ]
+            refused = DriverCommand(CommandKind.SET, "ups.mfr", "caf\xe9")
+            assert entry.submit(refused)
+            assert await refused.result.wait() is CommandStatus.INVALID_ARGUMENT
             fake.mute = True
             lost = DriverCommand(CommandKind.INSTCMD, "load.off")
             assert entry.submit(lost)

@@ -46,6 +46,7 @@ import attrs
 import trio
 
 from ..nutconf import DEFAULT_STATEPATH, ConfigError, UpsSection
+from ..protocol import LocalProtocolError
 from ..state import CommandKind, CommandStatus, DriverCommand, DriverLink
 from . import sockproto as sp
 from .base import DriverContext, DriverFailed
@@ -175,7 +176,7 @@ class _Session:
         self.parser = sp.DriverParser()
         self.pending: dict[str, DriverCommand] = {}
         self.ids = (f"nuttrio-{n}" for n in itertools.count(1))
-        self.heard = trio.current_time()
+        self.quiet_since = trio.current_time()  # the last news, or the last PING
         self._send_lock = trio.Lock()
 
     async def send(self, data: bytes) -> None:
@@ -243,7 +244,7 @@ class _Session:
                 self._resolve(event)
         if not news:
             return
-        self.heard = trio.current_time()
+        self.quiet_since = trio.current_time()
         if not self.mirror.dumped or not publish_difference(
             self.link, self.mirror, stale=self.mirror.stale
         ):
@@ -262,18 +263,19 @@ class _Session:
                     line = sp.set_var(command.name, command.value or "", tid)
                 else:
                     line = sp.instcmd(command.name, command.value, tid)
-            except ValueError:  # LocalProtocolError: NUT cannot carry it
+            except LocalProtocolError:  # NUT cannot carry it (non-ASCII, too long)
                 command.result.resolve(CommandStatus.INVALID_ARGUMENT)
                 continue
             self.pending[tid] = command
             await self.send(line)
 
     async def _pinger(self) -> None:
+        """PING the driver after ``ping_interval`` without news (upsd: MAXAGE/3)."""
         while True:
-            await trio.sleep_until(self.heard + self.ping_interval)
-            if trio.current_time() >= self.heard + self.ping_interval:
+            await trio.sleep_until(self.quiet_since + self.ping_interval)
+            if trio.current_time() >= self.quiet_since + self.ping_interval:
                 await self.send(sp.ping())
-                self.heard = trio.current_time()  # next PING one interval later at most
+                self.quiet_since = trio.current_time()  # the next PING an interval later
 
 
 class NutDriverBridge:
