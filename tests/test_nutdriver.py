@@ -21,7 +21,7 @@ import trio
 from nuttrio.client import NutClient, NutError, open_nut_client
 from nuttrio.daemon import DaemonOptions, open_daemon
 from nuttrio.hw import DriverContext, create_driver
-from nuttrio.hw.nutdriver import NutDriverBridge, NutDriverSettings, nut_driver_factory
+from nuttrio.hw.nutdriver import DriverGone, NutDriverBridge, NutDriverSettings, nut_driver_factory
 from nuttrio.nutconf import ConfigError, UpsSection
 from nuttrio.state import CommandKind, CommandStatus, DriverCommand, StateStore
 
@@ -346,3 +346,71 @@ async def test_getpid_is_asked_only_of_a_driver_that_has_it(tmp_path, version, p
             assert (b"GETPID" in fake.received) is (pid is not None)
             nursery.cancel_scope.cancel()
     assert bridge.pid is None
+
+
+FAKE_BINARY = """\
+#!{python}
+# A stand-in for a NUT driver binary: records its command line and environment, then
+# serves the recorded dump on STATEPATH/dummy-ups-u as a driver would.
+import json, os, socket, sys, time
+state = os.environ["NUT_STATEPATH"]
+with open(os.path.join(state, "started.json"), "w") as f:
+    json.dump({{"argv": sys.argv[1:], "confpath": os.environ["NUT_CONFPATH"]}}, f)
+if "--no-socket" in open(os.path.join(state, "mode")).read():
+    time.sleep(60)  # a driver that never opens its socket
+server = socket.socket(socket.AF_UNIX)
+server.bind(os.path.join(state, "dummy-ups-u"))
+server.listen()
+conn, _ = server.accept()
+dump = {dump!r}
+buf = b""
+while data := conn.recv(4096):
+    buf += data
+    while b"\\n" in buf:
+        line, buf = buf.split(b"\\n", 1)
+        if line == b"DUMPALL":
+            conn.sendall(dump)
+        elif line == b"PING":
+            conn.sendall(b"PONG\\n")
+"""
+
+
+def _fake_binary(tmp_path: Path, mode: str = "") -> Path:
+    import sys
+
+    binary = tmp_path / "dummy-ups"
+    binary.write_text(FAKE_BINARY.format(python=sys.executable, dump=DUMP))
+    binary.chmod(0o755)
+    (tmp_path / "mode").write_text(mode)
+    return binary
+
+
+async def test_a_started_driver_is_served_past_its_start_timeout(tmp_path):
+    binary = _fake_binary(tmp_path)
+    (tmp_path / "conf").mkdir()
+    bridge = NutDriverBridge(
+        settings(
+            tmp_path / "dummy-ups-u", binary=binary, confdir=tmp_path / "conf", start_timeout=3
+        )
+    )
+    async with trio.open_nursery() as nursery, bridged(nursery, bridge) as (_store, entry):
+        started = json.loads((tmp_path / "started.json").read_text())
+        assert started == {"argv": ["-a", "u", "-F"], "confpath": str(tmp_path / "conf")}
+        assert entry.snapshot().value("battery.charge") == "93"
+        pid = bridge.pid
+        assert pid is not None
+        await trio.sleep(3.5)  # longer than start_timeout: still served
+        assert entry.snapshot().connected
+        assert not entry.snapshot().data_stale
+        nursery.cancel_scope.cancel()
+    assert bridge.pid is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # stopped and reaped when the bridge was cancelled
+
+
+async def test_a_started_driver_without_a_socket_times_out(tmp_path):
+    binary = _fake_binary(tmp_path, "--no-socket")
+    bridge = NutDriverBridge(settings(tmp_path / "dummy-ups-u", binary=binary, start_timeout=0.5))
+    entry = StateStore().add("u")
+    with entry.connect() as link, pytest.raises(DriverGone, match=r"did not open .* within 0.5 s"):
+        await bridge.run(link)

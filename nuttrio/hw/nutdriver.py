@@ -396,14 +396,16 @@ class NutDriverBridge:
         self, link: DriverLink, process: trio.Process, task_status: trio.TaskStatus[None]
     ) -> None:
         path = self.settings.socket_path
+        stream = None
         with trio.move_on_after(self.settings.start_timeout):
             stream = await _wait_for_socket(path, 0.1)
-            await self._serve(link, stream, task_status)
-            raise DriverGone(f"driver {self.settings.driver} closed its socket {path}")
-        raise DriverGone(
-            f"driver {self.settings.driver} did not open {path} within "
-            f"{self.settings.start_timeout:g} s"
-        )
+        if stream is None:
+            raise DriverGone(
+                f"driver {self.settings.driver} did not open {path} within "
+                f"{self.settings.start_timeout:g} s"
+            )
+        await self._serve(link, stream, task_status)
+        raise DriverGone(f"driver {self.settings.driver} closed its socket {path}")
 
 
 async def _wait_for_socket(path: Path, every: float) -> trio.SocketStream:
