@@ -401,7 +401,7 @@ async def _supervise_loop(
             await trio.sleep(delay)
 
 
-def _config_error(exc: BaseException) -> ConfigError | DriverFailed | None:
+def _one_line_error(exc: BaseException) -> ConfigError | DriverFailed | None:
     """The one-line error ``exc`` is, or is the only error in (a driver's nursery wraps it).
 
     One-line errors are ConfigError and DriverFailed.
@@ -437,7 +437,7 @@ class _FailureLog:
         self._seen = None
 
     def log(self, exc: Exception) -> None:
-        error = _config_error(exc)
+        error = _one_line_error(exc)
         if not isinstance(error, ConfigError):
             if error is None:
                 log.error("driver for UPS %s failed", self.name, exc_info=exc)
