@@ -16,7 +16,7 @@ from nuttrio.client import NutClient, NutError, open_nut_client
 from nuttrio.daemon import DaemonOptions, open_daemon
 from nuttrio.hw.repeater import RepeaterUps
 
-from .realnut import ADMIN_PASSWORD, ADMIN_USER, free_port, write_dev_file
+from .realnut import ADMIN_PASSWORD, ADMIN_USER, free_port, upsc_dump_many, write_dev_file
 
 USERS = f"[{ADMIN_USER}]\n\tpassword = {ADMIN_PASSWORD}\n\tactions = SET\n\tinstcmds = ALL\n"
 
@@ -170,6 +170,11 @@ async def test_the_repeater_follows_the_real_upsd(tmp_path, real_nut):
             assert view["ups.mfr"] == ("X", ("RW", "STRING:32"))
             assert view["device.mfr"] == ("X", ())
             assert await rep.get_var("rep", "ups.status") == "OB LB"
+            targets = [f"rep@{host}:{rep_port}", f"u@127.0.0.1:{nut.port}"]
+            dumps = await trio.to_thread.run_sync(upsc_dump_many, targets)
+            ours, theirs = (_no_driver(dumps[t]) for t in targets)
+            assert ours == theirs  # what upsc prints, in its order, driver.* aside
+            assert "ups.status: OB LB" in ours
             await _check_forwarding(rep, source, "u")
         await trio.to_thread.run_sync(nut.stop)
         async with open_nut_client(host, rep_port) as rep:
@@ -178,3 +183,7 @@ async def test_the_repeater_follows_the_real_upsd(tmp_path, real_nut):
                 return await _status_or_error(rep, "rep") == "ERR DATA-STALE"
 
             await _wait_for(stale)
+
+
+def _no_driver(lines: list[str]) -> list[str]:
+    return [line for line in lines if not line.startswith("driver.")]

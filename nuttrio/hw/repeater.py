@@ -210,6 +210,10 @@ async def _typed(nut: NutClient, ups: str, name: str) -> Variable:
     string = next((w for w in words if w.startswith("STRING:")), None)
     enums: Iterable[str] = await nut.list_enum(ups, name) if "ENUM" in words else ()
     ranges = await nut.list_range(ups, name) if "RANGE" in words else []
+    try:
+        numeric = tuple((int(lo), int(hi)) for lo, hi in ranges)
+    except ValueError:  # not what a NUT driver sends: no ranges then
+        numeric = ()
     return Variable(
         name=name,
         value="",
@@ -218,7 +222,7 @@ async def _typed(nut: NutClient, ups: str, name: str) -> Variable:
         number="NUMBER" in words,
         aux=int(string.partition(":")[2] or 0) if string else 0,
         enums=tuple(enums),
-        ranges=tuple((int(lo), int(hi)) for lo, hi in ranges),
+        ranges=numeric,
     )
 
 
