@@ -259,3 +259,29 @@ async def test_nut_s_clone_binary_follows_a_bridged_driver_socket(tmp_path):
                 return await nut.get_var("outlet", "ups.status") == "OB"
 
             await _until(followed)
+
+
+async def test_a_frozen_driver_reads_data_stale_then_fresh_when_it_answers_again(tmp_path):
+    confdir = _one_ups(tmp_path)
+    (confdir / "upsd.conf").write_text((confdir / "upsd.conf").read_text() + "MAXAGE 3\n")
+    async with open_daemon(_options(confdir, nut_drivers=["u"])) as daemon:
+        host, port = daemon.addresses[0]
+        pid = _bridge(daemon, "u").pid
+        assert pid is not None
+        async with open_nut_client(host, port) as nut:
+            assert await _error(nut, "u") is None
+            os.kill(pid, signal.SIGSTOP)  # the driver stops answering (PING unanswered)
+            try:
+
+                async def stale() -> bool:
+                    return await _error(nut, "u") == "DATA-STALE"
+
+                await _until(stale, limit=10)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+
+            async def fresh() -> bool:
+                return await _error(nut, "u") is None
+
+            await _until(fresh, limit=10)
+            assert _bridge(daemon, "u").pid == pid  # the same driver: nothing restarted
