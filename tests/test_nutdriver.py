@@ -332,20 +332,23 @@ async def test_nut_driver_names_are_checked(tmp_path):
 
 
 @pytest.mark.parametrize(("version", "pid"), [(b"2.8.0", None), (b"2.8.3.1-g2", 4321)])
-async def test_getpid_is_asked_only_of_a_driver_that_has_it(tmp_path, version, pid):
+async def test_getpid_and_logout_only_for_a_driver_that_has_them(tmp_path, version, pid):
     path = tmp_path / "dummy-ups-u"
     dump = DUMP.replace(b'version "2.8.0"', b'version "' + version + b'"')
     fake = ScriptedNutDriver(path, dump=dump)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(fake.serve)
+    async with trio.open_nursery() as outer:
+        await outer.start(fake.serve)
         bridge = NutDriverBridge(settings(path))
-        async with bridged(nursery, bridge) as (_store, entry):
+        async with trio.open_nursery() as nursery, bridged(nursery, bridge) as (_store, entry):
             assert entry.snapshot().value("driver.version") == version.decode()
             await _wait(lambda: bridge.pid == pid)
             await _wait(lambda: b"PING" in fake.received)  # sent after a GETPID would be
             assert (b"GETPID" in fake.received) is (pid is not None)
-            nursery.cancel_scope.cancel()
-    assert bridge.pid is None
+            nursery.cancel_scope.cancel()  # the bridge leaves; the driver stays
+        assert bridge.pid is None
+        await trio.sleep(0.3)  # what the bridge said last reaches the driver
+        assert (fake.received[-1] == b"LOGOUT") is (pid is not None)
+        outer.cancel_scope.cancel()
 
 
 FAKE_BINARY = """\

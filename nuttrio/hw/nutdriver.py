@@ -20,7 +20,9 @@ Unix socket ``STATEPATH/DRIVER-UPS``; upsd connects there and speaks the driver 
 * SET VAR and INSTCMD are sent with a TRACKING id of the bridge's own, so their outcome
   (the driver's ``TRACKING id status``) resolves the command, whether or not the client
   asked for tracking; a command the driver never answers is FAILED when the connection
-  ends.
+  ends;
+* a 2.8.3+ driver (by its ``driver.version``) is asked GETPID after its dump and told
+  LOGOUT when the bridge lets go; older drivers get neither.
 
 While the socket is not reachable the UPS reads DRIVER-NOT-CONNECTED (the link stays
 attached, :meth:`nuttrio.state.DriverLink.set_connected`), as with upsd. A started
@@ -206,6 +208,18 @@ class _Session:
             self.link.set_connected(False)
             for command in self.pending.values():
                 command.result.resolve(CommandStatus.FAILED)
+            await self._logout()
+
+    async def _logout(self) -> None:
+        """Say LOGOUT to a 2.8.3+ driver before closing (bounded, errors ignored)."""
+        if _version(self.mirror) < (2, 8, 3):
+            return
+        with (
+            trio.CancelScope(shield=True),
+            trio.move_on_after(0.5),
+            contextlib.suppress(DriverGone),
+        ):
+            await self.send(sp.logout())
 
     async def _serve(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as nursery:
