@@ -417,3 +417,21 @@ async def test_a_started_driver_without_a_socket_times_out(tmp_path):
     entry = StateStore().add("u")
     with entry.connect() as link, pytest.raises(DriverGone, match=r"did not open .* within 0.5 s"):
         await bridge.run(link)
+
+
+async def test_a_driver_that_never_dumps_does_not_hold_up_the_start(tmp_path, caplog):
+    path = tmp_path / "dummy-ups-u"
+    fake = ScriptedNutDriver(path, dump=b'SETINFO ups.status "OL"\n')  # no DUMPDONE
+    async with trio.open_nursery() as nursery:
+        await nursery.start(fake.serve)
+        bridge = NutDriverBridge(settings(path, binary=tmp_path / "unused", start_timeout=0.3))
+        with trio.fail_after(2):
+            async with bridged(nursery, bridge) as (_store, entry):
+                snap = entry.snapshot()
+                assert snap.connected
+                assert snap.data_stale  # nothing complete to serve yet
+                assert "no complete dump from the driver after 0.3 s" in caplog.text
+                await fake.push(b"DUMPDONE\n")
+                await _wait(lambda: not entry.snapshot().data_stale)
+                assert entry.snapshot().value("ups.status") == "OL"
+                nursery.cancel_scope.cancel()

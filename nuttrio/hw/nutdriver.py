@@ -170,10 +170,14 @@ async def _connect(path: Path) -> trio.SocketStream | None:
 class _Session:
     """One connection to a driver socket: upsd's side of it."""
 
-    def __init__(self, link: DriverLink, stream: trio.SocketStream, ping: float) -> None:
+    def __init__(
+        self, link: DriverLink, stream: trio.SocketStream, ping: float, dump_limit: float
+    ) -> None:
         self.link = link
         self.stream = stream
         self.ping_interval = ping
+        self.dump_limit = dump_limit
+        self._dumped = trio.Event()
         self.mirror = sp.DriverMirror()
         self.parser = sp.DriverParser()
         self.pending: dict[str, DriverCommand] = {}
@@ -194,7 +198,11 @@ class _Session:
                 raise DriverGone(f"writing to the driver socket failed: {exc}") from exc
 
     async def run(self, task_status: trio.TaskStatus[None]) -> None:
-        """Serve the connection until the driver closes it; started after DUMPDONE."""
+        """Serve the connection until the driver closes it.
+
+        Started after the driver's first DUMPDONE, or after ``dump_limit`` seconds without
+        it (the UPS reads DATA-STALE until the dump is complete).
+        """
         with self.link.update() as update:  # a new connection: nothing known yet
             update.clear()
             update.stale = False
@@ -225,11 +233,22 @@ class _Session:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._commands)
             nursery.start_soon(self._pinger)
-            await self._reader(task_status)
+            nursery.start_soon(self._report_start, task_status)
+            await self._reader()
             nursery.cancel_scope.cancel()
 
-    async def _reader(self, task_status: trio.TaskStatus[None]) -> None:
-        started = False
+    async def _report_start(self, task_status: trio.TaskStatus[None]) -> None:
+        with trio.move_on_after(self.dump_limit):
+            await self._dumped.wait()
+        if not self._dumped.is_set() and self.dump_limit > 0:
+            log.warning(
+                "UPS %s: no complete dump from the driver after %g s; DATA-STALE until then",
+                self.link.name,
+                self.dump_limit,
+            )
+        task_status.started()
+
+    async def _reader(self) -> None:
         while True:
             try:
                 data = await self.stream.receive_some(65536)
@@ -239,9 +258,8 @@ class _Session:
                 return
             self.parser.receive_data(data)
             self._handle_events()
-            if self.mirror.dumped and not started:
-                started = True
-                task_status.started()
+            if self.mirror.dumped and not self._dumped.is_set():
+                self._dumped.set()
                 if _version(self.mirror) >= (2, 8, 3):
                     await self.send(sp.getpid())  # answered with PID n
 
@@ -319,9 +337,10 @@ class NutDriverBridge:
     ) -> None:
         """Serve the UPS from its NUT driver until cancelled.
 
-        ``task_status.started()`` comes after the driver's first complete dump, or, with
-        external drivers, also when its socket is absent at first (the UPS reads
-        DRIVER-NOT-CONNECTED until it appears).
+        ``task_status.started()`` comes after the driver's first complete dump, at most
+        ``start_timeout`` seconds after the start (the UPS reads DATA-STALE until the dump
+        is complete); with external drivers as soon as the socket was tried (the UPS reads
+        DRIVER-NOT-CONNECTED, then DATA-STALE, until the driver is there and has dumped).
 
         Cancellation closes the socket and stops a driver nuttrio started (SIGTERM, then
         SIGKILL after :data:`STOP_TIMEOUT` seconds).
@@ -338,15 +357,19 @@ class NutDriverBridge:
         stream = await _connect(self.settings.socket_path)
         if stream is not None:
             log.info("UPS %s: using the running driver at %s", link.name, self.settings.socket_path)
-            await self._serve(link, stream, task_status)
+            await self._serve(link, stream, task_status, self.settings.start_timeout)
             raise DriverGone(f"the driver socket {self.settings.socket_path} closed")
         await self._start_and_serve(link, task_status)
 
     async def _serve(
-        self, link: DriverLink, stream: trio.SocketStream, task_status: trio.TaskStatus[None]
+        self,
+        link: DriverLink,
+        stream: trio.SocketStream,
+        task_status: trio.TaskStatus[None],
+        dump_limit: float,
     ) -> None:
         async with stream:
-            self._session = _Session(link, stream, self.settings.ping_interval)
+            self._session = _Session(link, stream, self.settings.ping_interval, dump_limit)
             try:
                 await self._session.run(task_status)
             finally:
@@ -369,7 +392,7 @@ class NutDriverBridge:
             status = task_status if not reported else trio.TASK_STATUS_IGNORED
             reported = True
             try:
-                await self._serve(link, stream, status)
+                await self._serve(link, stream, status, 0)
             except DriverGone as exc:
                 log.warning("UPS %s: %s", link.name, exc)
             log.warning("UPS %s: the driver at %s went away", link.name, path)
@@ -418,7 +441,7 @@ class NutDriverBridge:
                 f"driver {self.settings.driver} did not open {path} within "
                 f"{self.settings.start_timeout:g} s"
             )
-        await self._serve(link, stream, task_status)
+        await self._serve(link, stream, task_status, self.settings.start_timeout)
         raise DriverGone(f"driver {self.settings.driver} closed its socket {path}")
 
 
