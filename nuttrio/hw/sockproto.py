@@ -36,6 +36,7 @@ Driver status numbers map to :class:`~nuttrio.state.CommandStatus` as upsd 2.8.3
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import attrs
 
@@ -373,7 +374,10 @@ class DriverMirror:
 
     def reset(self) -> None:
         """Forget everything (a new connection: upsd frees its copy on disconnect)."""
-        self.__init__()  # type: ignore[misc]
+        self._nodes.clear()
+        self._commands.clear()
+        self.stale = self.dumped = False
+        self.pid = None
 
     # -- what the kit publishes -------------------------------------------------------------
 
@@ -470,21 +474,21 @@ class DriverMirror:
         self.pid = event.pid
 
 
-_HANDLERS: Mapping[type, Callable[[DriverMirror, DriverEvent], None]] = {
-    SetInfo: DriverMirror._setinfo,  # type: ignore[dict-item]
-    DelInfo: DriverMirror._delinfo,  # type: ignore[dict-item]
-    AddEnum: DriverMirror._addenum,  # type: ignore[dict-item]
-    DelEnum: DriverMirror._delenum,  # type: ignore[dict-item]
-    AddRange: DriverMirror._addrange,  # type: ignore[dict-item]
-    DelRange: DriverMirror._delrange,  # type: ignore[dict-item]
-    SetAux: DriverMirror._setaux,  # type: ignore[dict-item]
-    SetFlags: DriverMirror._setflags,  # type: ignore[dict-item]
-    AddCmd: DriverMirror._addcmd,  # type: ignore[dict-item]
-    DelCmd: DriverMirror._delcmd,  # type: ignore[dict-item]
-    DataOk: DriverMirror._data_ok,  # type: ignore[dict-item]
-    DataStale: DriverMirror._data_stale,  # type: ignore[dict-item]
-    DumpDone: DriverMirror._dump_done,  # type: ignore[dict-item]
-    Pid: DriverMirror._pid,  # type: ignore[dict-item]
+_HANDLERS: Mapping[type, Callable[[DriverMirror, Any], None]] = {
+    SetInfo: DriverMirror._setinfo,
+    DelInfo: DriverMirror._delinfo,
+    AddEnum: DriverMirror._addenum,
+    DelEnum: DriverMirror._delenum,
+    AddRange: DriverMirror._addrange,
+    DelRange: DriverMirror._delrange,
+    SetAux: DriverMirror._setaux,
+    SetFlags: DriverMirror._setflags,
+    AddCmd: DriverMirror._addcmd,
+    DelCmd: DriverMirror._delcmd,
+    DataOk: DriverMirror._data_ok,
+    DataStale: DriverMirror._data_stale,
+    DumpDone: DriverMirror._dump_done,
+    Pid: DriverMirror._pid,
 }
 
 
