@@ -25,6 +25,7 @@ nuttrio goes on:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 
@@ -239,7 +240,6 @@ class RepeaterUps:
     def __init__(self, settings: RepeaterSettings) -> None:
         self.settings = settings
         self._nut: NutClient | None = None
-        self._tracking = False
 
     async def _client(self) -> tuple[NutClient, bool]:
         """The connection, made (with LOGIN credentials and TRACKING) if there is none."""
@@ -250,11 +250,8 @@ class RepeaterUps:
             if self.settings.username is not None:
                 await nut.username(self.settings.username)
                 await nut.password(self.settings.password or "")
-            try:
+            with contextlib.suppress(NutError):  # an older upsd: plain OK is all there is
                 await nut.set_tracking(True)
-                self._tracking = True
-            except NutError:  # an older upsd: plain OK is all there is
-                self._tracking = False
         except BaseException:
             await nut.aclose()
             raise
@@ -288,7 +285,8 @@ class RepeaterUps:
                 raise DeviceSilent(f"{self.settings.port}: {exc}") from exc
             except (*_CONNECTION_ERRORS, trio.TooSlowError) as exc:
                 await self._drop()
-                raise DeviceSilent(f"{self.settings.port}: {exc or type(exc).__name__}") from exc
+                why = str(exc) or type(exc).__name__
+                raise DeviceSilent(f"{self.settings.port}: {why}") from exc
 
         try:
             await run_polling_driver(
@@ -304,7 +302,11 @@ class RepeaterUps:
                 await self._drop()
 
     async def _execute(self, command: DriverCommand) -> CommandStatus:
-        """Forward one SET VAR or INSTCMD; the remote answer is the outcome."""
+        """Forward one SET VAR or INSTCMD; the remote answer is the outcome.
+
+        A remote ``ERR`` maps to UNKNOWN, INVALID-ARGUMENT or FAILED; an unreachable or
+        too slow remote is FAILED (and the connection is made again at the next poll).
+        """
         ups = self.settings.remote
         try:
             with trio.fail_after(max(self.settings.pollinterval * 5, 10.0)):
