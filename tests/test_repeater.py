@@ -14,7 +14,9 @@ import trio
 
 from nuttrio.client import NutClient, NutError, open_nut_client
 from nuttrio.daemon import DaemonOptions, open_daemon
+from nuttrio.hw import DriverContext, create_driver
 from nuttrio.hw.repeater import RepeaterUps
+from nuttrio.nutconf import ConfigError, UpsSection
 
 from .realnut import ADMIN_PASSWORD, ADMIN_USER, free_port, upsc_dump_many, write_dev_file
 
@@ -187,3 +189,46 @@ async def test_the_repeater_follows_the_real_upsd(tmp_path, real_nut):
 
 def _no_driver(lines: list[str]) -> list[str]:
     return [line for line in lines if not line.startswith("driver.")]
+
+
+@pytest.mark.parametrize(
+    ("port", "options", "message"),
+    [
+        ("u@", {}, "needs upsname@hostname"),
+        ("x.dev", {"mode": "repeater"}, "needs upsname@hostname"),
+        ("u@host:99999", {}, "port = 'u@host:99999'"),
+        ("u@host", {"pollinterval": "0"}, "invalid pollinterval"),
+        ("u@host", {"bogus": "1"}, "'bogus' is not a valid setting for dummy-ups"),
+    ],
+)
+def test_bad_repeater_sections_name_the_file_and_line(port, options, message):
+    section = UpsSection(
+        name="rep",
+        driver="dummy-ups",
+        port=port,
+        options={"driver": "dummy-ups", "port": port, **options},
+        path=Path("/etc/nut/ups.conf"),
+        lineno=3,
+    )
+    with pytest.raises(ConfigError, match=message) as info:
+        create_driver(section, DriverContext(Path("/etc/nut")))
+    assert (info.value.path, info.value.lineno) == (Path("/etc/nut/ups.conf"), 3)
+
+
+def test_a_repeater_section_gets_the_remote_and_the_settings():
+    section = UpsSection(
+        name="rep",
+        driver="dummy-ups",
+        port="myups@[::1]:3500",
+        options={"driver": "dummy-ups", "port": "myups@[::1]:3500", "username": "mon"},
+    )
+    driver = create_driver(section, DriverContext(Path(), ups_globals={"pollinterval": "7"}))
+    assert isinstance(driver, RepeaterUps)
+    s = driver.settings
+    assert (s.remote, s.host, s.tcp_port, s.pollinterval, s.username) == (
+        "myups",
+        "::1",
+        3500,
+        7.0,
+        "mon",
+    )
