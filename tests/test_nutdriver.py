@@ -435,3 +435,17 @@ async def test_a_driver_that_never_dumps_does_not_hold_up_the_start(tmp_path, ca
                 await _wait(lambda: not entry.snapshot().data_stale)
                 assert entry.snapshot().value("ups.status") == "OL"
                 nursery.cancel_scope.cancel()
+
+
+async def test_a_line_too_long_drops_the_connection_and_it_is_made_again(tmp_path):
+    path = tmp_path / "dummy-ups-u"
+    fake = ScriptedNutDriver(path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(fake.serve)
+        bridge = NutDriverBridge(settings(path))
+        async with bridged(nursery, bridge) as (_store, entry):
+            await fake.push(b'SETINFO ups.mfr "' + b"x" * 5000 + b'"\n')
+            await _wait(lambda: fake.received.count(b"DUMPALL") == 2)  # reconnected
+            await _wait(lambda: entry.snapshot().dumped)
+            assert entry.snapshot().value("ups.mfr") == 'Quote " and # hash'
+            nursery.cancel_scope.cancel()

@@ -194,6 +194,7 @@ def test_a_line_too_long_ends_the_parsing():
     events = list(parser.events())
     assert len(events) == 1
     assert isinstance(events[0], sp.BadLine)
+    assert parser.broken
     parser.receive_data(b"PONG\n")
     assert list(parser.events()) == []
 

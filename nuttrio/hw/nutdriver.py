@@ -274,6 +274,8 @@ class _Session:
             news = self.mirror.apply(event) or news
             if isinstance(event, sp.Tracking):
                 self._resolve(event)
+        if self.parser.broken:
+            raise DriverGone(f"the driver sent a line longer than {sp.MAX_DRIVER_LINE} bytes")
         if not news:
             return
         self.quiet_since = trio.current_time()

@@ -310,6 +310,11 @@ class DriverParser:
         self._tokenizer = Tokenizer(max_line=max_line)
         self._dead = False
 
+    @property
+    def broken(self) -> bool:
+        """Whether a line was too long: nothing more is parsed (drop the connection)."""
+        return self._dead
+
     def receive_data(self, data: bytes) -> None:
         """Add bytes read from the socket; ``b""`` means the driver closed it."""
         self._tokenizer.feed(data)
