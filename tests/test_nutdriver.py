@@ -214,7 +214,8 @@ async def test_a_started_driver_that_exits_ends_the_run(tmp_path):
     bridge = NutDriverBridge(settings(tmp_path / "fake-driver-u", binary=binary, user="nut"))
     store = StateStore()
     entry = store.add("u")
-    with entry.connect() as link, pytest.raises(Exception, match="exited with status 3"):
+    expected = r"exited with status 3 \(its last output: driver args: -a u -F -u nut\)$"
+    with entry.connect() as link, pytest.raises(DriverGone, match=expected):
         await bridge.run(link)
     assert not entry.snapshot().connected
 

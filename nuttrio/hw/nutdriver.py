@@ -35,6 +35,7 @@ driver (re)starts, as upsd does.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import logging
@@ -425,11 +426,15 @@ class NutDriverBridge:
     async def _supervise_process(
         self, link: DriverLink, process: trio.Process, task_status: trio.TaskStatus[None]
     ) -> None:
+        output = _DriverOutput(link.name)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_log_output, link.name, process)
+            nursery.start_soon(output.follow, process)
             nursery.start_soon(self._connect_and_serve, link, process, task_status)
             code = await process.wait()
-            raise DriverGone(f"driver {self.settings.driver} exited with status {code}")
+            with trio.move_on_after(0.5):  # what it said last, usually why it exited
+                await output.closed.wait()
+            said = f" (its last output: {output.last()})" if output.last() else ""
+            raise DriverGone(f"driver {self.settings.driver} exited with status {code}{said}")
 
     async def _connect_and_serve(
         self, link: DriverLink, process: trio.Process, task_status: trio.TaskStatus[None]
@@ -477,15 +482,33 @@ def _refuse_queued(link: DriverLink) -> None:
             return
 
 
-async def _log_output(name: str, process: trio.Process) -> None:
-    """Log the driver's output, one line at a time, until it closes it."""
-    assert process.stdout is not None
-    buffer = b""
-    async for chunk in process.stdout:
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            log.info("UPS %s driver: %s", name, line.decode("utf-8", "replace").rstrip())
+class _DriverOutput:
+    """A started driver's output: logged line by line, the last lines kept for messages."""
+
+    def __init__(self, name: str, keep: int = 3) -> None:
+        self.name = name
+        self.closed = trio.Event()
+        self._last: collections.deque[str] = collections.deque(maxlen=keep)
+
+    def last(self) -> str:
+        """The last lines, joined with `` / ``."""
+        return " / ".join(self._last)
+
+    async def follow(self, process: trio.Process) -> None:
+        """Read the output until the driver closes it."""
+        assert process.stdout is not None
+        buffer = b""
+        try:
+            async for chunk in process.stdout:
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for raw in lines:
+                    line = raw.decode("utf-8", "replace").strip()
+                    if line:
+                        self._last.append(line)
+                        log.info("UPS %s driver: %s", self.name, line)
+        finally:
+            self.closed.set()
 
 
 async def _stop(process: trio.Process) -> None:
