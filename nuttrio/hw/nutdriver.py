@@ -485,7 +485,7 @@ def _refuse_queued(link: DriverLink) -> None:
 class _DriverOutput:
     """A started driver's output: logged line by line, the last lines kept for messages."""
 
-    def __init__(self, name: str, keep: int = 3) -> None:
+    def __init__(self, name: str, keep: int = 6) -> None:
         self.name = name
         self.closed = trio.Event()
         self._last: collections.deque[str] = collections.deque(maxlen=keep)
