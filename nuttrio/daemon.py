@@ -9,10 +9,12 @@ or ``await nursery.start(run_daemon, options)``, which returns the :class:`Daemo
 driver has published its first state (or failed once) and the listeners are bound.
 
 Drivers run under supervision: a driver that raises is logged, its UPS reads as
-DRIVER-NOT-CONNECTED, and it is restarted after a back-off (1 s doubling up to 30 s, reset
-after a minute of good running), for as long as the daemon runs, as upsd keeps retrying a
-driver socket. Cancelling the daemon stops everything; nothing here installs signal
-handlers or calls :func:`trio.run` (that is the CLI's job).
+DRIVER-NOT-CONNECTED, and it is restarted after a back-off (ups.conf's ``retrydelay``, else
+1 s doubling up to 30 s; reset after a minute of good running), for as long as the daemon
+runs, as upsd keeps retrying a driver socket; past ``maxretry`` failures in a row (default
+5) the restart storm is logged and shown as ``driver.state`` (:class:`RestartPolicy`).
+Cancelling the daemon stops everything; nothing here installs signal handlers or calls
+:func:`trio.run` (that is the CLI's job).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -28,7 +30,7 @@ import attrs
 import trio
 
 from .descriptions import Descriptions
-from .hw import Driver, DriverContext, create_driver, dummy
+from .hw import Driver, DriverContext, DriverFailed, create_driver, dummy
 from .mgmt.notify import Notifier
 from .mgmt.process import DEFAULT_RUN_AS_USER, RunAs, command_user
 from .mgmt.runner import Manager, local_monitors, run_manager
@@ -77,6 +79,11 @@ class Role(enum.Enum):
     SECONDARY = "secondary"
 
 
+def _ups_names(names: Iterable[str]) -> frozenset[str]:
+    """``--nut-driver`` values, lower-cased; ``all`` becomes ``*``."""
+    return frozenset("*" if n.lower() == "all" else n.lower() for n in names)
+
+
 @attrs.frozen
 class DaemonOptions:
     """How to run the daemon.
@@ -89,6 +96,10 @@ class DaemonOptions:
         role: Attach, primary or secondary.
         upssched: An upssched.conf to run in-process for the notifications (also used when
             upsmon.conf's NOTIFYCMD names upssched: then ``confdir/upssched.conf``).
+        nut_drivers: UPS names served by NUT's driver binary even where nuttrio has a
+            driver of its own (``--nut-driver``); ``"all"`` (or ``"*"``) for every UPS.
+        external_drivers: Start no driver; serve each UPS from the NUT driver the system
+            started, through its socket in STATEPATH (``--external-drivers``).
     """
 
     confdir: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
@@ -96,11 +107,14 @@ class DaemonOptions:
     limits: ConnectionLimits = attrs.field(factory=ConnectionLimits)
     role: Role = Role.ATTACH
     upssched: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
+    nut_drivers: frozenset[str] = attrs.field(default=frozenset(), converter=_ups_names)
+    external_drivers: bool = False
 
 
 @attrs.define
 class _Running:
     section: UpsSection
+    driver: Driver
     scope: trio.CancelScope
     done: trio.Event
 
@@ -143,6 +157,11 @@ class Daemon:
             out.append((str(host), int(port)))
         return out
 
+    def driver(self, name: str) -> Driver | None:
+        """The driver running for UPS ``name`` (any case), or ``None``."""
+        running = self._drivers.get(name.lower())
+        return running.driver if running is not None else None
+
     async def start_driver(self, section: UpsSection, driver: Driver) -> None:
         """Create the UPS entry if needed and run ``driver`` for it under supervision.
 
@@ -150,8 +169,15 @@ class Daemon:
         """
         entry = self.store.get(section.name) or self.store.add(section.name, section.desc)
         done = trio.Event()
-        scope = await self._nursery.start(_supervise, entry, driver, done)
-        self._drivers[section.name.lower()] = _Running(section, scope, done)
+        policy = self._policy(section)
+        scope = await self._nursery.start(_supervise, entry, driver, done, policy)
+        self._drivers[section.name.lower()] = _Running(section, driver, scope, done)
+
+    def _policy(self, section: UpsSection) -> RestartPolicy:
+        """The restart policy of ``section`` (bad values were refused when it was loaded)."""
+        if self.config is None:
+            return RestartPolicy()
+        return RestartPolicy.from_section(section, self.config.ups_globals)
 
     async def start_drivers(self, items: Sequence[tuple[UpsSection, Driver]]) -> None:
         """Start several drivers concurrently; returns when each has started or failed once.
@@ -221,7 +247,7 @@ class Daemon:
             return
         try:
             new = reload_nut_config(self.config)
-            drivers = {s.name.lower(): (s, create_driver(s, driver_context(new))) for s in new.ups}
+            drivers = {s.name.lower(): (s, d) for s, d in _create_drivers(new, self.options)}
         except (ConfigError, OSError) as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             return
@@ -265,24 +291,87 @@ def _same_driver(a: UpsSection, b: UpsSection) -> bool:
     return key(a) == key(b)
 
 
+@attrs.frozen
+class RestartPolicy:
+    """How the supervisor restarts a driver that failed.
+
+    Attributes:
+        delay: ups.conf's ``retrydelay``: a fixed delay between restarts; ``None`` for a
+            back-off from :attr:`first`, doubling up to :attr:`cap`.
+        storm_after: ups.conf's ``maxretry``: failures in a row after which the restarts
+            are a *restart storm*: logged as an error and shown as ``driver.state``
+            ``restart-storm`` (the restarts go on, at the same pace).
+        first: The first back-off delay.
+        cap: The longest delay.
+        good_run: A run this long resets the count and the back-off.
+    """
+
+    delay: float | None = None
+    storm_after: int = 5
+    first: float = 1.0
+    cap: float = 30.0
+    good_run: float = 60.0
+
+    @classmethod
+    def from_section(cls, section: UpsSection, ups_globals: Mapping[str, str]) -> RestartPolicy:
+        """The policy of a section: its own maxretry/retrydelay, else ups.conf's globals.
+
+        Raises:
+            ConfigError: If either is not a positive number (with the section's line).
+        """
+        values: dict[str, float] = {}
+        for key in ("maxretry", "retrydelay"):
+            text = section.options.get(key, ups_globals.get(key))
+            if text is None:
+                continue
+            try:
+                values[key] = float(text)
+            except ValueError:
+                values[key] = 0.0
+            if values[key] <= 0 or (key == "maxretry" and not values[key].is_integer()):
+                raise ConfigError(
+                    f"UPS [{section.name}]: {key} = {text!r} is not a positive number",
+                    section.path,
+                    section.lineno,
+                )
+        return cls(delay=values.get("retrydelay"), storm_after=int(values.get("maxretry", 5)))
+
+    def delay_after(self, failures: int) -> float:
+        """Seconds to wait before the next start, after ``failures`` failures in a row."""
+        if self.delay is not None:
+            return self.delay
+        return min(self.first * 2.0 ** (failures - 1), self.cap)
+
+
 async def _supervise(
     entry: UpsEntry,
     driver: Driver,
     done: trio.Event,
+    policy: RestartPolicy,
     *,
     task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     try:
-        await _supervise_loop(entry, driver, task_status)
+        await _supervise_loop(entry, driver, policy, task_status)
     finally:
         done.set()
 
 
 async def _supervise_loop(
-    entry: UpsEntry, driver: Driver, task_status: trio.TaskStatus[trio.CancelScope]
+    entry: UpsEntry,
+    driver: Driver,
+    policy: RestartPolicy,
+    task_status: trio.TaskStatus[trio.CancelScope],
 ) -> None:
-    backoff = 1.0
-    failures = _FailureLog(entry.name)
+    """Run ``driver`` again and again: after it raises or returns, wait, then restart.
+
+    The UPS reads DRIVER-NOT-CONNECTED while the driver is down; past
+    ``policy.storm_after`` failures in a row it is a restart storm (an error is logged
+    once, ``driver.state`` reads ``restart-storm``); a good run ends the storm.
+    Cancellation stops the driver and the loop.
+    """
+    failures_log = _FailureLog(entry.name)
+    failures = 0
     with trio.CancelScope() as scope:
         reported = False
         while True:
@@ -291,27 +380,41 @@ async def _supervise_loop(
                 with entry.connect() as link:
                     async with trio.open_nursery() as nursery:
                         await nursery.start(driver.run, link)
-                        failures.reset()
+                        failures_log.reset()
+                        entry.set_driver_state(None)
                         if not reported:
                             reported = True
                             task_status.started(scope)
                 log.warning("driver for UPS %s stopped", entry.name)
             except Exception as exc:
-                failures.log(exc)
+                failures_log.log(exc)
             if not reported:
                 reported = True
                 task_status.started(scope)
-            if trio.current_time() - began > 60:
-                backoff = 1.0
-            await trio.sleep(backoff)
-            backoff = min(backoff * 2, 30.0)
+            failures = 1 if trio.current_time() - began > policy.good_run else failures + 1
+            delay = policy.delay_after(failures)
+            if failures == policy.storm_after:
+                log.error(
+                    "driver for UPS %s: restart storm, %d failures in a row (maxretry); "
+                    "still restarting it every %g s",
+                    entry.name,
+                    failures,
+                    delay,
+                )
+            entry.set_driver_state(
+                "restart-storm" if failures >= policy.storm_after else "restarting"
+            )
+            await trio.sleep(delay)
 
 
-def _config_error(exc: BaseException) -> ConfigError | None:
-    """The ConfigError ``exc`` is, or is the only error in (a driver's nursery wraps it)."""
+def _one_line_error(exc: BaseException) -> ConfigError | DriverFailed | None:
+    """The one-line error ``exc`` is, or is the only error in (a driver's nursery wraps it).
+
+    One-line errors are ConfigError and DriverFailed.
+    """
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
-    return exc if isinstance(exc, ConfigError) else None
+    return exc if isinstance(exc, ConfigError | DriverFailed) else None
 
 
 def _mtime(path: Path | None) -> int | None:
@@ -326,7 +429,9 @@ class _FailureLog:
 
     A configuration error (a bad ``.dev`` file, say) is one line with the file, the line
     and what is wrong, logged once per change of that file (the same error from the same
-    file is not logged again at every retry); anything else is logged with its traceback.
+    file is not logged again at every retry); a :class:`~nuttrio.hw.DriverFailed` (a NUT
+    driver that exited, say) is one line each time; anything else is logged with its
+    traceback.
     """
 
     def __init__(self, name: str) -> None:
@@ -338,9 +443,12 @@ class _FailureLog:
         self._seen = None
 
     def log(self, exc: Exception) -> None:
-        error = _config_error(exc)
-        if error is None:
-            log.error("driver for UPS %s failed", self.name, exc_info=exc)
+        error = _one_line_error(exc)
+        if not isinstance(error, ConfigError):
+            if error is None:
+                log.error("driver for UPS %s failed", self.name, exc_info=exc)
+            else:
+                log.error("driver for UPS %s failed: %s", self.name, error)
             self._seen = None
             return
         key = (str(error), _mtime(error.path))
@@ -351,10 +459,40 @@ class _FailureLog:
         self._seen = key
 
 
-def driver_context(config: NutConfig) -> DriverContext:
-    """What the drivers of ``config`` may know: confdir, STATEPATH and ups.conf's globals."""
+def _create_drivers(config: NutConfig, options: DaemonOptions) -> list[tuple[UpsSection, Driver]]:
+    """A driver for every section of ``config``, in order; restart settings checked too.
+
+    Raises:
+        ConfigError: For the first bad section.
+    """
+    context = driver_context(config, options)
+    names = {section.name.lower() for section in config.ups}
+    unknown = sorted(options.nut_drivers - names - {"*"})
+    if unknown:
+        raise ConfigError(
+            f"--nut-driver {', '.join(unknown)}: no such UPS in ups.conf",
+            config.confdir / "ups.conf",
+        )
+    out = []
+    for section in config.ups:
+        RestartPolicy.from_section(section, config.ups_globals)
+        out.append((section, create_driver(section, context)))
+    return out
+
+
+def driver_context(config: NutConfig, options: DaemonOptions | None = None) -> DriverContext:
+    """What the drivers of ``config`` may know: confdir, STATEPATH, ups.conf's globals, MAXAGE.
+
+    ``options`` adds which UPSes NUT's driver binaries serve (``--nut-driver``,
+    ``--external-drivers``).
+    """
     return DriverContext(
-        confdir=config.confdir, statepath=config.upsd.statepath, ups_globals=config.ups_globals
+        confdir=config.confdir,
+        statepath=config.upsd.statepath,
+        ups_globals=config.ups_globals,
+        maxage=config.upsd.maxage,
+        nut_drivers=options.nut_drivers if options is not None else frozenset(),
+        external_drivers=options.external_drivers if options is not None else False,
     )
 
 
@@ -519,14 +657,17 @@ async def _run_attach(
 ) -> Daemon:
     config = load_nut_config(options.confdir) if options.confdir is not None else None
     if config is not None:
-        sections: list[tuple[UpsSection, Driver]] = [
-            (s, create_driver(s, driver_context(config))) for s in config.ups
-        ]
+        sections = _create_drivers(config, options)
         for warning in config.warnings:
             log.warning("%s", warning)
         descriptions = Descriptions.load(config.upsd.datapath)
         settings = _settings(config)
         users = config.users
+    elif options.nut_drivers or options.external_drivers:
+        raise ConfigError(
+            "--nut-driver and --external-drivers need a NUT configuration directory with "
+            "ups.conf (--nut-config DIR or NUT_CONFPATH)"
+        )
     else:
         section, driver = dummy.simulated_ups()
         sections = [(section, driver)]

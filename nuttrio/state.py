@@ -447,6 +447,7 @@ class UpsEntry:
         self._link: DriverLink | None = None
         self._updates = 0
         self._connects = 0
+        self._supervisor_state: str | None = None
 
     # -- readers -----------------------------------------------------------------------------
 
@@ -527,6 +528,25 @@ class UpsEntry:
     def _set_logins(self) -> None:
         self._set(attrs.evolve(self.snapshot(), logins=tuple(r for _, r in self._logins)))
 
+    def set_driver_state(self, value: str | None) -> None:
+        """Publish ``driver.state`` (NUT 2.8.1's variable) as the daemon's supervisor sees it.
+
+        Used while the driver is down (``restarting``, ``restart-storm``); it is not news
+        from the driver (MAXAGE is unaffected). ``None`` (the driver runs again) removes
+        the value set here unless the driver has published its own since.
+        """
+        snap = self.snapshot()
+        variables = dict(snap.variables)
+        if value is not None:
+            variables["driver.state"] = Variable("driver.state", value)
+        elif self._supervisor_state is not None and snap.value("driver.state") == (
+            self._supervisor_state
+        ):
+            del variables["driver.state"]
+        self._supervisor_state = value
+        if variables != snap.variables:
+            self._set(attrs.evolve(snap, variables=MappingProxyType(variables)))
+
     # -- commands ------------------------------------------------------------------------------
 
     def submit(self, command: DriverCommand) -> bool:
@@ -590,6 +610,13 @@ class UpsEntry:
         if snap.silent:
             self._set(attrs.evolve(snap, silent=False))
 
+    def _set_connected(self, connected: bool) -> None:
+        snap = self.snapshot()
+        if connected:
+            self.last_heard = self._clock()
+        if snap.connected != connected:
+            self._set(attrs.evolve(snap, connected=connected, silent=False), rearm=connected)
+
     def _check_silence(self, maxage: float) -> None:
         """Publish the UPS as silent if its MAXAGE edge has passed (the store's timer)."""
         if self._clock() > self.silent_at(maxage):
@@ -629,6 +656,15 @@ class DriverLink:
     def heartbeat(self) -> None:
         """Say the driver is alive without changing data (upsd's PING/PONG)."""
         self._entry._heartbeat()
+
+    def set_connected(self, connected: bool) -> None:
+        """Say whether the driver reaches what feeds it (a bridged NUT driver's socket).
+
+        The UPS reads DRIVER-NOT-CONNECTED while ``False`` (commands are refused), as upsd
+        answers for a driver whose socket it cannot reach; the link stays attached.
+        ``True`` counts as news from the driver.
+        """
+        self._entry._set_connected(connected)
 
 
 class StateStore:

@@ -86,7 +86,8 @@ def test_help_lists_the_options():
     out = subprocess.run(
         [sys.executable, "-m", "nuttrio", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    for option in ("--attach", "--nut-config", "--listen", "--max-line", "--version"):
+    options = ("--attach", "--nut-config", "--listen", "--max-line", "--version", "--nut-driver")
+    for option in (*options, "--external-drivers"):
         assert option in out
 
 

@@ -607,13 +607,10 @@ def test_config_errors(tmp_path: Path) -> None:
         make("bad_name.dev")
     assert (info.value.path, info.value.lineno) == (FIXTURES / "bad_name.dev", 2)
 
-    for port, options in (
-        ("ups@localhost", {}),
-        ("odd_lines.dev", {"mode": "repeater"}),
-    ):
-        with pytest.raises(ConfigError, match="repeater") as info:
-            make(port, **options)
-        assert (info.value.path, info.value.lineno) == (Path("/etc/nut/ups.conf"), 7)
+    assert type(make("ups@localhost")).__name__ == "RepeaterUps"  # tests/test_repeater.py
+    with pytest.raises(ConfigError, match="repeater needs upsname@hostname") as info:
+        make("odd_lines.dev", mode="repeater")
+    assert (info.value.path, info.value.lineno) == (Path("/etc/nut/ups.conf"), 7)
 
     for options in ({"pollinterval": "0"}, {"pollinterval": "x"}, {"maxstartdelay": "10"}):
         with pytest.raises(ConfigError) as info:

@@ -40,7 +40,8 @@ def parse_listen(text: str) -> tuple[str, int]:
 #: What ``--nut-config DIR`` makes nuttrio read, for the help.
 _FILES_READ = (
     "read NUT's files from DIR: ups.conf (and the .dev/.seq files its dummy-ups sections "
-    "name), upsd.conf, upsd.users, the cmdvartab descriptions from upsd.conf's DATAPATH; "
+    "name; NUT's driver binaries read it too), upsd.conf, upsd.users, the cmdvartab "
+    "descriptions from upsd.conf's DATAPATH; "
     "upsmon.conf for --primary, --secondary, --killpower-check, why and notify-test; "
     "upssched.conf when upsmon.conf's NOTIFYCMD names upssched "
     "(default: $NUT_CONFPATH if set, else the built-in simulated UPS)"
@@ -152,6 +153,22 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="listen here instead of upsd.conf's LISTEN lines (repeatable; port 0 picks one)",
+    )
+    parser.add_argument(
+        "--nut-driver",
+        metavar="UPS",
+        action="append",
+        default=[],
+        help="serve UPS with NUT's own driver binary (started as upsdrvctl would, or the one "
+        "already running) even where nuttrio has a driver of its own (repeatable; 'all' for "
+        "every UPS). A driver nuttrio does not have always uses NUT's binary",
+    )
+    parser.add_argument(
+        "--external-drivers",
+        action="store_true",
+        help="start no driver: serve each UPS from the NUT driver the system starts "
+        "(upsdrvctl, nut-driver@ units), found by its socket in STATEPATH and followed "
+        "across restarts; DRIVER-NOT-CONNECTED while it is not running, as upsd",
     )
     parser.add_argument(
         "--max-line",
@@ -269,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         limits=ConnectionLimits(max_line=args.max_line),
         role=args.role or Role.ATTACH,
         upssched=args.upssched,
+        nut_drivers=frozenset(args.nut_driver),
+        external_drivers=args.external_drivers,
     )
     status = 0
     try:

@@ -30,9 +30,17 @@ __all__ = [
     "Driver",
     "DriverContext",
     "DriverFactory",
+    "DriverFailed",
     "DriverRegistry",
     "create_driver",
 ]
+
+
+class DriverFailed(Exception):
+    """A driver's run ended for a reason it says in one line (its process is gone, say).
+
+    The daemon logs the message without a traceback and restarts the driver.
+    """
 
 
 class Driver(Protocol):
@@ -63,12 +71,28 @@ class DriverContext:
         ups_globals: ups.conf's global settings (``pollinterval``, ``maxretry``,
             ``retrydelay``, ``driverpath``, ``user``...), lower-cased keys.
         clock: The clock drivers read (Trio's by default).
+        maxage: upsd.conf's MAXAGE (a bridged NUT driver is PINGed after a third of it).
+        nut_drivers: UPS names (lower case) served by NUT's driver binary even where
+            nuttrio has a driver of its own; ``"*"`` for every UPS (``--nut-driver``).
+        external_drivers: Start no driver: every UPS is served by the NUT driver that
+            the system started, found by its socket in STATEPATH (``--external-drivers``).
     """
 
     confdir: Path
     statepath: Path | None = None
     ups_globals: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen)
     clock: Callable[[], float] = trio.current_time
+    maxage: float = 15.0
+    nut_drivers: frozenset[str] = frozenset()
+    external_drivers: bool = False
+
+    def uses_nut_binary(self, section: UpsSection) -> bool:
+        """Whether ``section`` is served by NUT's driver binary rather than nuttrio's own."""
+        return (
+            self.external_drivers
+            or section.driver not in DRIVERS
+            or bool({"*", section.name.lower()} & self.nut_drivers)
+        )
 
 
 #: Builds a driver from its ups.conf section and the context.
@@ -141,18 +165,18 @@ DRIVERS = DriverRegistry(BUILTIN_DRIVERS)
 def create_driver(section: UpsSection, context: DriverContext) -> Driver:
     """Build the driver a ups.conf section names (importing its module now).
 
+    A section whose driver nuttrio does not have, or that the context sends to NUT's
+    binaries (:meth:`DriverContext.uses_nut_binary`), gets the bridge to NUT's driver
+    (:func:`nuttrio.hw.nutdriver.nut_driver_factory`).
+
     Raises:
-        ConfigError: If the driver is not one nuttrio has, its module cannot be imported,
-            or the section is invalid.
+        ConfigError: If the driver is neither nuttrio's nor a NUT binary found, its module
+            cannot be imported, or the section is invalid.
     """
-    if section.driver not in DRIVERS:
-        known = ", ".join(sorted(DRIVERS)) or "none"
-        raise ConfigError(
-            f"UPS {section.name}: driver {section.driver!r} is not available in nuttrio yet "
-            f"(available: {known})",
-            section.path,
-            section.lineno,
-        )
+    if context.uses_nut_binary(section):
+        from .nutdriver import nut_driver_factory  # imports base: not at the top
+
+        return nut_driver_factory(section, context, external=context.external_drivers)
     try:
         factory = DRIVERS[section.driver]
     except ImportError as exc:

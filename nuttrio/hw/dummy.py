@@ -9,8 +9,9 @@ A ups.conf section with ``driver = dummy-ups`` names a *definition file* in ``po
 file (mode ``dummy-loop``) is read again from the top each time its end is reached, so it
 plays a sequence forever; a ``.dev`` file (mode ``dummy-once``) is read once and read again
 only when its modification time changes. ``mode = dummy-once|dummy-loop|dummy`` in the
-section overrides the guess from the file name. The repeater mode (``port = ups@host``) is
-not available in nuttrio.
+section overrides the guess from the file name. The repeater mode (``port = ups@host``,
+or ``mode = repeater``) is :mod:`nuttrio.hw.repeater`, which :func:`dummy_factory` hands
+such a section to.
 
 The simulator is :class:`DummyCore`, synchronous and clock-free (every step takes ``now``),
 which keeps NUT's driver-side variable store with its quirks; :class:`DummyUps` runs it on
@@ -72,7 +73,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 import trio
@@ -86,6 +87,9 @@ from ..state import CommandKind, CommandStatus, DriverCommand, DriverLink, Varia
 from .base import Driver, DriverContext
 from .dummy_table import INITIAL, KNOWN, UNKNOWN_AUX, UNKNOWN_FLAGS, StFlag
 from .kit import every, run_polling_driver
+
+if TYPE_CHECKING:
+    from .repeater import RepeaterUps
 
 __all__ = [
     "DRIVER_NAME",
@@ -375,7 +379,7 @@ class DummySettings:
             ConfigError: For a key dummy-ups rejects (it exits with "not a valid variable
                 name for this driver"), a ``pollinterval`` that is not a positive number,
                 or the repeater mode (``port`` with ``@`` and no ``mode``, or
-                ``mode = repeater``), which nuttrio does not have.
+                ``mode = repeater``), which is :mod:`nuttrio.hw.repeater`'s.
         """
 
         def fail(message: str) -> ConfigError:
@@ -415,8 +419,8 @@ class DummySettings:
 
         if mode == "repeater" or (mode is None and "@" in section.port):
             raise fail(
-                f"dummy-ups repeater mode (port = {section.port!r}, upsname@host) is not "
-                "available in nuttrio; give a .dev or .seq file"
+                f"dummy-ups repeater mode (port = {section.port!r}, upsname@host) has no "
+                "definition file: nuttrio.hw.repeater serves it"
             )
         loop: bool | None = {"dummy-loop": True, "dummy-once": False, "dummy": True}.get(mode or "")
         if loop is None:
@@ -838,11 +842,12 @@ class DummyUps:
         return core.instcmd(command.name, command.value)
 
 
-def dummy_factory(section: UpsSection, context: DriverContext) -> DummyUps:
+def dummy_factory(section: UpsSection, context: DriverContext) -> DummyUps | RepeaterUps:
     """Build the driver for a ``driver = dummy-ups`` section (``DRIVERS["dummy-ups"]``).
 
     The definition file is read once here so that a bad one is reported at start-up; the
-    driver reads it again when it runs.
+    driver reads it again when it runs. A section in repeater mode gets a
+    :class:`~nuttrio.hw.repeater.RepeaterUps` instead.
 
     Args:
         section: The ups.conf section.
@@ -853,6 +858,10 @@ def dummy_factory(section: UpsSection, context: DriverContext) -> DummyUps:
             or unreadable file (with its path), or a line dummy-ups would crash on or
             mangle (with its path and line).
     """
+    from .repeater import is_repeater, repeater_factory  # imports this module
+
+    if is_repeater(section):
+        return repeater_factory(section, context)
     settings = DummySettings.from_section(section, context.ups_globals)
     source = FileSource(settings.resolve(context.confdir))
     DummyCore(settings, source)._open()
