@@ -232,19 +232,19 @@ def _section(driver: str, name: str = "u", **options: str) -> UpsSection:
 
 
 def test_the_factory_finds_the_binary_socket_and_settings(tmp_path):
-    (tmp_path / "usbhid-ups").write_text("#!/bin/sh\n")
-    (tmp_path / "usbhid-ups").chmod(0o755)
+    (tmp_path / "snmp-ups").write_text("#!/bin/sh\n")
+    (tmp_path / "snmp-ups").chmod(0o755)
     context = DriverContext(
         tmp_path,
         statepath=tmp_path / "state",
         ups_globals={"driverpath": str(tmp_path), "user": "nut", "maxstartdelay": "20"},
         maxage=9,
     )
-    bridge = create_driver(_section("usbhid-ups"), context)
+    bridge = create_driver(_section("snmp-ups"), context)
     assert isinstance(bridge, NutDriverBridge)
     s = bridge.settings
-    assert s.socket_path == tmp_path / "state" / "usbhid-ups-u"
-    assert s.argv() == [str(tmp_path / "usbhid-ups"), "-a", "u", "-F", "-u", "nut"]
+    assert s.socket_path == tmp_path / "state" / "snmp-ups-u"
+    assert s.argv() == [str(tmp_path / "snmp-ups"), "-a", "u", "-F", "-u", "nut"]
     assert s.start_timeout == 20
     assert s.ping_interval == 3
     env = s.environment()
@@ -256,10 +256,10 @@ def test_the_factory_finds_the_binary_socket_and_settings(tmp_path):
     assert isinstance(external, NutDriverBridge)
     assert external.settings.external
     with pytest.raises(ConfigError, match="maxstartdelay"):
-        nut_driver_factory(_section("usbhid-ups", maxstartdelay="soon"), context)
+        nut_driver_factory(_section("snmp-ups", maxstartdelay="soon"), context)
     with pytest.raises(ConfigError, match="longer than a Unix socket"):
         create_driver(
-            _section("usbhid-ups"), attrs.evolve(context, statepath=tmp_path / ("x" * 120))
+            _section("snmp-ups"), attrs.evolve(context, statepath=tmp_path / ("x" * 120))
         )
 
 
