@@ -53,8 +53,9 @@ def values(entry) -> dict[str, str]:
 
 @pytest.fixture
 def clock():
-    """A mock clock that jumps only after 100 ms of real idleness (20 ms flaked on a loaded machine): the driver's USB calls
-    run in worker threads, and an eager autojump would skip time while one is running."""
+    """A mock clock that jumps only after 100 ms of real idleness: the driver's USB calls
+    run in worker threads, and an eager autojump would skip time while one is running
+    (20 ms flaked on a loaded machine)."""
     return trio.testing.MockClock(autojump_threshold=0.1)
 
 
