@@ -18,8 +18,10 @@ handlers or calls :func:`trio.run` (that is the CLI's job).
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import math
+import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -56,6 +58,7 @@ from .server import (
     open_listeners,
     serve_nut,
 )
+from .server.tls import load_server_context
 from .state import StateStore, UpsEntry
 
 __all__ = ["DEFAULT_PORT", "Daemon", "DaemonOptions", "Role", "open_daemon", "run_daemon"]
@@ -224,7 +227,10 @@ class Daemon:
         self.config = new
         if self.core is not None:
             self.core.users = new.users
-            self.core.settings = _settings(new)
+            tls = self.core.settings.tls_available
+            if new.upsd.tls_configured != tls:
+                log.warning("a change of upsd.conf's TLS settings takes effect at the restart")
+            self.core.settings = _settings(new, tls_available=tls)
         self.store.maxage = new.upsd.maxage
         for name in list(self._drivers):
             if name not in drivers:
@@ -352,8 +358,37 @@ def driver_context(config: NutConfig) -> DriverContext:
     )
 
 
-def _settings(config: NutConfig) -> ServerSettings:
-    return ServerSettings(maxage=config.upsd.maxage, trackingdelay=config.upsd.trackingdelay)
+def _settings(config: NutConfig, *, tls_available: bool) -> ServerSettings:
+    upsd = config.upsd
+    plaintext = upsd.plaintext_networks()
+    if tls_available is False and plaintext is not None:
+        plaintext = None  # the TLS settings take effect at the restart
+    return ServerSettings(
+        maxage=upsd.maxage,
+        trackingdelay=upsd.trackingdelay,
+        tls_available=tls_available,
+        plaintext_from=plaintext,
+    )
+
+
+def _server_tls(config: NutConfig) -> ssl.SSLContext | None:
+    """upsd.conf's TLS context (see :func:`~nuttrio.server.tls.load_server_context`).
+
+    Raises:
+        ConfigError: If TLS is configured and cannot be set up.
+    """
+    path = config.confdir / "upsd.conf"
+    context = load_server_context(config.upsd, path)
+    if context is None and config.upsd.plaintext_from is not None:
+        log.warning(
+            "%s: NUTTRIO_PLAINTEXT_FROM has no effect without CERTFILE: with no certificate "
+            "every client may talk in plaintext, as with upsd",
+            path,
+        )
+    elif context is not None:
+        where = ", ".join(str(n) for n in config.upsd.plaintext_networks() or ()) or "nowhere"
+        log.info("TLS configured: commands without STARTTLS are accepted from %s", where)
+    return context
 
 
 def _listen_addresses(options: DaemonOptions, config: NutConfig | None) -> list[ListenAddress]:
@@ -387,6 +422,8 @@ def _host_port(host: str, port: int) -> str:
 
 def _limits(options: DaemonOptions, config: NutConfig | None) -> ConnectionLimits:
     limits = options.limits
+    if config is not None and limits.max_per_peer == ConnectionLimits().max_per_peer:
+        limits = attrs.evolve(limits, max_per_peer=config.upsd.maxconn_per_peer)
     if limits.max_clients is None and config is not None and config.upsd.maxconn is not None:
         # upsd counts driver sockets in MAXCONN; nuttrio counts its in-process drivers alike.
         clients = max(config.upsd.maxconn - len(config.ups), 1)
@@ -510,9 +547,11 @@ async def _run_attach(
         for warning in config.warnings:
             log.warning("%s", warning)
         descriptions = Descriptions.load(config.upsd.datapath)
-        settings = _settings(config)
+        tls_context = _server_tls(config)
+        settings = _settings(config, tls_available=tls_context is not None)
         users = config.users
     else:
+        tls_context = None
         section, driver = dummy.simulated_ups()
         sections = [(section, driver)]
         descriptions = Descriptions.load(None)
@@ -524,7 +563,12 @@ async def _run_attach(
     daemon = Daemon(options, config, store, core, nursery)
     await daemon.start_drivers(sections)
     listeners = await open_listeners(_listen_addresses(options, config))
-    daemon.listeners = await nursery.start(serve_nut, core, listeners, _limits(options, config))
+    daemon.listeners = await nursery.start(
+        functools.partial(serve_nut, tls_context=tls_context),
+        core,
+        listeners,
+        _limits(options, config),
+    )
     return daemon
 
 

@@ -1,0 +1,168 @@
+"""The server's TLS set-up: the certificate from upsd.conf, and who may talk without TLS.
+
+upsd.conf is read as upsd's OpenSSL build reads it: ``CERTFILE`` is one PEM file holding the
+certificate, its chain and the private key. ``CERTPATH`` next to it is the CA file or
+directory that client certificates are checked against when ``CERTREQUEST`` asks for one
+(upsd 2.8.6). Debian's upsd is an NSS build: ``CERTPATH`` there is an NSS database and
+``CERTIDENT`` the certificate's nickname. nuttrio cannot read NSS databases, so such a file
+stops it with the commands that export the certificate and key to PEM
+(:func:`nss_export_commands`). A certificate that cannot be loaded stops nuttrio too (as
+upsd 2.8.6 does): never a silent start in plaintext.
+
+Nothing here does I/O beyond reading the certificate files.
+"""
+
+from __future__ import annotations
+
+import shlex
+import ssl
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..nutconf.common import ConfigError
+from ..nutconf.upsd_conf import UPSD_CONF, CertRequest, IPNetwork, UpsdConfig
+from .guard import in_networks
+
+__all__ = [
+    "load_server_context",
+    "nss_export_commands",
+    "plaintext_allowed",
+    "server_context",
+]
+
+#: Files that mark a directory as an NSS database.
+_NSS_FILES = ("cert9.db", "cert8.db", "key4.db", "key3.db")
+
+_VERIFY_MODES = {
+    CertRequest.NO: ssl.CERT_NONE,
+    CertRequest.REQUEST: ssl.CERT_OPTIONAL,
+    CertRequest.REQUIRE: ssl.CERT_REQUIRED,
+}
+
+
+def server_context(
+    certfile: Path,
+    *,
+    ca: Path | None = None,
+    request: CertRequest = CertRequest.NO,
+    password: str | None = None,
+) -> ssl.SSLContext:
+    """A server-side context: TLS 1.2 at least (1.3 preferred), ``certfile``'s key and chain.
+
+    Args:
+        certfile: PEM with the certificate, its chain and the private key.
+        ca: CA file or directory for client certificates (needed unless ``request`` is NO).
+        request: Whether to ask for a client certificate (CERTREQUEST).
+        password: The private key's password, if it is encrypted.
+
+    Raises:
+        ssl.SSLError, OSError: If a file cannot be read or does not hold what it should.
+        ValueError: If a client certificate is asked for and no CA is given.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    ctx.load_cert_chain(str(certfile), password=password)
+    if request is not CertRequest.NO:
+        if ca is None:
+            raise ValueError("a client certificate is asked for, but no CA is given")
+        _load_ca(ctx, ca)
+    ctx.verify_mode = _VERIFY_MODES[request]
+    return ctx
+
+
+def _load_ca(ctx: ssl.SSLContext, ca: Path) -> None:
+    if ca.is_dir():
+        ctx.load_verify_locations(capath=str(ca))
+    else:
+        ctx.load_verify_locations(cafile=str(ca))
+
+
+def is_nss_database(path: Path) -> bool:
+    """Whether ``path`` is a directory holding an NSS certificate database."""
+    return path.is_dir() and any((path / name).exists() for name in _NSS_FILES)
+
+
+def nss_export_commands(certpath: Path, nickname: str, pem: Path) -> list[str]:
+    """The commands that export an NSS database's certificate and key to one PEM file.
+
+    The result is the file upsd.conf's ``CERTFILE`` names (certificate, chain, key).
+    pk12util asks for the database password (CERTIDENT's second word) and for a password
+    of the intermediate PKCS#12 file, which openssl then asks for.
+    """
+    p12 = pem.with_suffix(".p12")
+    db = shlex.quote(f"sql:{certpath}")
+    return [
+        f"certutil -L -d {db}",
+        f"pk12util -o {shlex.quote(str(p12))} -n {shlex.quote(nickname)} -d {db}",
+        f"openssl pkcs12 -in {shlex.quote(str(p12))} -out {shlex.quote(str(pem))} -nodes",
+        f"chmod 600 {shlex.quote(str(pem))} && rm {shlex.quote(str(p12))}",
+    ]
+
+
+def _nss_refusal(conf: UpsdConfig, path: Path) -> ConfigError:
+    certpath = conf.certpath or path.parent
+    nickname = conf.certident[0] if conf.certident is not None else "<CERTIDENT name>"
+    pem = path.parent / "upsd.pem"
+    steps = "\n".join(f"    {line}" for line in nss_export_commands(certpath, nickname, pem))
+    return ConfigError(
+        f"CERTPATH {certpath} and CERTIDENT configure Debian's NSS build of upsd; nuttrio "
+        "reads the certificate as upsd's OpenSSL build does, from one PEM file (CERTFILE). "
+        "Export the certificate and its key (certutil lists the nicknames; pk12util asks for "
+        f"the database password):\n{steps}\n"
+        f"then add 'CERTFILE {pem}' to {UPSD_CONF} (upsd 2.8.0 from Debian warns about that "
+        "line and goes on with its NSS database)",
+        path,
+        conf.lines.get("CERTPATH") or conf.lines.get("CERTIDENT"),
+    )
+
+
+def load_server_context(conf: UpsdConfig, path: Path) -> ssl.SSLContext | None:
+    """The server's TLS context from upsd.conf, or ``None`` when TLS is not configured.
+
+    Args:
+        conf: The upsd.conf settings.
+        path: The upsd.conf file, for the messages.
+
+    Raises:
+        ConfigError: With upsd.conf's line: an NSS database without CERTFILE (the message
+            gives the export commands), a certificate or CA that cannot be loaded, or
+            CERTREQUEST without a CA.
+    """
+    if not conf.tls_configured:
+        return None
+    if conf.certfile is None:
+        raise _nss_refusal(conf, path)
+    certfile = conf.certfile if conf.certfile.is_absolute() else path.parent / conf.certfile
+    ca = conf.certpath
+    if ca is not None and not ca.is_absolute():
+        ca = path.parent / ca
+    if conf.certrequest is not CertRequest.NO and (ca is None or is_nss_database(ca)):
+        raise ConfigError(
+            f"CERTREQUEST {conf.certrequest.name} needs CERTPATH: the CA file or directory "
+            "(PEM) that client certificates are checked against",
+            path,
+            conf.lines.get("CERTREQUEST"),
+        )
+    password = conf.certident[1] if conf.certident is not None else None
+    try:
+        return server_context(certfile, ca=ca, request=conf.certrequest, password=password)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+        raise ConfigError(
+            f"CERTFILE {certfile}: cannot load the certificate and key ({reason}); it must be "
+            "one PEM file with the certificate, its chain and the private key; nuttrio does "
+            "not start without TLS once TLS is configured",
+            path,
+            conf.lines.get("CERTFILE"),
+        ) from exc
+
+
+def plaintext_allowed(address: str, networks: Sequence[IPNetwork] | None) -> bool:
+    """Whether a peer at ``address`` may send commands without TLS.
+
+    ``networks`` ``None`` allows everyone (no certificate configured, as upsd). An address
+    that is not an IP address (a Unix socket, an unknown peer) is not in any network. An
+    IPv4-mapped IPv6 address counts as its IPv4 address.
+    """
+    return networks is None or in_networks(address, networks)
