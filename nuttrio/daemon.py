@@ -33,7 +33,7 @@ from .descriptions import Descriptions
 from .hw import Driver, DriverContext, create_driver, dummy
 from .mgmt.notify import Notifier
 from .mgmt.process import DEFAULT_RUN_AS_USER, RunAs, command_user
-from .mgmt.runner import Manager, local_monitors, run_manager
+from .mgmt.runner import Manager, client_tls, local_monitors, run_manager
 from .nutconf import (
     DEFAULT_PORT,
     UPSD_USERS,
@@ -450,6 +450,8 @@ def load_manager_config(options: DaemonOptions) -> tuple[UpsmonConfig, UpsschedC
     for warning in upsmon.warnings:
         log.warning("%s", warning)
     run_as_user(upsmon)
+    for mon in upsmon.monitors:
+        client_tls(upsmon, mon)  # a CA or certificate that cannot be loaded stops us now
     sched_path = options.upssched
     if sched_path is None and upsmon.uses_upssched:
         sched_path = options.confdir / "upssched.conf"

@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ssl
-import string
 from pathlib import Path
+
+from ..nutconf.common import parse_pin
 
 __all__ = [
     "CertificatePinError",
@@ -29,27 +30,6 @@ __all__ = [
 
 class CertificatePinError(ssl.SSLError):
     """The server's certificate is not the pinned one (an :class:`OSError`, as SSL errors)."""
-
-
-def parse_pin(text: str) -> bytes:
-    """The 32 bytes of a SHA-256 pin written as hex, with or without colons.
-
-    ``sha256:`` / ``SHA256=`` prefixes (as openssl prints) and spaces are allowed.
-
-    Raises:
-        ValueError: If it is not 64 hex digits.
-    """
-    cleaned = text.strip()
-    for prefix in ("sha256:", "sha256=", "sha256 fingerprint="):
-        if cleaned.lower().startswith(prefix):
-            cleaned = cleaned[len(prefix) :]
-    cleaned = cleaned.replace(":", "").replace(" ", "")
-    if len(cleaned) != 64 or not set(cleaned) <= set(string.hexdigits):
-        raise ValueError(
-            f"a pin is the SHA-256 fingerprint of the certificate: 64 hex digits "
-            f"(colons allowed), not {text!r}"
-        )
-    return bytes.fromhex(cleaned)
 
 
 def cert_fingerprint(der: bytes) -> bytes:

@@ -19,7 +19,7 @@ import ssl
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..nutconf.common import ConfigError
+from ..nutconf.common import ConfigError, is_nss_database
 from ..nutconf.upsd_conf import UPSD_CONF, CertRequest, IPNetwork, UpsdConfig
 from .guard import in_networks
 
@@ -29,9 +29,6 @@ __all__ = [
     "plaintext_allowed",
     "server_context",
 ]
-
-#: Files that mark a directory as an NSS database.
-_NSS_FILES = ("cert9.db", "cert8.db", "key4.db", "key3.db")
 
 _VERIFY_MODES = {
     CertRequest.NO: ssl.CERT_NONE,
@@ -76,11 +73,6 @@ def _load_ca(ctx: ssl.SSLContext, ca: Path) -> None:
         ctx.load_verify_locations(capath=str(ca))
     else:
         ctx.load_verify_locations(cafile=str(ca))
-
-
-def is_nss_database(path: Path) -> bool:
-    """Whether ``path`` is a directory holding an NSS certificate database."""
-    return path.is_dir() and any((path / name).exists() for name in _NSS_FILES)
 
 
 def nss_export_commands(certpath: Path, nickname: str, pem: Path) -> list[str]:
