@@ -17,7 +17,7 @@ from ..daemon import DEFAULT_PORT, Daemon, DaemonOptions, Role, run_daemon
 from ..nutconf import ConfigError, split_host_port
 from ..protocol import DEFAULT_MAX_LINE
 from ..server import ConnectionLimits, ListenError
-from . import tools
+from . import cert, tools
 
 __all__ = ["main", "parse_listen"]
 
@@ -103,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, summary, description in _SUBCOMMANDS:
         sub = commands.add_parser(name, help=summary, description=description)
         _add_config_options(sub, subcommand=True)
+    _add_cert_command(commands)
     roles = parser.add_argument_group("role (one of)")
     role = roles.add_mutually_exclusive_group()
     role.add_argument(
@@ -155,6 +156,43 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"nuttrio {__version__}")
     return parser
+
+
+def _add_cert_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub = commands.add_parser(
+        "cert",
+        help="make a private key and a self-signed certificate for STARTTLS",
+        description="Write HOST.pem (certificate and private key, mode 0600: upsd.conf's "
+        "CERTFILE) and HOST-cert.pem (the certificate alone, for the clients' CERTPATH) "
+        "into DIR, then print the SHA-256 fingerprint and the lines to paste into "
+        "upsd.conf and upsmon.conf. Existing files are never overwritten.",
+    )
+    sub.add_argument(
+        "--host",
+        required=True,
+        metavar="NAME",
+        help="the name (or IP address) clients connect to; the certificate is made for it",
+    )
+    sub.add_argument(
+        "--days",
+        type=_positive_int,
+        default=cert.DEFAULT_DAYS,
+        help=f"validity in days (default {cert.DEFAULT_DAYS})",
+    )
+    sub.add_argument(
+        "--out", type=Path, default=Path(), metavar="DIR", help="where to write (default: .)"
+    )
+
+
+def _cert_command(args: argparse.Namespace) -> int:
+    """``nuttrio cert``: exit 0 with the report, or 1 if the files cannot be written."""
+    try:
+        files = cert.write_cert(args.host, args.out, days=args.days)
+    except OSError as exc:
+        print(f"nuttrio cert: {exc}", file=sys.stderr)
+        return 1
+    print(cert.report(files, args.host))
+    return 0
 
 
 def _bracketed(host: str) -> str:
@@ -241,6 +279,8 @@ async def _daemon_then_stop(
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``nuttrio`` command line; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.command == "cert":
+        return _cert_command(args)
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
