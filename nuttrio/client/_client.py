@@ -323,7 +323,10 @@ class NutClient:
                 connection stays usable in clear text.
             RemoteProtocolError: If the server sent data before the handshake.
             CertificatePinError: If the certificate is not the pinned one.
-            ssl.SSLError, trio.BrokenResourceError: If the handshake or confirmation failed.
+            ssl.SSLError: If the handshake failed for a TLS reason (the certificate did not
+                verify...).
+            trio.BrokenResourceError: If the connection broke during the handshake or the
+                confirmation.
         """
         await self._call(ev.StartTLS())
         async with self._lock:
@@ -332,9 +335,15 @@ class NutClient:
                     raise RemoteProtocolError("the server sent data after OK STARTTLS")
                 name = server_hostname or self.host
                 tls = trio.SSLStream(self._stream, ssl_context, server_hostname=name)
-                await tls.do_handshake()
+                try:
+                    await tls.do_handshake()
+                except trio.BrokenResourceError as exc:
+                    # Say why (certificate verify failed...), not just "broken".
+                    if isinstance(exc.__cause__, ssl.SSLError):
+                        raise exc.__cause__ from None
+                    raise
                 if pin is not None:
-                    check_pin(tls.ssl_object, pin)
+                    check_pin(tls.getpeercert(binary_form=True), pin)
             except BaseException:
                 self._conn.send_failed()
                 await self.aclose()

@@ -42,13 +42,12 @@ def format_fingerprint(digest: bytes) -> str:
     return ":".join(f"{b:02X}" for b in digest)
 
 
-def check_pin(ssl_object: ssl.SSLObject, pin: bytes) -> None:
-    """Check the peer's certificate of an established TLS session against ``pin``.
+def check_pin(der: bytes | None, pin: bytes) -> None:
+    """Check a peer's certificate (DER, as ``getpeercert(binary_form=True)``) against ``pin``.
 
     Raises:
         CertificatePinError: If there is no certificate or its fingerprint differs.
     """
-    der = ssl_object.getpeercert(binary_form=True)
     if der is None:
         raise CertificatePinError("the server sent no certificate to check the pin against")
     got = cert_fingerprint(der)

@@ -79,16 +79,17 @@ def nss_export_commands(certpath: Path, nickname: str, pem: Path) -> list[str]:
     """The commands that export an NSS database's certificate and key to one PEM file.
 
     The result is the file upsd.conf's ``CERTFILE`` names (certificate, chain, key).
-    pk12util asks for the database password (CERTIDENT's second word) and for a password
-    of the intermediate PKCS#12 file, which openssl then asks for.
+    pk12util asks for the database password (CERTIDENT's second word) if it has one; the
+    intermediate PKCS#12 file has an empty password and is removed at the end.
     """
-    p12 = pem.with_suffix(".p12")
+    p12 = shlex.quote(str(pem.with_suffix(".p12")))
+    out = shlex.quote(str(pem))
     db = shlex.quote(f"sql:{certpath}")
     return [
         f"certutil -L -d {db}",
-        f"pk12util -o {shlex.quote(str(p12))} -n {shlex.quote(nickname)} -d {db}",
-        f"openssl pkcs12 -in {shlex.quote(str(p12))} -out {shlex.quote(str(pem))} -nodes",
-        f"chmod 600 {shlex.quote(str(pem))} && rm {shlex.quote(str(p12))}",
+        f"pk12util -o {p12} -n {shlex.quote(nickname)} -d {db} -W ''",
+        f"openssl pkcs12 -in {p12} -out {out} -nodes -passin pass:",
+        f"chmod 600 {out} && rm {p12}",
     ]
 
 
@@ -101,7 +102,7 @@ def _nss_refusal(conf: UpsdConfig, path: Path) -> ConfigError:
         f"CERTPATH {certpath} and CERTIDENT configure Debian's NSS build of upsd; nuttrio "
         "reads the certificate as upsd's OpenSSL build does, from one PEM file (CERTFILE). "
         "Export the certificate and its key (certutil lists the nicknames; pk12util asks for "
-        f"the database password):\n{steps}\n"
+        f"the database password, if any):\n{steps}\n"
         f"then add 'CERTFILE {pem}' to {UPSD_CONF} (upsd 2.8.0 from Debian warns about that "
         "line and goes on with its NSS database)",
         path,
