@@ -69,12 +69,13 @@ def make_self_signed(host: str, days: int) -> tuple[bytes, bytes, datetime.datet
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(not_after)
         .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
-        # Its own trust anchor: a CA that may sign nothing but itself.
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        # An end-entity certificate: NSS (Debian's upsmon) refuses a CA certificate as a
+        # server's; OpenSSL and NSS ("P,," trust) take a self-signed one as its own anchor.
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
-                key_cert_sign=True,
+                key_cert_sign=False,
                 content_commitment=False,
                 key_encipherment=False,
                 data_encipherment=False,
