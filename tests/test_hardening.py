@@ -310,3 +310,18 @@ async def test_audit_lines(core, caplog):
     assert "request='FSD ups' result=OK" in lines[3]
     assert "ups=nope request='FSD nope' result=UNKNOWN-UPS" in lines[4]
     assert all("right" not in line for line in lines)  # no password
+
+
+def test_upsd_users_readable_by_others_warns(tmp_path):
+    from nuttrio.nutconf import load_nut_config
+
+    (tmp_path / "upsd.conf").write_text("")
+    (tmp_path / "ups.conf").write_text("[ups]\n driver = dummy-ups\n port = a.dev\n")
+    users = tmp_path / "upsd.users"
+    users.write_text("[admin]\n password = pw\n")
+    (tmp_path / "upsd.conf").chmod(0o600)
+    users.chmod(0o644)
+    warnings = [str(w) for w in load_nut_config(tmp_path, env={}).warnings]
+    assert f"{users}: file is world readable" in warnings
+    users.chmod(0o600)
+    assert not [str(w) for w in load_nut_config(tmp_path, env={}).warnings]

@@ -423,3 +423,53 @@ def test_cert_command(tmp_path: Path, capsys) -> None:
     # Never overwritten.
     assert cli.main(["cert", "--host", "ups.example", "--out", str(out)]) == 1
     assert "exists" in capsys.readouterr().err
+
+
+# -- CERTREQUEST: client certificates ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("request_word", ["REQUIRE", "2"])
+async def test_certrequest_require_client_certificate(
+    tmp_path: Path, ca: trustme.CA, certfile: Path, ca_file: Path, request_word: str
+) -> None:
+    client_pem = tmp_path / "client.pem"
+    ca.issue_cert("upsmon.example").private_key_and_cert_chain_pem.write_to_path(str(client_pem))
+    confdir = write_confdir(
+        tmp_path / "conf",
+        f"CERTFILE {certfile}\nCERTPATH {ca_file}\nCERTREQUEST {request_word}\n",
+    )
+    async with nuttrio.open_daemon(daemon_options(confdir)) as daemon:
+        port = daemon.addresses[0][1]
+        ctx = client_ssl_context(ca=ca_file, certfile=client_pem)
+        async with open_nut_client("localhost", port, ssl_context=ctx) as nut:
+            assert await nut.get_var("ups", "ups.status") == "OL"
+        # Without a certificate: with TLS 1.3 the server refuses only after the client's
+        # handshake is done; the confirming request after STARTTLS makes it fail here.
+        with pytest.raises((ssl.SSLError, trio.BrokenResourceError)):
+            await connect_nut("localhost", port, ssl_context=client_ssl_context(ca=ca_file))
+        # A certificate from another CA: refused too.
+        other = tmp_path / "other.pem"
+        trustme.CA().issue_cert("x").private_key_and_cert_chain_pem.write_to_path(str(other))
+        with pytest.raises((ssl.SSLError, trio.BrokenResourceError)):
+            await connect_nut(
+                "localhost", port, ssl_context=client_ssl_context(ca=ca_file, certfile=other)
+            )
+
+
+async def test_certrequest_without_confirmation_fails_later(
+    tmp_path: Path, certfile: Path, ca_file: Path
+) -> None:
+    """Why the follow-up request exists (NUT #3387): without it, STARTTLS 'succeeds'."""
+    confdir = write_confdir(
+        tmp_path / "conf", f"CERTFILE {certfile}\nCERTPATH {ca_file}\nCERTREQUEST 2\n"
+    )
+    async with nuttrio.open_daemon(daemon_options(confdir)) as daemon:
+        port = daemon.addresses[0][1]
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        client = wrap_nut_stream(stream, host="localhost")
+        try:
+            await client.starttls(client_ssl_context(ca=ca_file), confirm=False)
+            with pytest.raises((ssl.SSLError, trio.BrokenResourceError)):
+                await client.get_var("ups", "ups.status")
+        finally:
+            await client.aclose()

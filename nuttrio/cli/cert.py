@@ -147,6 +147,11 @@ def report(files: CertFiles, host: str) -> str:
             "    FORCESSL 1",
             f"    NUTTRIO_CERTPIN {host} {files.fingerprint}",
             "",
+            "Debian's upsmon (NSS build) takes an NSS database as CERTPATH instead:",
+            "    certutil -N -d sql:/etc/nut/nssdb --empty-password",
+            f"    certutil -A -d sql:/etc/nut/nssdb -n nuttrio -t P,, -i {files.certonly}",
+            "    CERTPATH /etc/nut/nssdb",
+            "",
             f"client tools: --tls --ca {files.certonly} (or --pin {files.fingerprint})",
         ]
     )
