@@ -129,21 +129,22 @@ class Session:
         self.conn = conn
         self.address = address
         self.login_entry: UpsEntry | None = None
-        #: Seconds to wait before sending the reply just computed (a failed authentication).
+        #: Seconds to wait before sending the reply just computed (a failed
+        #: authentication); the caller sets it back to 0 once it has waited.
         self.reply_delay = 0.0
-        #: Whether the request just answered failed authentication.
+        #: Whether the request being answered failed authentication.
         self.auth_failed = False
         #: Whether a command was refused for want of TLS (logged once per connection).
         self.refused_plaintext = False
-        self._plaintext: tuple[ServerSettings | None, bool] = (None, False)
+        #: Whether this peer may talk without TLS under :attr:`plaintext_for`.
+        self.plaintext_allowed = False
+        #: The settings :attr:`plaintext_allowed` was computed for (a reload replaces them).
+        self.plaintext_for: ServerSettings | None = None
 
-    def plaintext_ok(self, settings: ServerSettings) -> bool:
-        """Whether this peer may send commands without TLS under ``settings``."""
-        known, allowed = self._plaintext
-        if known is not settings:  # computed once per settings (a reload replaces them)
-            allowed = plaintext_allowed(self.address, settings.plaintext_from)
-            self._plaintext = (settings, allowed)
-        return allowed
+    def check_plaintext(self, settings: ServerSettings) -> None:
+        """Compute :attr:`plaintext_allowed` for ``settings``."""
+        self.plaintext_allowed = plaintext_allowed(self.address, settings.plaintext_from)
+        self.plaintext_for = settings
 
 
 _TRACKING_TEXT = {
@@ -275,14 +276,15 @@ class ServerCore:
 
         Never blocks, never raises for client input. A request refused for want of TLS is
         not looked at further. After a failed authentication, ``session.reply_delay`` holds
-        the seconds the caller should wait before sending the reply (else 0).
+        the seconds the caller should wait before sending the reply; the caller resets it.
         """
-        if session.conn.tls or session.plaintext_ok(self.settings) or type(request) is ev.StartTLS:
-            session.reply_delay = 0.0
-            session.auth_failed = False
+        if session.plaintext_for is not self.settings:
+            session.check_plaintext(self.settings)
+        if session.plaintext_allowed or session.conn.tls or type(request) is ev.StartTLS:
             reply = self._answer(session, request)
             if session.auth_failed or type(request) in _AUDITED:
                 _audit(session, request, reply)
+                session.auth_failed = False
         else:
             reply = _TLS_REQUIRED
             if not session.refused_plaintext:

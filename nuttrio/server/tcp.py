@@ -178,6 +178,7 @@ async def _serve_session(
                 reply = core.handle(session, request)
                 if session.reply_delay:
                     await _throttled(stream, out, session.reply_delay, limits, scope)
+                    session.reply_delay = 0.0
                 out += conn.send(reply)
             if out:
                 deadline = trio.current_time() + limits.idle_timeout
