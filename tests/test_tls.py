@@ -473,3 +473,25 @@ async def test_certrequest_without_confirmation_fails_later(
                 await client.get_var("ups", "ups.status")
         finally:
             await client.aclose()
+
+
+async def test_tls_from_flags_for_the_client_tools(tmp_path: Path) -> None:
+    from nuttrio.client import tls_from_flags
+
+    assert tls_from_flags() == (None, None)
+    ctx, pin = tls_from_flags(tls=True)
+    assert ctx is not None
+    assert (ctx.verify_mode, pin) == (ssl.CERT_NONE, None)
+    ctx, _ = tls_from_flags(verify=True)
+    assert ctx is not None
+    assert ctx.verify_mode is ssl.CERT_REQUIRED
+    files = write_cert("localhost", tmp_path / "certs", days=30)
+    confdir = write_confdir(tmp_path / "conf", f"CERTFILE {files.certfile}\n")
+    async with nuttrio.open_daemon(daemon_options(confdir)) as daemon:
+        port = daemon.addresses[0][1]
+        for flags in ({"ca": files.certonly}, {"pin": files.fingerprint}):
+            ctx, pin = tls_from_flags(**flags)
+            async with open_nut_client("localhost", port, ssl_context=ctx, pin=pin) as nut:
+                assert await nut.get_var("ups", "ups.status") == "OL"
+        with pytest.raises(ValueError, match="64 hex digits"):
+            tls_from_flags(pin="nope")

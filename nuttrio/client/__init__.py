@@ -28,3 +28,4 @@ from ._tls import check_pin as check_pin
 from ._tls import client_ssl_context as client_ssl_context
 from ._tls import format_fingerprint as format_fingerprint
 from ._tls import parse_pin as parse_pin
+from ._tls import tls_from_flags as tls_from_flags

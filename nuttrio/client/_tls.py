@@ -25,6 +25,7 @@ __all__ = [
     "client_ssl_context",
     "format_fingerprint",
     "parse_pin",
+    "tls_from_flags",
 ]
 
 
@@ -108,3 +109,32 @@ def _load_ca(ctx: ssl.SSLContext, ca: Path) -> None:
     for item in sorted(ca.iterdir()):
         if item.suffix in (".pem", ".crt") and item.is_file():
             ctx.load_verify_locations(cafile=str(item))
+
+
+def tls_from_flags(
+    *,
+    tls: bool = False,
+    verify: bool = False,
+    ca: Path | str | None = None,
+    pin: str | None = None,
+) -> tuple[ssl.SSLContext | None, bytes | None]:
+    """The ``ssl_context`` and ``pin`` for :func:`~nuttrio.client.connect_nut` from tool flags.
+
+    For the client tools' ``--tls``, ``--tls-verify``, ``--ca FILE`` and ``--pin SHA256``:
+    ``--tls`` alone encrypts without checking the certificate (as upsc's STARTTLS attempt);
+    ``--tls-verify`` checks it against the system's CAs, ``--ca`` against that file or
+    directory (it implies ``--tls-verify``); ``--pin`` checks the fingerprint (with no
+    ``--ca``, the pin alone authenticates). Any of them turns TLS on.
+
+    Returns:
+        ``(None, None)`` when no flag asks for TLS.
+
+    Raises:
+        ValueError: If the pin is not a SHA-256 fingerprint.
+        OSError, ssl.SSLError: If the CA cannot be loaded.
+    """
+    digest = parse_pin(pin) if pin is not None else None
+    verify = verify or ca is not None
+    if not (tls or verify or digest is not None):
+        return None, None
+    return client_ssl_context(ca=ca, verify=verify, pin=digest), digest
