@@ -144,10 +144,18 @@ def nss_upsd(tmp_path: Path):
         port=port,
         ups={"ups": {"port": "ups.dev"}},
         users=USERS,
-        upsd_extra=f"CERTPATH {db}\nCERTIDENT upsd nopass\n",
+        # nuttrio's lines (CERTFILE is an OpenSSL build's) are skipped by Debian's upsd with
+        # a warning: one upsd.conf serves both.
+        upsd_extra=(
+            f"CERTPATH {db}\nCERTIDENT upsd nopass\nCERTFILE {tmp_path / 'upsd.pem'}\n"
+            "NUTTRIO_PLAINTEXT_FROM 127.0.0.1/32\nNUTTRIO_MAXCONN_PER_PEER 8\n"
+        ),
     )
-    with RealNut(confdir):
+    with RealNut(confdir) as nut:
         yield port, der
+        log = Path(nut.log_path("upsd")).read_text(errors="replace")
+        for directive in ("CERTFILE", "NUTTRIO_PLAINTEXT_FROM", "NUTTRIO_MAXCONN_PER_PEER"):
+            assert re.search(rf"invalid directive.*{directive}|{directive}.*invalid", log), log
 
 
 async def test_nuttrio_client_against_the_real_nss_upsd(nss_upsd, tmp_path: Path) -> None:
