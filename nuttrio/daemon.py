@@ -17,6 +17,7 @@ handlers or calls :func:`trio.run` (that is the CLI's job).
 
 from __future__ import annotations
 
+import datetime
 import enum
 import functools
 import logging
@@ -58,7 +59,7 @@ from .server import (
     open_listeners,
     serve_nut,
 )
-from .server.tls import load_server_context
+from .server.tls import expiry_warning, load_server_context
 from .state import StateStore, UpsEntry
 
 __all__ = ["DEFAULT_PORT", "Daemon", "DaemonOptions", "Role", "open_daemon", "run_daemon"]
@@ -386,6 +387,12 @@ def _server_tls(config: NutConfig) -> ssl.SSLContext | None:
             path,
         )
     elif context is not None:
+        assert config.upsd.certfile is not None
+        warning = expiry_warning(
+            config.confdir / config.upsd.certfile, datetime.datetime.now(datetime.UTC)
+        )
+        if warning is not None:
+            log.warning("%s", warning)
         where = ", ".join(str(n) for n in config.upsd.plaintext_networks() or ()) or "nowhere"
         log.info("TLS configured: commands without STARTTLS are accepted from %s", where)
     return context

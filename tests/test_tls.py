@@ -495,3 +495,27 @@ async def test_tls_from_flags_for_the_client_tools(tmp_path: Path) -> None:
                 assert await nut.get_var("ups", "ups.status") == "OL"
         with pytest.raises(ValueError, match="64 hex digits"):
             tls_from_flags(pin="nope")
+
+
+def test_certificate_expiry_warning(tmp_path: Path, caplog) -> None:
+    import datetime
+
+    from nuttrio.server.tls import expiry_warning
+
+    files = write_cert("localhost", tmp_path / "certs", days=10)
+    now = datetime.datetime.now(datetime.UTC)
+    soon = expiry_warning(files.certfile, now)
+    assert soon is not None
+    assert soon.endswith("in 9 days")
+    late = expiry_warning(files.certfile, now + datetime.timedelta(days=11))
+    assert late is not None
+    assert "the certificate expired on" in late
+    assert expiry_warning(write_cert("far", tmp_path / "far", days=400).certfile, now) is None
+
+
+async def test_daemon_warns_about_a_certificate_about_to_expire(tmp_path: Path, caplog) -> None:
+    files = write_cert("localhost", tmp_path / "certs", days=5)
+    confdir = write_confdir(tmp_path / "conf", f"CERTFILE {files.certfile}\n")
+    async with nuttrio.open_daemon(daemon_options(confdir)):
+        pass
+    assert any("the certificate expires on" in r.getMessage() for r in caplog.records)

@@ -14,6 +14,7 @@ Nothing here does I/O beyond reading the certificate files.
 
 from __future__ import annotations
 
+import datetime
 import shlex
 import ssl
 from collections.abc import Sequence
@@ -24,11 +25,17 @@ from ..nutconf.upsd_conf import UPSD_CONF, CertRequest, IPNetwork, UpsdConfig
 from .guard import in_networks
 
 __all__ = [
+    "EXPIRY_WARNING_DAYS",
+    "certificate_expiry",
+    "expiry_warning",
     "load_server_context",
     "nss_export_commands",
     "plaintext_allowed",
     "server_context",
 ]
+
+#: Days before its expiry from which the server's certificate is warned about at start.
+EXPIRY_WARNING_DAYS = 30
 
 _VERIFY_MODES = {
     CertRequest.NO: ssl.CERT_NONE,
@@ -149,6 +156,40 @@ def load_server_context(conf: UpsdConfig, path: Path) -> ssl.SSLContext | None:
             path,
             conf.lines.get("CERTFILE"),
         ) from exc
+
+
+def certificate_expiry(certfile: Path) -> datetime.datetime | None:
+    """When the first certificate in ``certfile`` (the server's own) expires, in UTC.
+
+    ``None`` if the file holds no certificate that can be read.
+    """
+    from cryptography import x509
+
+    try:
+        certs = x509.load_pem_x509_certificates(certfile.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return certs[0].not_valid_after_utc if certs else None
+
+
+def expiry_warning(certfile: Path, now: datetime.datetime) -> str | None:
+    """A warning if the certificate has expired or expires within EXPIRY_WARNING_DAYS.
+
+    RFC 9271 6.2.1 asks for careful certificate management in long-lived installations;
+    an expired certificate is still served (clients that verify will refuse it).
+    """
+    expires = certificate_expiry(certfile)
+    if expires is None:
+        return None
+    left = expires - now
+    if left.total_seconds() <= 0:
+        return f"CERTFILE {certfile}: the certificate expired on {expires:%Y-%m-%d %H:%M} UTC"
+    if left.days < EXPIRY_WARNING_DAYS:
+        return (
+            f"CERTFILE {certfile}: the certificate expires on {expires:%Y-%m-%d %H:%M} UTC, "
+            f"in {left.days} days"
+        )
+    return None
 
 
 def plaintext_allowed(address: str, networks: Sequence[IPNetwork] | None) -> bool:
