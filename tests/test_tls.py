@@ -7,6 +7,7 @@ upsd.conf allows plaintext from 127.0.0.1/32 only.
 
 from __future__ import annotations
 
+import shutil
 import ssl
 import stat
 from pathlib import Path
@@ -428,15 +429,20 @@ def test_cert_command(tmp_path: Path, capsys) -> None:
 # -- CERTREQUEST: client certificates ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("request_word", ["REQUIRE", "2"])
+@pytest.mark.parametrize(("request_word", "ca_dir"), [("REQUIRE", False), ("2", True)])
 async def test_certrequest_require_client_certificate(
-    tmp_path: Path, ca: trustme.CA, certfile: Path, ca_file: Path, request_word: str
+    tmp_path: Path, ca: trustme.CA, certfile: Path, ca_file: Path, request_word: str, ca_dir: bool
 ) -> None:
     client_pem = tmp_path / "client.pem"
     ca.issue_cert("upsmon.example").private_key_and_cert_chain_pem.write_to_path(str(client_pem))
+    certpath = ca_file
+    if ca_dir:  # a directory of PEM files, without OpenSSL's hashed names
+        certpath = tmp_path / "cas"
+        certpath.mkdir()
+        shutil.copy(ca_file, certpath / "our-ca.pem")
     confdir = write_confdir(
         tmp_path / "conf",
-        f"CERTFILE {certfile}\nCERTPATH {ca_file}\nCERTREQUEST {request_word}\n",
+        f"CERTFILE {certfile}\nCERTPATH {certpath}\nCERTREQUEST {request_word}\n",
     )
     async with nuttrio.open_daemon(daemon_options(confdir)) as daemon:
         port = daemon.addresses[0][1]

@@ -16,7 +16,7 @@ import hmac
 import ssl
 from pathlib import Path
 
-from ..nutconf.common import parse_pin
+from ..nutconf.common import load_ca_locations, parse_pin
 
 __all__ = [
     "CertificatePinError",
@@ -89,7 +89,7 @@ def client_ssl_context(
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if ca is not None:
-        _load_ca(ctx, Path(ca))
+        load_ca_locations(ctx, Path(ca))
     if not verify or (pin is not None and ca is None):
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -98,17 +98,6 @@ def client_ssl_context(
             str(certfile), str(keyfile) if keyfile is not None else None, password=password
         )
     return ctx
-
-
-def _load_ca(ctx: ssl.SSLContext, ca: Path) -> None:
-    if not ca.is_dir():
-        ctx.load_verify_locations(cafile=str(ca))
-        return
-    ctx.load_verify_locations(capath=str(ca))
-    # A directory written by hand has no hashed names: load its certificates too.
-    for item in sorted(ca.iterdir()):
-        if item.suffix in (".pem", ".crt") and item.is_file():
-            ctx.load_verify_locations(cafile=str(item))
 
 
 def tls_from_flags(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import difflib
 import logging
 import re
+import ssl
 import stat
 from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
@@ -48,6 +49,7 @@ __all__ = [
     "frozen_map",
     "invalid_directive",
     "is_nss_database",
+    "load_ca_locations",
     "parse_bool",
     "parse_int",
     "parse_pin",
@@ -378,6 +380,24 @@ def is_nss_database(path: Path) -> bool:
     """Whether ``path`` is a directory holding an NSS certificate database (NUT's NSS build)."""
     names = ("cert9.db", "cert8.db", "key4.db", "key3.db")
     return path.is_dir() and any((path / name).exists() for name in names)
+
+
+def load_ca_locations(ctx: ssl.SSLContext, ca: Path) -> None:
+    """Load a ``CERTPATH`` CA into ``ctx``: a PEM file, or a directory of PEM certificates.
+
+    A directory is used as OpenSSL's hashed directory and, since one written by hand has
+    no hashed names, each ``*.pem``/``*.crt`` file in it is loaded too.
+
+    Raises:
+        OSError, ssl.SSLError: If it cannot be read or holds no certificate.
+    """
+    if not ca.is_dir():
+        ctx.load_verify_locations(cafile=str(ca))
+        return
+    ctx.load_verify_locations(capath=str(ca))
+    for item in sorted(ca.iterdir()):
+        if item.suffix in (".pem", ".crt") and item.is_file():
+            ctx.load_verify_locations(cafile=str(item))
 
 
 def close_matches(word: str, candidates: Collection[str]) -> list[str]:

@@ -20,7 +20,7 @@ import ssl
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..nutconf.common import ConfigError, is_nss_database
+from ..nutconf.common import ConfigError, is_nss_database, load_ca_locations
 from ..nutconf.upsd_conf import UPSD_CONF, CertRequest, IPNetwork, UpsdConfig
 from .guard import in_networks
 
@@ -70,16 +70,9 @@ def server_context(
     if request is not CertRequest.NO:
         if ca is None:
             raise ValueError("a client certificate is asked for, but no CA is given")
-        _load_ca(ctx, ca)
+        load_ca_locations(ctx, ca)
     ctx.verify_mode = _VERIFY_MODES[request]
     return ctx
-
-
-def _load_ca(ctx: ssl.SSLContext, ca: Path) -> None:
-    if ca.is_dir():
-        ctx.load_verify_locations(capath=str(ca))
-    else:
-        ctx.load_verify_locations(cafile=str(ca))
 
 
 def nss_export_commands(certpath: Path, nickname: str, pem: Path) -> list[str]:
