@@ -525,3 +525,23 @@ async def test_daemon_warns_about_a_certificate_about_to_expire(tmp_path: Path, 
     async with nuttrio.open_daemon(daemon_options(confdir)):
         pass
     assert any("the certificate expires on" in r.getMessage() for r in caplog.records)
+
+
+def test_encrypted_key_takes_certident_password(tmp_path: Path, ca: trustme.CA) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    issued = ca.issue_cert("localhost")
+    key = serialization.load_pem_private_key(issued.private_key_pem.bytes(), None)
+    locked = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"s3cret"),
+    )
+    pem = tmp_path / "locked.pem"
+    pem.write_bytes(b"".join(c.bytes() for c in issued.cert_chain_pems) + locked)
+    good = write_confdir(tmp_path / "a", f'CERTFILE {pem}\nCERTIDENT "upsd" s3cret\n')
+    conf = good / "upsd.conf"
+    assert load_server_context(load_upsd_conf(conf), conf) is not None
+    bad = write_confdir(tmp_path / "b", f"CERTFILE {pem}\n") / "upsd.conf"
+    with pytest.raises(ConfigError, match="cannot load the certificate and key"):
+        load_server_context(load_upsd_conf(bad), bad)  # no terminal prompt: an error

@@ -94,8 +94,11 @@ def client_ssl_context(
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     if certfile is not None:
+        # Never OpenSSL's terminal prompt for an encrypted key: no password, an empty one.
         ctx.load_cert_chain(
-            str(certfile), str(keyfile) if keyfile is not None else None, password=password
+            str(certfile),
+            str(keyfile) if keyfile is not None else None,
+            password=password if password is not None else b"",
         )
     return ctx
 

@@ -66,7 +66,8 @@ def server_context(
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
-    ctx.load_cert_chain(str(certfile), password=password)
+    # Never OpenSSL's terminal prompt for an encrypted key: no password means an empty one.
+    ctx.load_cert_chain(str(certfile), password=password if password is not None else b"")
     if request is not CertRequest.NO:
         if ca is None:
             raise ValueError("a client certificate is asked for, but no CA is given")
