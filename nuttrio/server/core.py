@@ -136,15 +136,10 @@ class Session:
         self.auth_failed = False
         #: Whether a command was refused for want of TLS (logged once per connection).
         self.refused_plaintext = False
-        #: Whether this peer may talk without TLS under :attr:`plaintext_for`.
-        self.plaintext_allowed = False
-        #: The settings :attr:`plaintext_allowed` was computed for (a reload replaces them).
-        self.plaintext_for: ServerSettings | None = None
-
-    def check_plaintext(self, settings: ServerSettings) -> None:
-        """Compute :attr:`plaintext_allowed` for ``settings``."""
-        self.plaintext_allowed = plaintext_allowed(self.address, settings.plaintext_from)
-        self.plaintext_for = settings
+        #: The settings under which this session may send any command (it runs inside
+        #: TLS, or its peer may talk without); ``None`` until checked. A reload replaces
+        #: the settings, so each new settings object is checked once.
+        self.open_for: ServerSettings | None = None
 
 
 _TRACKING_TEXT = {
@@ -212,7 +207,7 @@ _COMMAND_WORDS: dict[type[ev.Request], str] = {
 }
 
 
-#: Requests every answer to which is written to the audit log.
+#: Requests every answer to which is written to the audit log (failed LOGINs are too).
 _AUDITED: frozenset[type[ev.Request]] = frozenset({ev.Fsd, ev.SetVar, ev.InstCmd, ev.Primary})
 _TLS_REQUIRED = rp.err(ErrCode.TLS_NOT_ENABLED)
 
@@ -278,20 +273,25 @@ class ServerCore:
         not looked at further. After a failed authentication, ``session.reply_delay`` holds
         the seconds the caller should wait before sending the reply; the caller resets it.
         """
-        if session.plaintext_for is not self.settings:
-            session.check_plaintext(self.settings)
-        if session.plaintext_allowed or session.conn.tls or type(request) is ev.StartTLS:
-            reply = self._answer(session, request)
-            if session.auth_failed or type(request) in _AUDITED:
-                _audit(session, request, reply)
-                session.auth_failed = False
-        else:
+        if session.open_for is not self.settings and not self._admit(session, request):
             reply = _TLS_REQUIRED
-            if not session.refused_plaintext:
-                session.refused_plaintext = True
-                log.info("%s sent commands without STARTTLS: refused", session.address)
+        else:
+            reply = self._answer(session, request)
         self.stats.count(request, reply)
         return reply
+
+    def _admit(self, session: Session, request: ev.Request) -> bool:
+        """The TLS enforcement (off the hot path: once per session and settings)."""
+        settings = self.settings
+        if session.conn.tls or plaintext_allowed(session.address, settings.plaintext_from):
+            session.open_for = settings
+            return True
+        if type(request) is ev.StartTLS:
+            return True
+        if not session.refused_plaintext:
+            session.refused_plaintext = True
+            log.info("%s sent commands without STARTTLS: refused", session.address)
+        return False
 
     def closed(self, session: Session) -> None:
         """Forget what a closed connection held (its LOGIN counts no more)."""
@@ -322,6 +322,8 @@ class ServerCore:
                 # The one availability check of every request about the UPS's data.
                 found = self._available(ups)
                 if isinstance(found, Reply):
+                    if type(request) in _AUDITED:
+                        return _audited(session, request, found)
                     return found
                 return self._answer_available(session, request, found)
             case ev.Rejected(error=code):
@@ -339,11 +341,12 @@ class ServerCore:
             case ev.Logout():
                 return rp.ok("Goodbye")
             case ev.Login():
-                return self._login(session, request)
+                reply = self._login(session, request)
+                return _audited(session, request, reply) if session.auth_failed else reply
             case ev.Primary():
-                return self._primary(session, request)
+                return _audited(session, request, self._primary(session, request))
             case ev.Fsd():
-                return self._fsd(session, request)
+                return _audited(session, request, self._fsd(session, request))
             case ev.GetUpsDesc():
                 return self._get_upsdesc(request)
             case ev.GetTracking():
@@ -378,9 +381,9 @@ class ServerCore:
             case ev.ListEnum() | ev.ListRange():
                 return _list_meta(request, found.snap)
             case ev.SetVar():
-                return self._set_var(session, request, found)
+                return _audited(session, request, self._set_var(session, request, found))
             case ev.InstCmd():
-                return self._instcmd(session, request, found)
+                return _audited(session, request, self._instcmd(session, request, found))
         raise TypeError(f"unexpected request {request!r}")  # pragma: no cover
 
     # -- shared checks -------------------------------------------------------------------------
@@ -527,8 +530,8 @@ class ServerCore:
         return rp.ok(f"TRACKING {tid}") if tid else rp.ok()
 
 
-def _audit(session: Session, request: ev.Request, reply: Reply) -> None:
-    """One audit line: user, peer, UPS, the request, the result, the tracking id."""
+def _audited(session: Session, request: ev.Request, reply: Reply) -> Reply:
+    """Log one audit line (user, peer, UPS, request, result, tracking id); return ``reply``."""
     if reply.ok:
         result = "OK"
     else:
@@ -547,6 +550,8 @@ def _audit(session: Session, request: ev.Request, reply: Reply) -> None:
         result,
         tracking,
     )
+    session.auth_failed = False
+    return reply
 
 
 # -- replies computed from one snapshot -----------------------------------------------------------
