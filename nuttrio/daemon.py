@@ -50,6 +50,7 @@ from .nutconf import (
     load_upssched_conf,
     reload_nut_config,
 )
+from .nutconf.upsd_conf import LOOPBACK_NETWORKS
 from .server import (
     ConnectionLimits,
     ListenAddress,
@@ -230,7 +231,10 @@ class Daemon:
             self.core.users = new.users
             tls = self.core.settings.tls_available
             if new.upsd.tls_configured != tls:
-                log.warning("a change of upsd.conf's TLS settings takes effect at the restart")
+                log.warning(
+                    "upsd.conf's certificate settings changed: they take effect at the restart "
+                    "(NUTTRIO_PLAINTEXT_FROM takes effect now)"
+                )
             self.core.settings = _settings(new, tls_available=tls)
         self.store.maxage = new.upsd.maxage
         for name in list(self._drivers):
@@ -361,9 +365,11 @@ def driver_context(config: NutConfig) -> DriverContext:
 
 def _settings(config: NutConfig, *, tls_available: bool) -> ServerSettings:
     upsd = config.upsd
-    plaintext = upsd.plaintext_networks()
-    if tls_available is False and plaintext is not None:
-        plaintext = None  # the TLS settings take effect at the restart
+    # Without TLS (started without a certificate) everyone talks in plaintext, as with upsd;
+    # with it, a reload may change NUTTRIO_PLAINTEXT_FROM but never drops the enforcement.
+    plaintext = None
+    if tls_available:
+        plaintext = upsd.plaintext_from if upsd.plaintext_from is not None else LOOPBACK_NETWORKS
     return ServerSettings(
         maxage=upsd.maxage,
         trackingdelay=upsd.trackingdelay,

@@ -545,3 +545,30 @@ def test_encrypted_key_takes_certident_password(tmp_path: Path, ca: trustme.CA) 
     bad = write_confdir(tmp_path / "b", f"CERTFILE {pem}\n") / "upsd.conf"
     with pytest.raises(ConfigError, match="cannot load the certificate and key"):
         load_server_context(load_upsd_conf(bad), bad)  # no terminal prompt: an error
+
+
+async def test_reload_applies_plaintext_from_but_keeps_the_enforcement(
+    tmp_path: Path, certfile: Path, caplog
+) -> None:
+    confdir = write_confdir(tmp_path, f"CERTFILE {certfile}\nNUTTRIO_PLAINTEXT_FROM 127.0.0.2\n")
+    async with nuttrio.open_daemon(daemon_options(confdir)) as daemon:
+        port = daemon.addresses[0][1]
+        stream = await trio.open_tcp_stream("127.0.0.1", port, local_address=OUTSIDE)
+        async with stream:
+
+            async def ask() -> bytes:
+                await stream.send_all(b"NETVER\n")
+                with trio.fail_after(5):
+                    return await stream.receive_some()
+
+            assert await ask() == b"1.3\n"
+            (confdir / "upsd.conf").write_text(
+                f"CERTFILE {certfile}\nNUTTRIO_PLAINTEXT_FROM 127.0.0.1\n"
+            )
+            await daemon.reload()
+            assert await ask() == b"ERR TLS-NOT-ENABLED\n"  # the open connection too
+            # The certificate removed: that needs a restart; the enforcement stays.
+            (confdir / "upsd.conf").write_text("NUTTRIO_PLAINTEXT_FROM 127.0.0.1\n")
+            await daemon.reload()
+            assert await ask() == b"ERR TLS-NOT-ENABLED\n"
+    assert any("take effect at the restart" in r.getMessage() for r in caplog.records)
