@@ -169,22 +169,21 @@ async def test_attack_handshake_never_finished(nursery, core, server_tls):
     from nuttrio.server import ServerSettings
 
     core.settings = ServerSettings(tls_available=True)
-    listener = await start_server(
-        nursery, core, ConnectionLimits(tls_handshake_timeout=1.0), server_tls
-    )
+    limits = ConnectionLimits(tls_handshake_timeout=2.0)
+    listener = await start_server(nursery, core, limits, server_tls)
+    began = trio.current_time()
     stalled = []
     for _ in range(20):  # 20 clients say STARTTLS and never send a ClientHello
         stream = await trio.testing.open_stream_to_socket_listener(listener)
         await stream.send_all(b"STARTTLS\n")
         assert await read_until(stream, b"OK STARTTLS\n")
         stalled.append(stream)
-    assert await honest_request(listener) < 0.5
-    start = trio.current_time()
-    with trio.fail_after(5):
+    assert await honest_request(listener) < 1.0  # long before any handshake limit
+    with trio.fail_after(10):
         for stream in stalled:
             while await stream.receive_some():
                 pass  # closed by the server at the handshake limit
-    assert 0.5 < trio.current_time() - start < 3
+    assert 2.0 <= trio.current_time() - began < 8
     assert core.stats.connections_open == 0
 
 
@@ -192,12 +191,12 @@ async def test_attack_handshake_never_finished(nursery, core, server_tls):
 
 
 async def test_attack_client_that_never_reads(nursery, core):
-    listener = await start_server(nursery, core, ConnectionLimits(send_timeout=1.0))
+    listener = await start_server(nursery, core, ConnectionLimits(send_timeout=2.0))
     greedy = await trio.testing.open_stream_to_socket_listener(listener)
     # About 10 kB of reply per request: the socket buffers fill and the server's send blocks.
     flood = b"LIST VAR ups\n" * 200
     start = trio.current_time()
-    with trio.fail_after(5):
+    with trio.fail_after(10):
         async with trio.open_nursery() as inner:
 
             async def push() -> None:
@@ -208,8 +207,8 @@ async def test_attack_client_that_never_reads(nursery, core):
 
             inner.start_soon(push)
             await trio.sleep(0.3)
-            assert await honest_request(listener) < 0.5  # served while the greedy one is stuck
-    assert 1.0 < trio.current_time() - start < 3
+            assert await honest_request(listener) < 1.0  # served while the greedy one is stuck
+    assert 2.0 <= trio.current_time() - start < 8
     await greedy.aclose()
 
 
