@@ -162,8 +162,8 @@ def _add_cert_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     sub = commands.add_parser(
         "cert",
         help="make a private key and a self-signed certificate for STARTTLS",
-        description="Write HOST.pem (certificate and private key, mode 0600: upsd.conf's "
-        "CERTFILE) and HOST-cert.pem (the certificate alone, for the clients' CERTPATH) "
+        description="Write NAME.pem (certificate and private key, mode 0600: upsd.conf's "
+        "CERTFILE) and NAME-cert.pem (the certificate alone, for the clients' CERTPATH) "
         "into DIR, then print the SHA-256 fingerprint and the lines to paste into "
         "upsd.conf and upsmon.conf. Existing files are never overwritten.",
     )
@@ -175,6 +175,7 @@ def _add_cert_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     sub.add_argument(
         "--days",
+        metavar="N",
         type=_positive_int,
         default=cert.DEFAULT_DAYS,
         help=f"validity in days (default {cert.DEFAULT_DAYS})",
