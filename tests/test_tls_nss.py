@@ -128,21 +128,27 @@ def test_printed_export_commands_give_a_certfile_nuttrio_serves(tmp_path: Path) 
     assert "PRIVATE KEY-----" in pem.read_text()
 
 
-@pytest.fixture
-def nss_upsd(tmp_path: Path):
-    """The real upsd serving TLS from an NSS database; yields (port, certificate DER)."""
+@pytest.fixture(scope="module")
+def nss_upsd_running(tmp_path_factory: pytest.TempPathFactory):
+    """The real upsd serving TLS from an NSS database, once for the module.
+
+    UPS ``ups`` is only read; ``fsdups`` is the one a test sets FSD on. Yields the RealNut
+    and the certificate (DER).
+    """
     require_real_nut()
     require_nss_tools()
+    tmp_path = tmp_path_factory.mktemp("nss-upsd")
     db = nss_db(tmp_path / "upsd-db")
     der = nss_self_signed(db, "upsd")
     confdir = tmp_path / "nut"
     confdir.mkdir()
-    (confdir / "ups.dev").write_text("ups.status: OL\nbattery.charge: 80\n")
+    for name in ("ups", "fsdups"):
+        (confdir / f"{name}.dev").write_text("ups.status: OL\nbattery.charge: 80\n")
     port = free_port()
     write_nut_config(
         confdir,
         port=port,
-        ups={"ups": {"port": "ups.dev"}},
+        ups={"ups": {"port": "ups.dev"}, "fsdups": {"port": "fsdups.dev"}},
         users=USERS,
         # nuttrio's lines (CERTFILE is an OpenSSL build's) are skipped by Debian's upsd with
         # a warning: one upsd.conf serves both.
@@ -152,10 +158,22 @@ def nss_upsd(tmp_path: Path):
         ),
     )
     with RealNut(confdir) as nut:
-        yield port, der
-        log = Path(nut.log_path("upsd")).read_text(errors="replace")
-        for directive in ("CERTFILE", "NUTTRIO_PLAINTEXT_FROM", "NUTTRIO_MAXCONN_PER_PEER"):
-            assert re.search(rf"invalid directive.*{directive}|{directive}.*invalid", log), log
+        yield nut, der
+
+
+@pytest.fixture
+def nss_upsd(nss_upsd_running):
+    """(port, certificate DER) of the module's NSS upsd."""
+    nut, der = nss_upsd_running
+    return nut.port, der
+
+
+def test_debian_upsd_skips_nuttrios_directives(nss_upsd_running) -> None:
+    """One upsd.conf serves both: Debian's upsd only warns about nuttrio's lines."""
+    nut, _ = nss_upsd_running
+    log = Path(nut.log_path("upsd")).read_text(errors="replace")
+    for directive in ("CERTFILE", "NUTTRIO_PLAINTEXT_FROM", "NUTTRIO_MAXCONN_PER_PEER"):
+        assert re.search(rf"upsd.conf: invalid directive {directive} ", log), log
 
 
 async def test_nuttrio_client_against_the_real_nss_upsd(nss_upsd, tmp_path: Path) -> None:
@@ -204,18 +222,18 @@ def test_nuttrio_secondary_against_the_real_nss_upsd_over_tls(nss_upsd, tmp_path
     conf = mon / "upsmon.conf"
     fingerprint = cert_fingerprint(der).hex()
     conf.write_text(
-        f"MONITOR ups@localhost:{port} 1 mon monpass secondary\n"
+        f"MONITOR fsdups@localhost:{port} 1 mon monpass secondary\n"
         f'SHUTDOWNCMD "touch {mon}/done"\nPOLLFREQ 1\nPOLLFREQALERT 1\n'
         f"FORCESSL 1\nNUTTRIO_CERTPIN localhost {fingerprint}\n"
     )
     conf.chmod(0o600)
 
     def logins() -> str:
-        return nut_request(port, b"GET NUMLOGINS ups\n").decode().strip()
+        return nut_request(port, b"GET NUMLOGINS fsdups\n").decode().strip()
 
     with NuttrioProcess(["--secondary", "--nut-config", str(mon)]):
-        wait_until(lambda: logins() == "NUMLOGINS ups 1", 15, "the secondary's LOGIN over TLS")
-        reply = exchange_lines(port, b"USERNAME admin\nPASSWORD adminpass\nFSD ups\n")
+        wait_until(lambda: logins() == "NUMLOGINS fsdups 1", 15, "the secondary's TLS LOGIN")
+        reply = exchange_lines(port, b"USERNAME admin\nPASSWORD adminpass\nFSD fsdups\n")
         assert reply == b"OK\nOK\nOK FSD-SET\n"
         wait_until(lambda: (mon / "done").exists(), 15, "the secondary's shutdown")
 
