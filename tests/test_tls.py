@@ -32,6 +32,7 @@ from nuttrio.client import (
 )
 from nuttrio.mgmt.runner import client_tls
 from nuttrio.nutconf import ConfigError, load_upsd_conf, load_upsmon_conf
+from nuttrio.protocol import events as ev
 from nuttrio.server.tls import load_server_context, plaintext_allowed
 
 OUTSIDE = "127.0.0.2"
@@ -267,6 +268,12 @@ async def test_second_starttls_error_names(tmp_path: Path, certfile: Path, ca_fi
             with pytest.raises(NutError) as exc:
                 await nut.starttls(client_ssl_context(ca=ca_file))
             assert exc.value.code == "ALREADY-SSL-MODE"
+            # Once the session has used RFC 9271's words, the RFC's name.
+            reply = await nut.request(ev.GetNumLogins(ups="ups", rfc=True))
+            assert reply.words[0] == "NUMATTACH"
+            with pytest.raises(NutError) as exc:
+                await nut.starttls(client_ssl_context(ca=ca_file))
+            assert exc.value.code == "TLS-ALREADY-ENABLED"
 
 
 # -- the client: verification and pins ----------------------------------------------------
