@@ -295,7 +295,9 @@ async def test_audit_lines(core, caplog):
         b"USERNAME admin\nPASSWORD right\nSET TRACKING ON\nPRIMARY ups\n"
         b"SET VAR ups ups.delay.shutdown 30\nINSTCMD ups load.off\nFSD ups\nFSD nope\n",
     )
-    lines = [r.getMessage() for r in caplog.records if r.name == "nuttrio.audit"]
+    records = [r for r in caplog.records if r.name == "nuttrio.audit"]
+    lines = [r.getMessage() for r in records]
+    assert [r.levelname for r in records] == ["INFO", "INFO", "INFO", "WARNING", "WARNING"]
     assert len(lines) == 5
     assert lines[0] == (
         "user=admin peer=192.0.2.5 ups=ups request='PRIMARY ups' result=OK tracking=-"

@@ -541,7 +541,8 @@ def _audited(session: Session, request: ev.Request, reply: Reply) -> Reply:
     tracking = words[2].decode("ascii", "replace") if words[:2] == [b"OK", b"TRACKING"] else "-"
     what = " ".join(request.words())  # never PASSWORD: it is neither audited nor refused
     audit_log.log(
-        logging.INFO if reply.ok else logging.WARNING,
+        # A refusal, and any FSD (it shuts systems down), is a warning.
+        logging.INFO if reply.ok and not isinstance(request, ev.Fsd) else logging.WARNING,
         "user=%s peer=%s ups=%s request=%r result=%s tracking=%s",
         session.conn.username or "-",
         session.address,
