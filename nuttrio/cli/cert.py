@@ -9,16 +9,25 @@ package: an ECDSA P-256 key, SHA-256 signature.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import ipaddress
 import os
+import sys
 from pathlib import Path
 
 import attrs
 
 from ..client import cert_fingerprint, format_fingerprint
 
-__all__ = ["CertFiles", "make_self_signed", "write_cert"]
+__all__ = [
+    "CertFiles",
+    "add_cert_command",
+    "make_self_signed",
+    "report",
+    "run_cert_command",
+    "write_cert",
+]
 
 #: Default validity, in days.
 DEFAULT_DAYS = 825
@@ -155,3 +164,53 @@ def report(files: CertFiles, host: str) -> str:
             f"client tools: --tls --ca {files.certonly} (or --pin {files.fingerprint})",
         ]
     )
+
+
+def _positive_days(text: str) -> int:
+    """A whole number of days, at least 1 (an argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def add_cert_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``nuttrio cert`` with the command line's subcommands."""
+    sub = commands.add_parser(
+        "cert",
+        help="make a private key and a self-signed certificate for STARTTLS",
+        description="Write NAME.pem (certificate and private key, mode 0600: upsd.conf's "
+        "CERTFILE) and NAME-cert.pem (the certificate alone, for the clients' CERTPATH) "
+        "into DIR, then print the SHA-256 fingerprint and the lines to paste into "
+        "upsd.conf and upsmon.conf. Existing files are never overwritten.",
+    )
+    sub.add_argument(
+        "--host",
+        required=True,
+        metavar="NAME",
+        help="the name (or IP address) clients connect to; the certificate is made for it",
+    )
+    sub.add_argument(
+        "--days",
+        metavar="N",
+        type=_positive_days,
+        default=DEFAULT_DAYS,
+        help=f"validity in days (default {DEFAULT_DAYS})",
+    )
+    sub.add_argument(
+        "--out", type=Path, default=Path(), metavar="DIR", help="where to write (default: .)"
+    )
+
+
+def run_cert_command(args: argparse.Namespace) -> int:
+    """``nuttrio cert``: print the report and return 0, or 1 if the files cannot be written."""
+    try:
+        files = write_cert(args.host, args.out, days=args.days)
+    except OSError as exc:
+        print(f"nuttrio cert: {exc}", file=sys.stderr)
+        return 1
+    print(report(files, args.host))
+    return 0

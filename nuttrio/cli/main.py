@@ -17,7 +17,8 @@ from ..daemon import DEFAULT_PORT, Daemon, DaemonOptions, Role, run_daemon
 from ..nutconf import ConfigError, split_host_port
 from ..protocol import DEFAULT_MAX_LINE
 from ..server import ConnectionLimits, ListenError
-from . import cert, tools
+from . import tools
+from .cert import add_cert_command, run_cert_command
 
 __all__ = ["main", "parse_listen"]
 
@@ -100,10 +101,10 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(
         dest="command", title="commands (instead of a role)", metavar="COMMAND"
     )
+    add_cert_command(commands)
     for name, summary, description in _SUBCOMMANDS:
         sub = commands.add_parser(name, help=summary, description=description)
         _add_config_options(sub, subcommand=True)
-    _add_cert_command(commands)
     roles = parser.add_argument_group("role (one of)")
     role = roles.add_mutually_exclusive_group()
     role.add_argument(
@@ -156,44 +157,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"nuttrio {__version__}")
     return parser
-
-
-def _add_cert_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sub = commands.add_parser(
-        "cert",
-        help="make a private key and a self-signed certificate for STARTTLS",
-        description="Write NAME.pem (certificate and private key, mode 0600: upsd.conf's "
-        "CERTFILE) and NAME-cert.pem (the certificate alone, for the clients' CERTPATH) "
-        "into DIR, then print the SHA-256 fingerprint and the lines to paste into "
-        "upsd.conf and upsmon.conf. Existing files are never overwritten.",
-    )
-    sub.add_argument(
-        "--host",
-        required=True,
-        metavar="NAME",
-        help="the name (or IP address) clients connect to; the certificate is made for it",
-    )
-    sub.add_argument(
-        "--days",
-        metavar="N",
-        type=_positive_int,
-        default=cert.DEFAULT_DAYS,
-        help=f"validity in days (default {cert.DEFAULT_DAYS})",
-    )
-    sub.add_argument(
-        "--out", type=Path, default=Path(), metavar="DIR", help="where to write (default: .)"
-    )
-
-
-def _cert_command(args: argparse.Namespace) -> int:
-    """``nuttrio cert``: exit 0 with the report, or 1 if the files cannot be written."""
-    try:
-        files = cert.write_cert(args.host, args.out, days=args.days)
-    except OSError as exc:
-        print(f"nuttrio cert: {exc}", file=sys.stderr)
-        return 1
-    print(cert.report(files, args.host))
-    return 0
 
 
 def _bracketed(host: str) -> str:
@@ -280,8 +243,6 @@ async def _daemon_then_stop(
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``nuttrio`` command line; returns the exit status."""
     args = _parser().parse_args(argv)
-    if args.command == "cert":
-        return _cert_command(args)
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
@@ -298,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     status = 0
     try:
+        if args.command == "cert":
+            return run_cert_command(args)
         _check_upsmon_conf_given(args, options)
         if args.killpower_check:
             return tools.killpower_check(options)
