@@ -67,11 +67,16 @@ class AuthThrottle:
     one valid account must not clear it); :data:`FAILURE_MEMORY` seconds without a
     failure do.
 
+    Addresses in ``exempt`` (loopback by default, as for the connection cap) are never
+    delayed: local tools and clients keep upsd's behaviour (a refusal at once), and the
+    network is what the throttle is for.
+
     Args:
         clock: The current time in seconds (Trio's clock in the server).
         free: Failures without a delay.
         first: The first delay, in seconds.
         most: The longest delay, in seconds.
+        exempt: Networks whose failures are not delayed.
     """
 
     def __init__(
@@ -81,11 +86,13 @@ class AuthThrottle:
         free: int = 3,
         first: float = 1.0,
         most: float = 30.0,
+        exempt: Sequence[IPNetwork] = LOOPBACK_NETWORKS,
     ) -> None:
         self._clock = clock
         self.free = free
         self.first = first
         self.most = most
+        self.exempt = tuple(exempt)
         self._peers: OrderedDict[str, _Failures] = OrderedDict()
 
     def failures(self, address: str) -> int:
@@ -97,6 +104,8 @@ class AuthThrottle:
 
     def failed(self, address: str) -> float:
         """Record a failed authentication; returns the seconds to wait before replying."""
+        if in_networks(address, self.exempt):
+            return 0.0
         now = self._clock()
         record = self._peers.pop(address, None)
         if record is None or now - record.last > FAILURE_MEMORY:
