@@ -19,9 +19,12 @@ Cancelling the daemon stops everything; nothing here installs signal handlers or
 
 from __future__ import annotations
 
+import datetime
 import enum
+import functools
 import logging
 import math
+import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,7 +36,7 @@ from .descriptions import Descriptions
 from .hw import Driver, DriverContext, DriverFailed, create_driver, dummy
 from .mgmt.notify import Notifier
 from .mgmt.process import DEFAULT_RUN_AS_USER, RunAs, command_user
-from .mgmt.runner import Manager, local_monitors, run_manager
+from .mgmt.runner import Manager, client_tls, local_monitors, run_manager
 from .nutconf import (
     DEFAULT_PORT,
     UPSD_USERS,
@@ -49,6 +52,7 @@ from .nutconf import (
     load_upssched_conf,
     reload_nut_config,
 )
+from .nutconf.upsd_conf import LOOPBACK_NETWORKS
 from .server import (
     ConnectionLimits,
     ListenAddress,
@@ -58,6 +62,7 @@ from .server import (
     open_listeners,
     serve_nut,
 )
+from .server.tls import expiry_warning, load_server_context
 from .state import StateStore, UpsEntry
 
 __all__ = ["DEFAULT_PORT", "Daemon", "DaemonOptions", "Role", "open_daemon", "run_daemon"]
@@ -256,7 +261,13 @@ class Daemon:
         self.config = new
         if self.core is not None:
             self.core.users = new.users
-            self.core.settings = _settings(new)
+            tls = self.core.settings.tls_available
+            if new.upsd.tls_configured != tls:
+                log.warning(
+                    "upsd.conf's certificate settings changed: they take effect at the restart "
+                    "(NUTTRIO_PLAINTEXT_FROM takes effect now)"
+                )
+            self.core.settings = _settings(new, tls_available=tls)
         self.store.maxage = new.upsd.maxage
         for name in list(self._drivers):
             if name not in drivers:
@@ -496,8 +507,45 @@ def driver_context(config: NutConfig, options: DaemonOptions | None = None) -> D
     )
 
 
-def _settings(config: NutConfig) -> ServerSettings:
-    return ServerSettings(maxage=config.upsd.maxage, trackingdelay=config.upsd.trackingdelay)
+def _settings(config: NutConfig, *, tls_available: bool) -> ServerSettings:
+    upsd = config.upsd
+    # Without TLS (started without a certificate) everyone talks in plaintext, as with upsd;
+    # with it, a reload may change NUTTRIO_PLAINTEXT_FROM but never drops the enforcement.
+    plaintext = None
+    if tls_available:
+        plaintext = upsd.plaintext_from if upsd.plaintext_from is not None else LOOPBACK_NETWORKS
+    return ServerSettings(
+        maxage=upsd.maxage,
+        trackingdelay=upsd.trackingdelay,
+        tls_available=tls_available,
+        plaintext_from=plaintext,
+    )
+
+
+def _server_tls(config: NutConfig) -> ssl.SSLContext | None:
+    """upsd.conf's TLS context (see :func:`~nuttrio.server.tls.load_server_context`).
+
+    Raises:
+        ConfigError: If TLS is configured and cannot be set up.
+    """
+    path = config.confdir / "upsd.conf"
+    context = load_server_context(config.upsd, path)
+    if context is None and config.upsd.plaintext_from is not None:
+        log.warning(
+            "%s: NUTTRIO_PLAINTEXT_FROM has no effect without CERTFILE: with no certificate "
+            "every client may talk in plaintext, as with upsd",
+            path,
+        )
+    elif context is not None:
+        assert config.upsd.certfile is not None
+        warning = expiry_warning(
+            config.confdir / config.upsd.certfile, datetime.datetime.now(datetime.UTC)
+        )
+        if warning is not None:
+            log.warning("%s", warning)
+        where = ", ".join(str(n) for n in config.upsd.plaintext_networks() or ()) or "nowhere"
+        log.info("TLS configured: commands without STARTTLS are accepted from %s", where)
+    return context
 
 
 def _listen_addresses(options: DaemonOptions, config: NutConfig | None) -> list[ListenAddress]:
@@ -531,6 +579,8 @@ def _host_port(host: str, port: int) -> str:
 
 def _limits(options: DaemonOptions, config: NutConfig | None) -> ConnectionLimits:
     limits = options.limits
+    if config is not None and limits.max_per_peer == ConnectionLimits().max_per_peer:
+        limits = attrs.evolve(limits, max_per_peer=config.upsd.maxconn_per_peer)
     if limits.max_clients is None and config is not None and config.upsd.maxconn is not None:
         # upsd counts driver sockets in MAXCONN; nuttrio counts its in-process drivers alike.
         clients = max(config.upsd.maxconn - len(config.ups), 1)
@@ -557,6 +607,8 @@ def load_manager_config(options: DaemonOptions) -> tuple[UpsmonConfig, UpsschedC
     for warning in upsmon.warnings:
         log.warning("%s", warning)
     run_as_user(upsmon)
+    for mon in upsmon.monitors:
+        client_tls(upsmon, mon)  # a CA or certificate that cannot be loaded stops us now
     sched_path = options.upssched
     if sched_path is None and upsmon.uses_upssched:
         sched_path = options.confdir / "upssched.conf"
@@ -661,7 +713,8 @@ async def _run_attach(
         for warning in config.warnings:
             log.warning("%s", warning)
         descriptions = Descriptions.load(config.upsd.datapath)
-        settings = _settings(config)
+        tls_context = _server_tls(config)
+        settings = _settings(config, tls_available=tls_context is not None)
         users = config.users
     elif options.nut_drivers or options.external_drivers:
         raise ConfigError(
@@ -669,6 +722,7 @@ async def _run_attach(
             "ups.conf (--nut-config DIR or NUT_CONFPATH)"
         )
     else:
+        tls_context = None
         section, driver = dummy.simulated_ups()
         sections = [(section, driver)]
         descriptions = Descriptions.load(None)
@@ -680,7 +734,12 @@ async def _run_attach(
     daemon = Daemon(options, config, store, core, nursery)
     await daemon.start_drivers(sections)
     listeners = await open_listeners(_listen_addresses(options, config))
-    daemon.listeners = await nursery.start(serve_nut, core, listeners, _limits(options, config))
+    daemon.listeners = await nursery.start(
+        functools.partial(serve_nut, tls_context=tls_context),
+        core,
+        listeners,
+        _limits(options, config),
+    )
     return daemon
 
 

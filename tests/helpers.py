@@ -64,6 +64,9 @@ class SimpleUser:
     actions: frozenset[str] = frozenset()
     instcmds: frozenset[str] = frozenset()
 
+    def password_ok(self, password: str | None) -> bool:
+        return password == self.password
+
     def allows(self, action: str, password: str | None) -> bool:
         return password == self.password and action.lower() in self.actions
 

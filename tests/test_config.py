@@ -255,9 +255,50 @@ def test_tls_directives(tmp_path: Path) -> None:
     )
     assert conf.certfile == Path("/etc/nut/upsd.pem")
     assert conf.disable_weak_ssl is True
-    path = tmp_path / "upsd.conf"
-    assert [w.split(": ")[0] for w in as_text(conf.warnings)] == [f"{path}:{n}" for n in (2, 3, 4)]
-    assert all("nuttrio uses CERTFILE" in w for w in as_text(conf.warnings))
+    assert conf.certpath == Path("/etc/nut/cert-db")
+    assert conf.certident == ("my nut", "pass")
+    assert conf.certrequest == 1
+    assert conf.lines["CERTFILE"] == 1
+    assert conf.lines["CERTREQUEST"] == 4
+    assert conf.warnings == ()
+    # Once a certificate is configured, plaintext is for loopback only.
+    assert [str(n) for n in conf.plaintext_networks() or ()] == ["127.0.0.0/8", "::1/128"]
+
+
+@pytest.mark.parametrize(
+    ("word", "level"), [("0", 0), ("no", 0), ("REQUEST", 1), ("2", 2), ("Require", 2)]
+)
+def test_certrequest_numbers_and_words(tmp_path: Path, word: str, level: int) -> None:
+    assert upsd_conf(tmp_path, f"CERTREQUEST {word}\n").certrequest == level
+
+
+def test_certrequest_bad_value(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"upsd.conf:1: CERTREQUEST needs 0 \(NO\)"):
+        upsd_conf(tmp_path, "CERTREQUEST maybe\n")
+
+
+def test_plaintext_from(tmp_path: Path) -> None:
+    assert upsd_conf(tmp_path, "").plaintext_networks() is None  # no TLS: everyone, as upsd
+    conf = upsd_conf(
+        tmp_path, "NUTTRIO_PLAINTEXT_FROM 127.0.0.1/32 10.1.2.3/24\nNUTTRIO_PLAINTEXT_FROM ::1\n"
+    )
+    assert [str(n) for n in conf.plaintext_networks() or ()] == [
+        "127.0.0.1/32",
+        "10.1.2.0/24",
+        "::1/128",
+    ]
+    assert upsd_conf(tmp_path, "NUTTRIO_PLAINTEXT_FROM none\n").plaintext_networks() == ()
+    with pytest.raises(ConfigError, match=r"upsd.conf:1: NUTTRIO_PLAINTEXT_FROM: 'lan'"):
+        upsd_conf(tmp_path, "NUTTRIO_PLAINTEXT_FROM lan\n")
+    with pytest.raises(ConfigError, match="needs one or more networks"):
+        upsd_conf(tmp_path, "NUTTRIO_PLAINTEXT_FROM\n")
+
+
+def test_maxconn_per_peer(tmp_path: Path) -> None:
+    assert upsd_conf(tmp_path, "").maxconn_per_peer == 32
+    assert upsd_conf(tmp_path, "NUTTRIO_MAXCONN_PER_PEER 4\n").maxconn_per_peer == 4
+    with pytest.raises(ConfigError, match="at least 1"):
+        upsd_conf(tmp_path, "NUTTRIO_MAXCONN_PER_PEER 0\n")
 
 
 def test_obsolete_acl_directives_warn(tmp_path: Path) -> None:

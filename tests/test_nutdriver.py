@@ -258,9 +258,7 @@ def test_the_factory_finds_the_binary_socket_and_settings(tmp_path):
     with pytest.raises(ConfigError, match="maxstartdelay"):
         nut_driver_factory(_section("snmp-ups", maxstartdelay="soon"), context)
     with pytest.raises(ConfigError, match="longer than a Unix socket"):
-        create_driver(
-            _section("snmp-ups"), attrs.evolve(context, statepath=tmp_path / ("x" * 120))
-        )
+        create_driver(_section("snmp-ups"), attrs.evolve(context, statepath=tmp_path / ("x" * 120)))
 
 
 def test_nut_driver_takes_over_a_native_driver_by_name_or_all(tmp_path):

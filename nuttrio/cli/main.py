@@ -18,6 +18,7 @@ from ..nutconf import ConfigError, split_host_port
 from ..protocol import DEFAULT_MAX_LINE
 from ..server import ConnectionLimits, ListenError
 from . import clients, tools
+from .cert import add_cert_command, run_cert_command
 from .hid import add_hid_commands, run_hid_command
 
 __all__ = ["main", "parse_listen"]
@@ -102,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(
         dest="command", title="commands (instead of a role)", metavar="COMMAND"
     )
+    add_cert_command(commands)
     for name, summary, description in _SUBCOMMANDS:
         sub = commands.add_parser(name, help=summary, description=description)
         _add_config_options(sub, subcommand=True)
@@ -291,6 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     status = 0
     try:
+        if args.command == "cert":
+            return run_cert_command(args)
         _check_upsmon_conf_given(args, options)
         if args.killpower_check:
             return tools.killpower_check(options)

@@ -24,6 +24,7 @@ raises :class:`trio.ClosedResourceError`. A half-read connection is never left b
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
@@ -39,6 +40,7 @@ from ..protocol import (
     RemoteProtocolError,
 )
 from ..protocol import events as ev
+from ._tls import check_pin
 
 __all__ = [
     "DEFAULT_PORT",
@@ -298,31 +300,59 @@ class NutClient:
         finally:
             await self.aclose()
 
-    async def starttls(self, ssl_context: ssl.SSLContext) -> None:
+    async def starttls(
+        self,
+        ssl_context: ssl.SSLContext,
+        *,
+        pin: bytes | None = None,
+        server_hostname: str | None = None,
+        confirm: bool = True,
+    ) -> None:
         """``STARTTLS``, then the TLS handshake; later calls run inside TLS.
 
-        Certificate checks are the context's (``check_hostname`` uses the ``host`` given
-        at connection). A failed or cancelled handshake closes the connection.
+        Certificate checks are the context's (``check_hostname`` uses ``server_hostname``,
+        else the ``host`` given at connection), then the pin's if one is given. With
+        ``confirm``, a ``VER`` follows the handshake, as NUT 2.8.6's clients send a
+        follow-up query (NUT #3387): with TLS 1.3 a server that rejects the session (a
+        client certificate it does not accept) only says so after the handshake, and this
+        makes it fail here rather than at the first real request. A failed or cancelled
+        handshake, pin check or confirmation closes the connection.
 
         Raises:
             NutError: If the server refused (``FEATURE-NOT-CONFIGURED``...); the
                 connection stays usable in clear text.
             RemoteProtocolError: If the server sent data before the handshake.
-            ssl.SSLError, trio.BrokenResourceError: If the handshake failed.
+            CertificatePinError: If the certificate is not the pinned one.
+            ssl.SSLError: If the handshake failed for a TLS reason (the certificate did not
+                verify...).
+            trio.BrokenResourceError: If the connection broke during the handshake or the
+                confirmation.
         """
         await self._call(ev.StartTLS())
         async with self._lock:
             try:
                 if self._conn.trailing_data:
                     raise RemoteProtocolError("the server sent data after OK STARTTLS")
-                tls = trio.SSLStream(self._stream, ssl_context, server_hostname=self.host)
-                await tls.do_handshake()
+                name = server_hostname or self.host
+                tls = trio.SSLStream(self._stream, ssl_context, server_hostname=name)
+                try:
+                    await tls.do_handshake()
+                except trio.BrokenResourceError as exc:
+                    # Say why (certificate verify failed...), not just "broken".
+                    if isinstance(exc.__cause__, ssl.SSLError):
+                        raise exc.__cause__ from None
+                    raise
+                if pin is not None:
+                    check_pin(tls.getpeercert(binary_form=True), pin)
             except BaseException:
                 self._conn.send_failed()
                 await self.aclose()
                 raise
             self._stream = tls
             self._conn.tls_started()
+        if confirm:
+            with contextlib.suppress(NutError):  # an ERR came through TLS: the session works
+                await self.ver()
 
 
 def wrap_nut_stream(stream: trio.abc.Stream, *, host: str | None = None) -> NutClient:
@@ -336,22 +366,34 @@ def wrap_nut_stream(stream: trio.abc.Stream, *, host: str | None = None) -> NutC
 
 
 async def connect_nut(
-    host: str, port: int = DEFAULT_PORT, *, ssl_context: ssl.SSLContext | None = None
+    host: str,
+    port: int = DEFAULT_PORT,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    pin: bytes | None = None,
 ) -> NutClient:
     """Connect to a NUT server; with ``ssl_context``, switch to TLS with STARTTLS first.
 
     The caller must :meth:`~NutClient.aclose` the client. If this is cancelled or fails,
     nothing is left open.
 
+    Args:
+        host: The server.
+        port: Its port.
+        ssl_context: Start TLS with this context (see
+            :func:`~nuttrio.client.client_ssl_context`).
+        pin: The SHA-256 fingerprint the server's certificate must have (with
+            ``ssl_context``).
+
     Raises:
-        OSError: If the connection failed.
+        OSError: If the connection failed (:class:`CertificatePinError` included).
         NutError: If the server refused STARTTLS.
     """
     stream = await trio.open_tcp_stream(host, port)
     client = wrap_nut_stream(stream, host=host)
     if ssl_context is not None:
         try:
-            await client.starttls(ssl_context)
+            await client.starttls(ssl_context, pin=pin)
         except BaseException:
             await client.aclose()
             raise
@@ -360,14 +402,18 @@ async def connect_nut(
 
 @asynccontextmanager
 async def open_nut_client(
-    host: str, port: int = DEFAULT_PORT, *, ssl_context: ssl.SSLContext | None = None
+    host: str,
+    port: int = DEFAULT_PORT,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    pin: bytes | None = None,
 ) -> AsyncIterator[NutClient]:
     """Connect (see :func:`connect_nut`), and close the connection on leaving the block.
 
     Entering blocks while connecting; leaving closes at once, without LOGOUT (call
     :meth:`NutClient.logout` first for a clean goodbye).
     """
-    client = await connect_nut(host, port, ssl_context=ssl_context)
+    client = await connect_nut(host, port, ssl_context=ssl_context, pin=pin)
     try:
         yield client
     finally:

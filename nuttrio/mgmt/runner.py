@@ -41,8 +41,9 @@ from typing import Protocol, TypeVar
 import attrs
 import trio
 
-from ..client import NutClient, NutError, wrap_nut_stream
-from ..nutconf import Monitor, UpsmonConfig
+from ..client import NutClient, NutError, client_ssl_context, wrap_nut_stream
+from ..nutconf import CertHost, ConfigError, Monitor, UpsmonConfig
+from ..nutconf.common import is_nss_database
 from ..protocol import RemoteProtocolError
 from ..state import LoginRecord, StateStore, UpsEntry, UpsSnapshot
 from .machine import (
@@ -66,10 +67,12 @@ from .machine import (
 
 __all__ = [
     "POWERDOWN_MAGIC",
+    "ClientTLS",
     "Manager",
     "NotifySink",
     "Reading",
     "check_powerdown_flag",
+    "client_tls",
     "local_address",
     "local_monitors",
     "machine_for",
@@ -378,6 +381,83 @@ async def _get_var(ups: str, var: str, client: NutClient) -> str:
     return await client.get_var(ups, var)
 
 
+@attrs.frozen
+class ClientTLS:
+    """How the manager does STARTTLS with one MONITOR's server (see :func:`client_tls`).
+
+    Attributes:
+        context: The SSL context.
+        pin: The SHA-256 fingerprint the certificate must have, or ``None``.
+        server_hostname: The name the certificate must carry (CERTHOST's certname, else
+            the MONITOR host).
+        required: Refuse the server without TLS (FORCESSL, CERTHOST's forcessl or a pin).
+        why_required: Which setting requires TLS, for the message.
+    """
+
+    context: ssl.SSLContext
+    pin: bytes | None
+    server_hostname: str
+    required: bool
+    why_required: str
+
+
+def _certhost(config: UpsmonConfig, mon: Monitor) -> CertHost | None:
+    """The CERTHOST line for the MONITOR's server (``host:port``, else ``host``), if any."""
+    by_host = {entry.host: entry for entry in config.certhost}
+    return by_host.get(f"{mon.host}:{mon.port}") or by_host.get(mon.host)
+
+
+def _certpin(config: UpsmonConfig, mon: Monitor) -> bytes | None:
+    pins = config.certpins
+    return pins.get(f"{mon.host}:{mon.port}") or pins.get(mon.host)
+
+
+def client_tls(config: UpsmonConfig, mon: Monitor) -> ClientTLS:
+    """The TLS settings for one MONITOR, as upsmon applies upsmon.conf.
+
+    ``CERTVERIFY`` (or CERTHOST's certverify for this host) checks the certificate against
+    ``CERTPATH`` (a PEM CA file or a directory of PEM certificates; the system's CAs when
+    not set) and the name (CERTHOST's certname, else the MONITOR host). ``FORCESSL`` (or
+    CERTHOST's forcessl) refuses the server without TLS; so does a ``NUTTRIO_CERTPIN``,
+    which also authenticates a self-signed certificate without CERTVERIFY. ``CERTFILE`` is
+    this client's certificate and key, its password CERTIDENT's second word.
+
+    Raises:
+        ConfigError: If CERTPATH is an NSS database (upsmon's NSS build; the message says
+            how to export its CA certificate) or a certificate file cannot be loaded.
+    """
+    host = _certhost(config, mon)
+    pin = _certpin(config, mon)
+    verify = host.verify if host is not None else config.certverify
+    if host is not None and host.forcessl:
+        required, why = True, f"CERTHOST {host.host} sets forcessl"
+    elif config.forcessl:
+        required, why = True, "FORCESSL is set"
+    else:
+        required, why = pin is not None, f"NUTTRIO_CERTPIN {mon.host} is set"
+    certpath = config.certpath
+    if certpath is not None and is_nss_database(certpath):
+        raise ConfigError(
+            f"CERTPATH {certpath} is an NSS database (upsmon's NSS build); nuttrio reads PEM: "
+            f"export the server's CA certificate with 'certutil -L -d sql:{certpath} -n "
+            "<nickname> -a > /etc/nut/ca.pem' and set CERTPATH /etc/nut/ca.pem",
+            config.path,
+        )
+    password = config.certident.password if config.certident is not None else None
+    try:
+        context = client_ssl_context(
+            ca=certpath if verify else None,
+            verify=verify,
+            pin=pin,
+            certfile=config.certfile,
+            password=password,
+        )
+    except OSError as exc:  # ssl.SSLError included
+        raise ConfigError(f"TLS settings for {mon.system}: {exc}", config.path) from exc
+    name = host.certname if host is not None and verify else mon.host
+    return ClientTLS(context, pin, name, required, why)
+
+
 class _RemoteSource:
     """A UPS at another attachment daemon, polled over the NUT protocol (nuttrio.client).
 
@@ -396,6 +476,7 @@ class _RemoteSource:
         self._client: NutClient | None = None
         self._lock = trio.Lock()
         self._logged_out = False
+        self._tls = client_tls(config, mon)
 
     # -- connection ----------------------------------------------------------------------
 
@@ -410,33 +491,21 @@ class _RemoteSource:
             await self._client.aclose()
         self._client = None
 
-    def _tls_context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context()
-        if self.config.certpath is not None:
-            path = Path(self.config.certpath)
-            if path.is_dir():
-                ctx.load_verify_locations(capath=str(path))
-            else:
-                ctx.load_verify_locations(cafile=str(path))
-        if not self.config.certverify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-
     async def _connect(self) -> NutClient:
         """Connect, try STARTTLS, and log in as upsmon does (when :attr:`login`).
 
         Cancelled or failed: nothing is left open.
         """
         mon = self.mon
+        tls = self._tls
         client = wrap_nut_stream(await trio.open_tcp_stream(mon.host, mon.port), host=mon.host)
         try:
             try:
-                await client.starttls(self._tls_context())
-            except NutError:
-                if self.config.forcessl:
+                await client.starttls(tls.context, pin=tls.pin, server_hostname=tls.server_hostname)
+            except NutError as exc:
+                if tls.required:
                     raise ConnectionError(
-                        f"{mon.host} refused STARTTLS and FORCESSL is set"
+                        f"{mon.host} refused STARTTLS (ERR {exc.code}) and {tls.why_required}"
                     ) from None
             if self.login:
                 await self._log_in(client)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import difflib
 import logging
 import re
+import ssl
 import stat
 from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
@@ -47,8 +48,11 @@ __all__ = [
     "fold",
     "frozen_map",
     "invalid_directive",
+    "is_nss_database",
+    "load_ca_locations",
     "parse_bool",
     "parse_int",
+    "parse_pin",
     "parse_section_header",
     "read_config_lines",
     "repeated_directive",
@@ -71,6 +75,7 @@ _UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ
 _LEADING_INT = re.compile(r"[ \t\n\r\v\f]*([+-]?[0-9]+)")
 _UNSIGNED = re.compile(r"[0-9]+")
 _SIGNED = re.compile(r"-?[0-9]+")
+_HEX = re.compile(r"[0-9A-Fa-f]+")
 
 
 def fold(text: str) -> str:
@@ -371,6 +376,30 @@ def world_readable(path: Path) -> ConfigWarning | None:
     return None
 
 
+def is_nss_database(path: Path) -> bool:
+    """Whether ``path`` is a directory holding an NSS certificate database (NUT's NSS build)."""
+    names = ("cert9.db", "cert8.db", "key4.db", "key3.db")
+    return path.is_dir() and any((path / name).exists() for name in names)
+
+
+def load_ca_locations(ctx: ssl.SSLContext, ca: Path) -> None:
+    """Load a ``CERTPATH`` CA into ``ctx``: a PEM file, or a directory of PEM certificates.
+
+    A directory is used as OpenSSL's hashed directory and, since one written by hand has
+    no hashed names, each ``*.pem``/``*.crt`` file in it is loaded too.
+
+    Raises:
+        OSError, ssl.SSLError: If it cannot be read or holds no certificate.
+    """
+    if not ca.is_dir():
+        ctx.load_verify_locations(cafile=str(ca))
+        return
+    ctx.load_verify_locations(capath=str(ca))
+    for item in sorted(ca.iterdir()):
+        if item.suffix in (".pem", ".crt") and item.is_file():
+            ctx.load_verify_locations(cafile=str(item))
+
+
 def close_matches(word: str, candidates: Collection[str]) -> list[str]:
     """The candidates that ``word`` may be a misspelling of, best first (difflib ratio 0.6)."""
     return difflib.get_close_matches(word, list(candidates), n=3, cutoff=0.6)
@@ -396,6 +425,28 @@ def atoi(text: str) -> int:
     """C ``atoi`` as glibc does it: ``strtol`` (64-bit) truncated to a 32-bit ``int``."""
     value = strtol(text) & 0xFFFFFFFF
     return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def parse_pin(text: str) -> bytes:
+    """The 32 bytes of a SHA-256 certificate pin written as hex, with or without colons.
+
+    ``sha256:`` / ``SHA256 Fingerprint=`` prefixes (as openssl prints them) and spaces are
+    allowed; case does not matter.
+
+    Raises:
+        ValueError: If it is not 64 hex digits.
+    """
+    cleaned = text.strip()
+    for prefix in ("sha256:", "sha256=", "sha256 fingerprint="):
+        if fold(cleaned).startswith(prefix):
+            cleaned = cleaned[len(prefix) :]
+    cleaned = cleaned.replace(":", "").replace(" ", "")
+    if len(cleaned) != 64 or not _HEX.fullmatch(cleaned):
+        raise ValueError(
+            "a pin is the SHA-256 fingerprint of the certificate: 64 hex digits "
+            f"(colons allowed), not {text!r}"
+        )
+    return bytes.fromhex(cleaned)
 
 
 def parse_int(

@@ -6,6 +6,8 @@ This module performs no I/O beyond reading the file (and a ``/etc/services`` loo
 
 from __future__ import annotations
 
+import enum
+import ipaddress
 import os
 import socket
 from collections.abc import Mapping
@@ -22,12 +24,23 @@ from .common import (
     Handler,
     dispatch,
     fold,
+    frozen_map,
     parse_bool,
     parse_int,
     world_readable,
 )
 
-__all__ = ["DEFAULT_LISTEN", "UPSD_CONF", "Listen", "UpsdConfig", "load_upsd_conf"]
+__all__ = [
+    "DEFAULT_LISTEN",
+    "DEFAULT_MAXCONN_PER_PEER",
+    "LOOPBACK_NETWORKS",
+    "UPSD_CONF",
+    "CertRequest",
+    "IPNetwork",
+    "Listen",
+    "UpsdConfig",
+    "load_upsd_conf",
+]
 
 UPSD_CONF = "upsd.conf"
 
@@ -56,6 +69,29 @@ DEFAULT_LISTEN: tuple[Listen, ...] = (
 )
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: Where plaintext is allowed by default once a certificate is configured.
+LOOPBACK_NETWORKS: tuple[IPNetwork, ...] = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+)
+
+#: Connections one peer outside loopback may hold at once (``NUTTRIO_MAXCONN_PER_PEER``).
+DEFAULT_MAXCONN_PER_PEER = 32
+
+
+class CertRequest(enum.IntEnum):
+    """``CERTREQUEST`` (upsd 2.8.6): whether the server asks clients for a certificate."""
+
+    #: Do not ask (``0``, ``NO``).
+    NO = 0
+    #: Ask, and check the certificate if one is sent (``1``, ``REQUEST``).
+    REQUEST = 1
+    #: Require a valid client certificate (``2``, ``REQUIRE``).
+    REQUIRE = 2
+
+
 @attrs.frozen
 class UpsdConfig:
     """upsd.conf, as upsd 2.8.0 reads it (``load_upsdconf`` in ``server/conf.c``).
@@ -77,7 +113,19 @@ class UpsdConfig:
             environment variable for it).
         certfile: ``CERTFILE``: PEM file with certificate chain and key (OpenSSL builds of
             upsd; Debian's NSS build rejects the directive), or ``None``.
-        disable_weak_ssl: ``DISABLE_WEAK_SSL``: TLS 1.2 or later only.
+        disable_weak_ssl: ``DISABLE_WEAK_SSL``: TLS 1.2 or later only (nuttrio never
+            accepts less than TLS 1.2 anyway).
+        certpath: ``CERTPATH``: with ``CERTFILE``, the CA file or directory that client
+            certificates are checked against (upsd 2.8.6's OpenSSL build); without it, an
+            NSS database directory (Debian's build), which nuttrio cannot read.
+        certident: ``CERTIDENT``'s certificate name and password (NSS build, or 2.8.6).
+        certrequest: ``CERTREQUEST``: whether to ask clients for a certificate.
+        plaintext_from: ``NUTTRIO_PLAINTEXT_FROM``: the networks that may talk without TLS,
+            or ``None`` when the directive is absent (then: loopback only once a certificate
+            is configured, everyone without one).
+        maxconn_per_peer: ``NUTTRIO_MAXCONN_PER_PEER``: connections one address outside
+            loopback may hold at once.
+        lines: The line of each directive given (by name), for messages.
         debug_min: ``DEBUG_MIN``: lowest debug level, or ``None``.
         warnings: Problems upsd would only log.
     """
@@ -91,8 +139,25 @@ class UpsdConfig:
     datapath: Path | None = None
     certfile: Path | None = None
     disable_weak_ssl: bool = False
+    certpath: Path | None = None
+    certident: tuple[str, str] | None = None
+    certrequest: CertRequest = CertRequest.NO
+    plaintext_from: tuple[IPNetwork, ...] | None = None
+    maxconn_per_peer: int = DEFAULT_MAXCONN_PER_PEER
+    lines: Mapping[str, int] = attrs.field(factory=dict, converter=frozen_map, eq=False)
     debug_min: int | None = None
     warnings: tuple[ConfigWarning, ...] = ()
+
+    @property
+    def tls_configured(self) -> bool:
+        """Whether upsd.conf asks for TLS at all (CERTFILE, or NSS's CERTPATH/CERTIDENT)."""
+        return self.certfile is not None or self.certpath is not None or self.certident is not None
+
+    def plaintext_networks(self) -> tuple[IPNetwork, ...] | None:
+        """Where plaintext is allowed: ``None`` for everywhere (no certificate configured)."""
+        if self.plaintext_from is not None:
+            return self.plaintext_from
+        return LOOPBACK_NETWORKS if self.tls_configured else None
 
 
 @attrs.define
@@ -100,6 +165,8 @@ class _Draft:
     warnings: list[ConfigWarning]
     listen: list[Listen] = attrs.field(factory=list)
     values: dict[str, object] = attrs.field(factory=dict)
+    plaintext_from: list[IPNetwork] | None = None
+    lines: dict[str, int] = attrs.field(factory=dict)
 
 
 def _parse_port(word: str, d: Directive) -> int:
@@ -171,13 +238,46 @@ def _obsolete(draft: _Draft, d: Directive) -> None:
     draft.warnings.append(d.warning(f"{d.name} is no longer supported (use LISTEN); ignored"))
 
 
-def _nss_only(draft: _Draft, d: Directive) -> None:
-    draft.warnings.append(
-        d.warning(
-            f"{d.name} configures an NSS (or client-certificate) build of upsd; nuttrio uses "
-            "CERTFILE (PEM certificate chain and key) instead; ignored"
-        )
-    )
+def _certident(draft: _Draft, d: Directive) -> None:
+    d.check_count(2, 2, "<certificate name> <password>", "upsd")
+    draft.values["certident"] = (d.args[0], d.args[1])
+
+
+_CERTREQUEST_WORDS = {"0": 0, "1": 1, "2": 2, "no": 0, "request": 1, "require": 2}
+
+
+def _certrequest(draft: _Draft, d: Directive) -> None:
+    word = d.value("upsd")
+    level = _CERTREQUEST_WORDS.get(fold(word))
+    if level is None:
+        raise d.error(f"CERTREQUEST needs 0 (NO), 1 (REQUEST) or 2 (REQUIRE), not {word!r}")
+    draft.values["certrequest"] = CertRequest(level)
+
+
+def _plaintext_from(draft: _Draft, d: Directive) -> None:
+    if not d.args:
+        raise d.error("NUTTRIO_PLAINTEXT_FROM needs one or more networks (CIDR), or 'none'")
+    networks = draft.plaintext_from if draft.plaintext_from is not None else []
+    draft.plaintext_from = networks  # several lines add up; "none" alone allows no one
+    if len(d.args) == 1 and fold(d.args[0]) == "none":
+        return
+    for word in d.args:
+        try:
+            networks.append(ipaddress.ip_network(word, strict=False))
+        except ValueError:
+            raise d.error(
+                f"NUTTRIO_PLAINTEXT_FROM: {word!r} is not a network (192.0.2.0/24, ::1/128)"
+            ) from None
+
+
+def _noting(handler: Handler[_Draft]) -> Handler[_Draft]:
+    """``handler``, also noting the directive's line for later messages."""
+
+    def handle(draft: _Draft, d: Directive) -> None:
+        handler(draft, d)
+        draft.lines[d.name] = d.lineno
+
+    return handle
 
 
 _TABLE: Mapping[str, Handler[_Draft]] = MappingProxyType(
@@ -191,10 +291,12 @@ _TABLE: Mapping[str, Handler[_Draft]] = MappingProxyType(
         "DISABLE_WEAK_SSL": _disable_weak_ssl,
         "STATEPATH": _path("statepath"),
         "DATAPATH": _path("datapath"),
-        "CERTFILE": _path("certfile"),
-        "CERTPATH": _nss_only,
-        "CERTIDENT": _nss_only,
-        "CERTREQUEST": _nss_only,
+        "CERTFILE": _noting(_path("certfile")),
+        "CERTPATH": _noting(_path("certpath")),
+        "CERTIDENT": _noting(_certident),
+        "CERTREQUEST": _noting(_certrequest),
+        "NUTTRIO_PLAINTEXT_FROM": _noting(_plaintext_from),
+        "NUTTRIO_MAXCONN_PER_PEER": _count("maxconn_per_peer", 1, "0 would refuse everyone"),
         "ACL": _obsolete,
         "ACCEPT": _obsolete,
         "REJECT": _obsolete,
@@ -217,12 +319,17 @@ def load_upsd_conf(path: Path, *, env: Mapping[str, str] | None = None) -> UpsdC
       with 0), ``DEBUG_MIN n``: whole numbers;
     * ``ALLOW_NO_DEVICE`` a number (non-zero is yes) or ``true/on/yes/1`` /
       ``false/off/no/0`` in any case; ``DISABLE_WEAK_SSL`` one of those words;
-    * ``STATEPATH dir``, ``DATAPATH dir``, ``CERTFILE file``.
+    * ``STATEPATH dir``, ``DATAPATH dir``, ``CERTFILE file``, ``CERTPATH file-or-dir``;
+    * ``CERTIDENT name password``; ``CERTREQUEST`` 0/1/2 or NO/REQUEST/REQUIRE;
+    * nuttrio's own (upsd skips them with a warning): ``NUTTRIO_PLAINTEXT_FROM CIDR...``
+      (several lines add up; ``none`` alone: TLS for everyone) and
+      ``NUTTRIO_MAXCONN_PER_PEER n``.
+
+    Whether the TLS settings make sense together (an NSS database without CERTFILE) is
+    checked when the server starts (:mod:`nuttrio.server.tls`), not here.
 
     Warnings (upsd only logs these): an unknown directive; ``ACL``/``ACCEPT``/``REJECT``
-    (obsolete); ``CERTPATH``/``CERTIDENT``/``CERTREQUEST`` (NSS build of upsd only:
-    nuttrio cannot read an NSS database, so STARTTLS is not configured by them); a repeated
-    ``LISTEN`` (the duplicate is dropped); a world-readable file.
+    (obsolete); a repeated ``LISTEN`` (the duplicate is dropped); a world-readable file.
 
     Environment: ``ALLOW_NO_DEVICE`` overrides the file (see
     :attr:`UpsdConfig.allow_no_device`); ``NUT_STATEPATH`` is the default ``STATEPATH``.
@@ -254,8 +361,11 @@ def load_upsd_conf(path: Path, *, env: Mapping[str, str] | None = None) -> UpsdC
         flag = parse_bool(env_allow, UPSD_BOOLEANS, prefix=True)
         if flag is not None:
             draft.values["allow_no_device"] = flag
+    if draft.plaintext_from is not None:
+        draft.values["plaintext_from"] = tuple(draft.plaintext_from)
     return UpsdConfig(
         listen=tuple(draft.listen) if draft.listen else DEFAULT_LISTEN,
+        lines=draft.lines,
         warnings=tuple(draft.warnings),
         **draft.values,  # type: ignore[arg-type]
     )

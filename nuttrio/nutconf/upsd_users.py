@@ -5,6 +5,7 @@ This module performs no I/O beyond reading the file.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -52,8 +53,14 @@ class User:
     actions: frozenset[str] = attrs.field(default=frozenset(), converter=_fold_all)
     instcmds: frozenset[str] = attrs.field(default=frozenset(), converter=_fold_all)
 
-    def _password_ok(self, password: str | None) -> bool:
-        return self.password is not None and password is not None and password == self.password
+    def password_ok(self, password: str | None) -> bool:
+        """Whether ``password`` is this user's password, compared in constant time.
+
+        A user without a password accepts none (upsd allows such a user nothing).
+        """
+        if self.password is None or password is None:
+            return False
+        return hmac.compare_digest(password.encode(), self.password.encode())
 
     def allows(self, action: str, password: str | None) -> bool:
         """Whether this user, having sent ``password``, may perform ``action``.
@@ -69,7 +76,7 @@ class User:
         Returns:
             True if the password matches and the action is allowed.
         """
-        if not self._password_ok(password):
+        if not self.password_ok(password):
             return False
         wanted = fold(action)
         if wanted in _PRIMARY_ACTIONS:
@@ -86,7 +93,7 @@ class User:
         Returns:
             True if the password matches and ``cmd`` (or ``all``) is in ``instcmds``.
         """
-        if not self._password_ok(password):
+        if not self.password_ok(password):
             return False
         return fold(cmd) in self.instcmds or "all" in self.instcmds
 

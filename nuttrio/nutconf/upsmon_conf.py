@@ -36,6 +36,7 @@ from .common import (
     frozen_map,
     parse_bool,
     parse_int,
+    parse_pin,
     readable_by_others,
     repeated_directive,
     shell_syntax,
@@ -261,6 +262,9 @@ class UpsmonConfig:
         certverify: ``CERTVERIFY``: verify every server's certificate.
         forcessl: ``FORCESSL``: refuse servers without TLS.
         certfile: ``CERTFILE`` (NUT 2.8.6): this client's certificate and key, PEM.
+        certpins: ``NUTTRIO_CERTPIN host SHA256``: the SHA-256 fingerprint each server's
+            certificate must have, by host as written in MONITOR (``host`` or
+            ``host:port``); a pinned server must do TLS (as with FORCESSL).
         runtime_below: ``NUTTRIO_RUNTIME_BELOW`` for every UPS, or ``None``.
         charge_below: ``NUTTRIO_CHARGE_BELOW`` for every UPS, or ``None``.
         onbatt_after: ``NUTTRIO_ONBATT_AFTER`` for every UPS, or ``None``.
@@ -304,6 +308,7 @@ class UpsmonConfig:
     certverify: bool = False
     forcessl: bool = False
     certfile: Path | None = None
+    certpins: Mapping[str, bytes] = attrs.field(factory=dict, converter=frozen_map)
     runtime_below: int | None = None
     charge_below: int | None = None
     onbatt_after: int | None = None
@@ -446,6 +451,7 @@ class _Draft:
     notifymsg: dict[str, str] = attrs.field(factory=lambda: dict(_stock_messages()))
     notifyflag: dict[str, frozenset[str]] = attrs.field(factory=lambda: dict(_stock_flags()))
     certhost: dict[str, CertHost] = attrs.field(factory=dict)
+    certpins: dict[str, bytes] = attrs.field(factory=dict)
     overrides: dict[str, dict[str, int | None]] = attrs.field(factory=dict)
     override_lines: dict[tuple[str, str], int] = attrs.field(factory=dict)
     minsupplies_line: int | None = None
@@ -564,6 +570,17 @@ def _certhost(draft: _Draft, d: Directive) -> None:
     draft.certhost[host] = entry
 
 
+def _certpin(draft: _Draft, d: Directive) -> None:
+    d.check_count(2, 2, "<host> <SHA-256 fingerprint of its certificate>")
+    host, text = d.args
+    try:
+        pin = parse_pin(text)
+    except ValueError as exc:
+        raise d.error(f"NUTTRIO_CERTPIN {host}: {exc}") from None
+    draft.once(f"NUTTRIO_CERTPIN {host}", f"NUTTRIO_CERTPIN {host}", d)
+    draft.certpins[host] = pin
+
+
 def _command(draft: _Draft, d: Directive) -> None:
     """``SHUTDOWNCMD`` / ``NOTIFYCMD``: a command, later words kept as arguments."""
     d.check_count(1, 31, "<command>")
@@ -641,6 +658,7 @@ _TABLE: Mapping[str, Handler[_Draft]] = MappingProxyType(
         "NOTIFYMSG": _notifymsg,
         "NOTIFYFLAG": _notifyflag,
         "CERTHOST": _certhost,
+        "NUTTRIO_CERTPIN": _certpin,
         "SHUTDOWNCMD": _command,
         "NOTIFYCMD": _command,
         "CERTIDENT": _certident,
@@ -783,6 +801,7 @@ def load_upsmon_conf(path: Path) -> UpsmonConfig:
         notifymsg=draft.notifymsg,
         notifyflag=draft.notifyflag,
         certhost=tuple(draft.certhost.values()),
+        certpins=draft.certpins,
         trigger_overrides=draft.overrides,
         **draft.values,  # type: ignore[arg-type]
     )

@@ -7,6 +7,19 @@ blocking; a full or closed queue is upsd's "write to the driver failed".
 
 The checks run in upsd 2.8.0's order (see shared/reference/upsd-protocol.md §3), because
 clients see the first error that applies.
+
+Before any of that, two guards (see docs/security.md):
+
+* TLS enforcement: a connection from outside ``ServerSettings.plaintext_from`` that has not
+  done STARTTLS gets ``ERR TLS-NOT-ENABLED`` for every request but ``STARTTLS``, and nothing
+  it sends is executed (USERNAME included);
+* failed authentications (an unknown user or a wrong password at LOGIN, PRIMARY, FSD, SET,
+  INSTCMD) are counted per peer address by an :class:`~nuttrio.server.guard.AuthThrottle`;
+  the delay it asks for is left in ``Session.reply_delay`` for the TCP layer to wait
+  before sending the refusal.
+
+Every FSD, SET, INSTCMD, PRIMARY/MASTER and failed authentication is logged on the
+``nuttrio.audit`` logger: user, peer, UPS, the request, the result and the tracking id.
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ import attrs
 import trio
 
 from ..nutconf.common import atoi as _atoi
+from ..nutconf.upsd_conf import IPNetwork
 from ..protocol import ErrCode, Reply, ServerConnection, quote
 from ..protocol import events as ev
 from ..protocol import replies as rp
@@ -35,6 +49,8 @@ from ..state import (
     UpsSnapshot,
     Variable,
 )
+from .guard import AuthThrottle
+from .tls import plaintext_allowed
 
 __all__ = [
     "DescriptionSource",
@@ -46,6 +62,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("nuttrio.server")
+audit_log = logging.getLogger("nuttrio.audit")
 
 #: Shown for a variable or command without a description (upsd's text).
 NO_DESCRIPTION = "Description unavailable"
@@ -53,6 +70,10 @@ NO_DESCRIPTION = "Description unavailable"
 
 class UserLike(Protocol):
     """What the server needs to know about an upsd.users entry."""
+
+    def password_ok(self, password: str | None) -> bool:
+        """Whether ``password`` is this user's password (compared in constant time)."""
+        ...
 
     def allows(self, action: str, password: str | None) -> bool:
         """Whether ``password`` is right and the user may perform ``action``."""
@@ -86,11 +107,14 @@ class ServerSettings:
         maxage: Seconds without news from a driver before its data is stale (MAXAGE).
         trackingdelay: Seconds a TRACKING result is kept (TRACKINGDELAY).
         tls_available: Whether STARTTLS can be offered (a certificate is configured).
+        plaintext_from: The networks whose clients may send commands without TLS, or
+            ``None`` for everyone (see :func:`~nuttrio.server.tls.plaintext_allowed`).
     """
 
     maxage: float = 15.0
     trackingdelay: float = 3600.0
     tls_available: bool = False
+    plaintext_from: tuple[IPNetwork, ...] | None = None
 
 
 class Session:
@@ -105,6 +129,17 @@ class Session:
         self.conn = conn
         self.address = address
         self.login_entry: UpsEntry | None = None
+        #: Seconds to wait before sending the reply just computed (a failed
+        #: authentication); the caller sets it back to 0 once it has waited.
+        self.reply_delay = 0.0
+        #: Whether the request being answered failed authentication.
+        self.auth_failed = False
+        #: Whether a command was refused for want of TLS (logged once per connection).
+        self.refused_plaintext = False
+        #: The settings under which this session may send any command (it runs inside
+        #: TLS, or its peer may talk without); ``None`` until checked. A reload replaces
+        #: the settings, so each new settings object is checked once.
+        self.open_for: ServerSettings | None = None
 
 
 _TRACKING_TEXT = {
@@ -173,6 +208,11 @@ _COMMAND_WORDS: dict[type[ev.Request], str] = {
 }
 
 
+#: Requests every answer to which is written to the audit log (failed LOGINs are too).
+_AUDITED: frozenset[type[ev.Request]] = frozenset({ev.Fsd, ev.SetVar, ev.InstCmd, ev.Primary})
+_TLS_REQUIRED = rp.err(ErrCode.TLS_NOT_ENABLED)
+
+
 def _command_word(request: ev.Request) -> str:
     """The request's first word, as NUT's command table names it."""
     match request:
@@ -222,6 +262,8 @@ class ServerCore:
         self.settings = settings or ServerSettings()
         self._clock = clock
         self._tracking: dict[str, tuple[CommandResult, float]] = {}
+        #: Delays for failed authentications, per peer address.
+        self.throttle = AuthThrottle(clock)
         #: Counters for the metrics endpoint (requests and errors; the TCP layer counts
         #: connections).
         self.stats = ServerStats()
@@ -231,11 +273,29 @@ class ServerCore:
     def handle(self, session: Session, request: ev.Request) -> Reply:
         """Compute the reply to ``request`` and count both in :attr:`stats`.
 
-        Never blocks, never raises for client input.
+        Never blocks, never raises for client input. A request refused for want of TLS is
+        not looked at further. After a failed authentication, ``session.reply_delay`` holds
+        the seconds the caller should wait before sending the reply; the caller resets it.
         """
-        reply = self._answer(session, request)
+        if session.open_for is not self.settings and not self._admit(session, request):
+            reply = _TLS_REQUIRED
+        else:
+            reply = self._answer(session, request)
         self.stats.count(request, reply)
         return reply
+
+    def _admit(self, session: Session, request: ev.Request) -> bool:
+        """The TLS enforcement (off the hot path: once per session and settings)."""
+        settings = self.settings
+        if session.conn.tls or plaintext_allowed(session.address, settings.plaintext_from):
+            session.open_for = settings
+            return True
+        if type(request) is ev.StartTLS:
+            return True
+        if not session.refused_plaintext:
+            session.refused_plaintext = True
+            log.info("%s sent commands without STARTTLS: refused", session.address)
+        return False
 
     def closed(self, session: Session) -> None:
         """Forget what a closed connection held (its LOGIN counts no more)."""
@@ -266,6 +326,8 @@ class ServerCore:
                 # The one availability check of every request about the UPS's data.
                 found = self._available(ups)
                 if isinstance(found, Reply):
+                    if type(request) in _AUDITED:
+                        return _audited(session, request, found)
                     return found
                 return self._answer_available(session, request, found)
             case ev.Rejected(error=code):
@@ -283,11 +345,12 @@ class ServerCore:
             case ev.Logout():
                 return rp.ok("Goodbye")
             case ev.Login():
-                return self._login(session, request)
+                reply = self._login(session, request)
+                return _audited(session, request, reply) if session.auth_failed else reply
             case ev.Primary():
-                return self._primary(session, request)
+                return _audited(session, request, self._primary(session, request))
             case ev.Fsd():
-                return self._fsd(session, request)
+                return _audited(session, request, self._fsd(session, request))
             case ev.GetUpsDesc():
                 return self._get_upsdesc(request)
             case ev.GetTracking():
@@ -322,9 +385,9 @@ class ServerCore:
             case ev.ListEnum() | ev.ListRange():
                 return _list_meta(request, found.snap)
             case ev.SetVar():
-                return self._set_var(session, request, found)
+                return _audited(session, request, self._set_var(session, request, found))
             case ev.InstCmd():
-                return self._instcmd(session, request, found)
+                return _audited(session, request, self._instcmd(session, request, found))
         raise TypeError(f"unexpected request {request!r}")  # pragma: no cover
 
     # -- shared checks -------------------------------------------------------------------------
@@ -341,9 +404,24 @@ class ServerCore:
             return rp.err(ErrCode.DATA_STALE)
         return _Available(entry, snap)
 
-    def _user_allows(self, session: Session, action: str) -> bool:
+    def _authorized(self, session: Session, allowed: Callable[[UserLike], bool]) -> bool:
+        """Whether the session's user passes ``allowed``; counts a failed authentication.
+
+        An unknown user or a wrong password is a failed authentication: it is throttled
+        per peer (``session.reply_delay``) and audited. A right password without the
+        permission is only refused.
+        """
         user = self.users.get(session.conn.username or "")
-        return user is not None and user.allows(action, session.conn.password)
+        if user is not None and allowed(user):
+            return True
+        if user is None or not user.password_ok(session.conn.password):
+            session.auth_failed = True
+            session.reply_delay = self.throttle.failed(session.address)
+        return False
+
+    def _user_allows(self, session: Session, action: str) -> bool:
+        password = session.conn.password
+        return self._authorized(session, lambda user: user.allows(action, password))
 
     # -- session commands ----------------------------------------------------------------------
 
@@ -376,7 +454,6 @@ class ServerCore:
             return rp.err(ErrCode.UNKNOWN_UPS)
         if not self._user_allows(session, "fsd"):
             return rp.err(ErrCode.ACCESS_DENIED)
-        log.warning("%s@%s set FSD on UPS %s", session.conn.username, session.address, entry.name)
         entry.set_fsd()
         return rp.ok("FSD-SET")
 
@@ -441,34 +518,45 @@ class ServerCore:
         command = DriverCommand(CommandKind.SET, request.var, request.value, tid, result)
         if not found.entry.submit(command):
             return rp.err(ErrCode.SET_FAILED)
-        log.info(
-            "%s@%s set %s on %s",
-            session.conn.username,
-            session.address,
-            request.var,
-            found.entry.name,
-        )
         return rp.ok(f"TRACKING {tid}") if tid else rp.ok()
 
     def _instcmd(self, session: Session, request: ev.InstCmd, found: _Available) -> Reply:
         if not found.snap.has_command(request.cmd):
             return rp.err(ErrCode.CMD_NOT_SUPPORTED)
-        user = self.users.get(session.conn.username or "")
-        if user is None or not user.allows_instcmd(request.cmd, session.conn.password):
+        password = session.conn.password
+        if not self._authorized(session, lambda user: user.allows_instcmd(request.cmd, password)):
             return rp.err(ErrCode.ACCESS_DENIED)
         result = CommandResult()
         tid = self._new_tracking(session, result)
         command = DriverCommand(CommandKind.INSTCMD, request.cmd, request.param, tid, result)
         if not found.entry.submit(command):
             return rp.err(ErrCode.INSTCMD_FAILED)
-        log.info(
-            "%s@%s ran %s on %s",
-            session.conn.username,
-            session.address,
-            request.cmd,
-            found.entry.name,
-        )
         return rp.ok(f"TRACKING {tid}") if tid else rp.ok()
+
+
+def _audited(session: Session, request: ev.Request, reply: Reply) -> Reply:
+    """Log one audit line (user, peer, UPS, request, result, tracking id); return ``reply``."""
+    if reply.ok:
+        result = "OK"
+    else:
+        token = reply.error.value if reply.error is not None else "ERR"
+        result = f"{token} (authentication failed)" if session.auth_failed else token
+    words = reply.data.split()
+    tracking = words[2].decode("ascii", "replace") if words[:2] == [b"OK", b"TRACKING"] else "-"
+    what = " ".join(request.words())  # never PASSWORD: it is neither audited nor refused
+    audit_log.log(
+        # A refusal, and any FSD (it shuts systems down), is a warning.
+        logging.INFO if reply.ok and not isinstance(request, ev.Fsd) else logging.WARNING,
+        "user=%s peer=%s ups=%s request=%r result=%s tracking=%s",
+        session.conn.username or "-",
+        session.address,
+        getattr(request, "ups", "-"),
+        what,
+        result,
+        tracking,
+    )
+    session.auth_failed = False
+    return reply
 
 
 # -- replies computed from one snapshot -----------------------------------------------------------

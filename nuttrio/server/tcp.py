@@ -19,7 +19,15 @@ Limits, as upsd 2.8.0 and better:
   so no client can make the server buffer without bound;
 * a reply that the client does not read within ``send_timeout`` closes the connection;
 * with ``max_clients`` set (from MAXCONN), further connections wait in the kernel's backlog
-  until a slot frees, as with upsd; nothing is refused.
+  until a slot frees, as with upsd; nothing is refused;
+* one peer address outside loopback holds at most ``max_per_peer`` connections (default 32);
+  a further one is closed at once;
+* a failed authentication's refusal waits for the delay the core's throttle asks for
+  (only that connection waits).
+
+STARTTLS: after ``OK STARTTLS`` the handshake runs under ``tls_handshake_timeout``; bytes
+the client pipelined after ``STARTTLS`` (plaintext that would otherwise run as if it came
+over TLS) close the connection.
 """
 
 from __future__ import annotations
@@ -35,8 +43,10 @@ from collections.abc import Sequence
 import attrs
 import trio
 
+from ..nutconf.upsd_conf import DEFAULT_MAXCONN_PER_PEER, LOOPBACK_NETWORKS, IPNetwork
 from ..protocol import DEFAULT_MAX_LINE, ServerConnection, Signal
 from .core import ServerCore, Session
+from .guard import PeerCounter
 
 __all__ = [
     "ConnectionLimits",
@@ -77,6 +87,9 @@ class ConnectionLimits:
         max_line: Longest request line accepted, in bytes.
         tls_handshake_timeout: Seconds allowed for the TLS handshake after STARTTLS.
         max_clients: Most connections served at once, or ``None`` for no limit.
+        max_per_peer: Most connections one address outside ``per_peer_exempt`` may hold
+            at once, or ``None`` for no limit (upsd.conf ``NUTTRIO_MAXCONN_PER_PEER``).
+        per_peer_exempt: Networks without the per-peer limit (loopback).
     """
 
     idle_timeout: float = 60.0
@@ -84,6 +97,8 @@ class ConnectionLimits:
     max_line: int = DEFAULT_MAX_LINE
     tls_handshake_timeout: float = 10.0
     max_clients: int | None = None
+    max_per_peer: int | None = DEFAULT_MAXCONN_PER_PEER
+    per_peer_exempt: tuple[IPNetwork, ...] = LOOPBACK_NETWORKS
 
 
 def _peer_address(stream: trio.abc.Stream) -> str:
@@ -160,7 +175,11 @@ async def _serve_session(
                 if isinstance(request, Signal):
                     event = request
                     break
-                out += conn.send(core.handle(session, request))
+                reply = core.handle(session, request)
+                if session.reply_delay:
+                    await _throttled(stream, out, session.reply_delay, limits, scope)
+                    session.reply_delay = 0.0
+                out += conn.send(reply)
             if out:
                 deadline = trio.current_time() + limits.idle_timeout
                 scope.deadline = trio.current_time() + limits.send_timeout
@@ -178,6 +197,21 @@ async def _serve_session(
             scope.deadline = deadline
             conn.receive_data(await stream.receive_some(65536))
     log.debug("closing %s: idle, or it did not read its replies", session.address)
+
+
+async def _throttled(
+    stream: trio.abc.Stream,
+    out: bytearray,
+    delay: float,
+    limits: ConnectionLimits,
+    scope: trio.CancelScope,
+) -> None:
+    """Send the replies so far, then wait ``delay`` before the refusal that follows."""
+    scope.deadline = trio.current_time() + delay + limits.send_timeout
+    if out:
+        await stream.send_all(out)
+        out.clear()
+    await trio.sleep(delay)
 
 
 async def _start_tls(
@@ -329,6 +363,7 @@ async def _accept_loop(
     slots: trio.Semaphore | None,
     tls_context: ssl.SSLContext | None,
     nursery: trio.Nursery,
+    peers: PeerCounter,
 ) -> None:
     """Accept connections and start a handler for each, until cancelled.
 
@@ -365,7 +400,7 @@ async def _accept_loop(
         if failures:
             log.warning("accepting connections again after %d failed attempts", failures)
             failures = 0
-        nursery.start_soon(_run_handler, core, stream, limits, slots, tls_context)
+        nursery.start_soon(_run_handler, core, stream, limits, slots, tls_context, peers)
 
 
 async def _run_handler(
@@ -374,12 +409,33 @@ async def _run_handler(
     limits: ConnectionLimits,
     slots: trio.Semaphore | None,
     tls_context: ssl.SSLContext | None,
+    peers: PeerCounter,
 ) -> None:
+    address = _peer_address(stream)
     try:
-        await handle_stream(core, stream, limits, tls_context=tls_context)
+        if not peers.open(address):
+            _log_refused(peers, address)
+            await trio.aclose_forcefully(stream)
+            return
+        try:
+            await handle_stream(core, stream, limits, address=address, tls_context=tls_context)
+        finally:
+            peers.close(address)
     finally:
         if slots is not None:
             slots.release()
+
+
+def _log_refused(peers: PeerCounter, address: str) -> None:
+    """Log a connection over the per-peer cap: the 1st, 2nd, 4th, 8th... of each address."""
+    refused = peers.refused[address]
+    if refused & (refused - 1) == 0:
+        log.warning(
+            "%s holds %d connections (NUTTRIO_MAXCONN_PER_PEER); closed a further one (%d so far)",
+            address,
+            peers.count(address),
+            refused,
+        )
 
 
 async def serve_nut(
@@ -405,11 +461,12 @@ async def serve_nut(
     """
     limits = limits or ConnectionLimits()
     slots = trio.Semaphore(limits.max_clients) if limits.max_clients else None
+    peers = PeerCounter(limits.max_per_peer, limits.per_peer_exempt)
     try:
         async with trio.open_nursery() as nursery:
             for listener in listeners:
                 nursery.start_soon(
-                    _accept_loop, core, listener, limits, slots, tls_context, nursery
+                    _accept_loop, core, listener, limits, slots, tls_context, nursery, peers
                 )
             task_status.started(listeners)
             await trio.sleep(math.inf)
