@@ -77,7 +77,10 @@ DriverFactory = Callable[[UpsSection, DriverContext], Driver]
 
 #: The drivers nuttrio has: NUT driver name -> ``"module:factory"``, imported on first use.
 BUILTIN_DRIVERS: Mapping[str, str] = MappingProxyType(
-    {"dummy-ups": "nuttrio.hw.dummy:dummy_factory"}
+    {
+        "dummy-ups": "nuttrio.hw.dummy:dummy_factory",
+        "blazer_ser": "nuttrio.hw.megatec:blazer_ser_factory",
+    }
 )
 
 

@@ -197,6 +197,8 @@ class MegatecSession:
     def __init__(self, model: MegatecModel) -> None:
         self.model = model
         self._buf = b""
+        #: The command lines this port received, in order.
+        self.received: list[str] = []
 
     def receive(self, data: bytes) -> bytes:
         """Answer every complete command line in ``data`` (plus what was kept before)."""
@@ -205,7 +207,9 @@ class MegatecSession:
         while b"\r" in self._buf:
             line, _, self._buf = self._buf.partition(b"\r")
             if line:
-                out += self.model.answer(line.decode("latin-1"))
+                text = line.decode("latin-1")
+                self.received.append(text)
+                out += self.model.answer(text)
         return out
 
     def unsolicited(self) -> bytes:

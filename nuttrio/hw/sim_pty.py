@@ -129,6 +129,10 @@ class PtySimulator:
         self._error: BaseException | None = None
         self._wake_r, self._wake_w = os.pipe()
 
+    def session(self, index: int = 0) -> Session:
+        """The current session of port ``index`` (a new one after :meth:`come_back`)."""
+        return self._ports[index].session
+
     @property
     def links(self) -> list[Path]:
         """The ports' stable names, in the order given."""

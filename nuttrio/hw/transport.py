@@ -110,6 +110,9 @@ def _open_port(path: str, settings: SerialSettings) -> serial.Serial:
     port.xonxoff = settings.xonxoff
     port.rtscts = settings.rtscts
     port.timeout = 0
+    # VMIN 1, VTIME 0: with pyserial's VMIN 0 a read of an empty port returns 0 bytes
+    # (an end of file to Trio) instead of EAGAIN, so the stream would never wait.
+    port.inter_byte_timeout = 0
     if settings.dtr is not None:
         port.dtr = settings.dtr
     if settings.rts is not None:

@@ -1,0 +1,155 @@
+"""Request and reply over a serial port that may vanish: what the text-protocol drivers share.
+
+A :class:`SerialLine` opens its port on first use (pyserial sets the line, I/O goes through
+Trio, see :mod:`nuttrio.hw.transport`), sends a request and collects the reply up to an
+end byte or a timeout, as NUT's ``ser_send``/``ser_get_buf`` do. When the port fails (a USB
+adapter unplugged, a pty whose other side closed), the line closes itself and raises
+:class:`PortLost`; the next request opens the port again, so a driver's polls say the
+device is silent (its data goes stale) and come back by themselves when the port does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from .kit import DeviceSilent
+from .transport import SerialSettings, SerialStream, open_serial
+
+__all__ = ["PortLost", "SerialLine"]
+
+
+class PortLost(DeviceSilent):
+    """The port could not be opened or failed; it is closed and reopened on the next use."""
+
+
+Opener = Callable[[str, SerialSettings], Awaitable[SerialStream]]
+
+
+class SerialLine:
+    """A serial port for one driver, opened lazily and reopened after a failure.
+
+    Args:
+        path: The port (``port`` in ups.conf).
+        settings: Its line settings.
+        opener: Opens the port (:func:`open_serial`; tests may give another).
+        settle: Seconds to wait after each open (NUT waits 100 ms for the cable power).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        settings: SerialSettings,
+        *,
+        opener: Opener = open_serial,
+        settle: float = 0.0,
+    ) -> None:
+        self.path = path
+        self.settings = settings
+        self.opener = opener
+        self.settle = settle
+        self._stream: SerialStream | None = None
+        self._pending = b""
+        #: Bytes dropped before requests (stray input), for diagnostics.
+        self.discarded = 0
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the port is open now."""
+        return self._stream is not None
+
+    async def open(self) -> SerialStream:
+        """Open the port unless it is open.
+
+        Raises:
+            PortLost: If it cannot be opened (the message names the port).
+        """
+        if self._stream is None:
+            try:
+                self._stream = await self.opener(self.path, self.settings)
+            except OSError as exc:
+                raise PortLost(f"cannot open {self.path}: {exc}") from exc
+            self._pending = b""
+            if self.settle:
+                await trio.sleep(self.settle)
+        return self._stream
+
+    async def aclose(self) -> None:
+        """Close the port (if open). Never raises for a port already gone."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                await stream.aclose()
+
+    async def _lost(self, exc: BaseException | None) -> PortLost:
+        await self.aclose()
+        return PortLost(f"{self.path}: {exc or 'the port hung up'}")
+
+    async def send(self, data: bytes) -> None:
+        """Send ``data``.
+
+        Raises:
+            PortLost: If the port cannot be opened or fails (it is closed then).
+        """
+        stream = await self.open()
+        try:
+            await stream.send_all(data)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise await self._lost(exc) from exc
+
+    def flush_input(self) -> None:
+        """Drop what was received and not read yet (NUT's ``ser_flush_io``)."""
+        self.discarded += len(self._pending)
+        self._pending = b""
+        if self._stream is not None:
+            with contextlib.suppress(OSError):
+                self._stream.discard_input()
+
+    async def read_until(self, end: bytes, within: float, *, drop: bytes = b"") -> bytes:
+        r"""Read up to and including the first byte of ``end``, or what came ``within`` seconds.
+
+        Args:
+            end: The bytes that end a reply (any one of them).
+            within: Seconds to wait for the end (from now).
+            drop: Bytes thrown away as they arrive (``\r`` for APC Smart, as IGNCR).
+
+        Returns:
+            The reply with its end byte, or what arrived before the timeout (maybe ``b""``).
+
+        Raises:
+            PortLost: If the port fails (it is closed then).
+        """
+        stream = await self.open()
+        deadline = trio.current_time() + within
+        while True:
+            cut = min((i for i in (self._pending.find(b) for b in end) if i >= 0), default=-1)
+            if cut >= 0:
+                reply, self._pending = self._pending[: cut + 1], self._pending[cut + 1 :]
+                return reply
+            chunk = b""
+            with trio.move_on_at(deadline):
+                try:
+                    chunk = await stream.receive_some()
+                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    raise await self._lost(exc) from exc
+                if not chunk:
+                    raise await self._lost(None)
+            if not chunk:
+                reply, self._pending = self._pending, b""
+                return reply
+            for byte in drop:
+                chunk = chunk.replace(bytes([byte]), b"")
+            self._pending += chunk
+
+    async def exchange(self, request: bytes, end: bytes, within: float) -> bytes:
+        """Flush the input, send ``request``, return the reply (see :meth:`read_until`).
+
+        Raises:
+            PortLost: If the port cannot be opened or fails.
+        """
+        await self.open()
+        self.flush_input()
+        await self.send(request)
+        return await self.read_until(end, within)
