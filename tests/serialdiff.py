@@ -108,8 +108,7 @@ class Pair:
 
     def received(self, index: int) -> list[str]:
         """What port ``index`` of the simulator was sent (the session's record)."""
-        session: Session = self.sim.session(index)
-        return list(getattr(session, "received"))
+        return list(self.sim.session(index).received)
 
 
 @contextlib.contextmanager
@@ -134,12 +133,11 @@ def differential_pair(
         ours_dir = write_nut_config(
             tmp_path / "ours", port=port, ups={UPS: {**section, "port": str(links[1])}}
         )
-        with RealNut(real_dir) as real:
-            with NuttrioProcess(["--nut-config", str(ours_dir)]) as ours:
-                pair = Pair(sim, real, ours, port)
-                wait_until(
-                    lambda: upsc_values(pair.nuttrio_target, missing_ok=True).get("ups.status"),
-                    15,
-                    "nuttrio's first status",
-                )
-                yield pair
+        with RealNut(real_dir) as real, NuttrioProcess(["--nut-config", str(ours_dir)]) as ours:
+            pair = Pair(sim, real, ours, port)
+            wait_until(
+                lambda: upsc_values(pair.nuttrio_target, missing_ok=True).get("ups.status"),
+                15,
+                "nuttrio's first status",
+            )
+            yield pair

@@ -11,6 +11,7 @@ device is silent (its data goes stale) and come back by themselves when the port
 from __future__ import annotations
 
 import contextlib
+import termios
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -99,13 +100,19 @@ class SerialLine:
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise await self._lost(exc) from exc
 
-    def flush_input(self) -> None:
-        """Drop what was received and not read yet (NUT's ``ser_flush_io``)."""
+    async def flush_input(self) -> None:
+        """Drop what was received and not read yet (NUT's ``ser_flush_io``).
+
+        Raises:
+            PortLost: If the port fails (it is closed then).
+        """
         self.discarded += len(self._pending)
         self._pending = b""
         if self._stream is not None:
-            with contextlib.suppress(OSError):
+            try:
                 self._stream.discard_input()
+            except (OSError, termios.error) as exc:
+                raise await self._lost(exc) from exc
 
     async def read_until(self, end: bytes, within: float, *, drop: bytes = b"") -> bytes:
         r"""Read up to and including the first byte of ``end``, or what came ``within`` seconds.
@@ -150,6 +157,6 @@ class SerialLine:
             PortLost: If the port cannot be opened or fails.
         """
         await self.open()
-        self.flush_input()
+        await self.flush_input()
         await self.send(request)
         return await self.read_until(end, within)

@@ -43,6 +43,9 @@ _READ_MAX = 4096
 class Session(Protocol):
     """One port's conversation with the simulated UPS (sans-IO)."""
 
+    #: The requests this port received, in order (one per command or query).
+    received: list[str]
+
     def receive(self, data: bytes) -> bytes:
         """Take bytes the driver wrote; return the UPS's reply bytes (may be empty)."""
         ...
