@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -95,6 +96,26 @@ class Pair:
                 f"the condition on {target}",
             )
 
+    def converge(
+        self, check: Callable[[dict[str, str]], bool], timeout: float = 10.0
+    ) -> dict[str, str]:
+        """Wait until both dumps are equal and ``check`` holds for them; return the dump.
+
+        Both drivers poll on their own schedule, so a change reaches them at different
+        moments; at the timeout the last two dumps are compared (the test fails on the
+        difference).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            real = upsc_values(self.real_target, missing_ok=True)
+            ours = upsc_values(self.nuttrio_target, missing_ok=True)
+            if real == ours and real and check(real):
+                return real
+            if time.monotonic() > deadline:
+                assert ours == real
+                raise AssertionError(f"the dumps never satisfied the check: {real}")
+            time.sleep(0.1)
+
     def upscmd(self, target: str, *args: str) -> str:
         """Run ``upscmd -u admin -p ... target args`` and return its output."""
         done = subprocess.run(
@@ -105,6 +126,24 @@ class Pair:
             check=False,
         )
         return (done.stdout + done.stderr).strip()
+
+    def upsrw(self, target: str, assignment: str) -> str:
+        """Run ``upsrw -s NAME=VALUE -u admin -p ... target`` and return its output."""
+        done = subprocess.run(
+            ["upsrw", "-s", assignment, "-u", ADMIN_USER, "-p", ADMIN_PASSWORD, target],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+        return (done.stdout + done.stderr).strip()
+
+    def upsrw_list(self, target: str) -> str:
+        """``upsrw target``: the writable variables with their types and ranges."""
+        done = subprocess.run(
+            ["upsrw", target], capture_output=True, text=True, timeout=20, check=False
+        )
+        return done.stdout
 
     def received(self, index: int) -> list[str]:
         """What port ``index`` of the simulator was sent (the session's record)."""

@@ -300,7 +300,7 @@ async def test_faults_make_the_data_stale_and_it_comes_back(
             setattr(sim.faults, fault, True)
             began = trio.current_time()
             await until(entry, lambda s: s.stale)
-            assert trio.current_time() - began >= 3  # four failed reads in a row first
+            assert trio.current_time() - began >= 4  # five failed reads in a row
             setattr(sim.faults, fault, False)
             snap = await until(entry, lambda s: not s.stale)
             assert snap.value("ups.status") == "OL"

@@ -1,4 +1,4 @@
-"""Differential: Debian's blazer_ser and nuttrio's read one simulated Megatec UPS.
+"""Differential: Debian's blazer_ser / nutdrv_qx and nuttrio's read one simulated Megatec UPS.
 
 Each test starts the simulator on two ptys, the real blazer_ser + upsd on one and nuttrio
 (native driver) on the other, with the same ups.conf section; ``upsc`` must print the
@@ -15,7 +15,7 @@ import pytest
 from nuttrio.hw.sim_megatec import MegatecModel
 
 from .helpers import wait_until
-from .serialdiff import Pair, differential_pair, require_driver
+from .serialdiff import Pair, differential_pair, require_driver, upsc_values
 
 pytestmark = pytest.mark.realnut
 
@@ -28,14 +28,24 @@ def assert_same(pair: Pair) -> dict[str, str]:
     return ours
 
 
-def commands(pair: Pair, index: int) -> list[str]:
-    return [c for c in pair.received(index) if c not in POLLS]
+def commands(pair: Pair, index: int, since: int = 0) -> list[str]:
+    """What port ``index`` was sent after its first ``since`` requests, polls aside."""
+    return [c for c in pair.received(index)[since:] if c not in POLLS]
 
 
-def test_states_reach_both_the_same(tmp_path: Path) -> None:
-    require_driver("blazer_ser")
+#: Each driver's section for fast tests (nutdrv_qx reads the measurements only at its
+#: full updates, every ``pollfreq`` seconds).
+SECTIONS = {
+    "blazer_ser": {"driver": "blazer_ser", "pollinterval": "1"},
+    "nutdrv_qx": {"driver": "nutdrv_qx", "pollinterval": "1", "pollfreq": "1"},
+}
+
+
+@pytest.mark.parametrize("driver", sorted(SECTIONS))
+def test_states_reach_both_the_same(tmp_path: Path, driver: str) -> None:
+    require_driver(driver)
     model = MegatecModel()
-    section = {"driver": "blazer_ser", "pollinterval": "1"}
+    section = SECTIONS[driver]
     with differential_pair(tmp_path, model.session, section) as pair:
         first = assert_same(pair)
         assert first["ups.status"] == "OL"
@@ -59,27 +69,31 @@ def test_states_reach_both_the_same(tmp_path: Path) -> None:
         ]
         for change, status in steps:
             model.change(**change)
-            pair.wait_both(
-                lambda d, s=status, c=change: (
+            load = change.get("load")
+            values = pair.converge(
+                lambda d, s=status, n=load: (
                     d.get("ups.status") == s  # type: ignore[misc]
-                    and (
-                        "load" not in c or c["load"] is None or d.get("ups.load") == str(c["load"])
-                    )
+                    and (n is None or d.get("ups.load") == str(n))
                 )
             )
-            values = assert_same(pair)
             assert values["ups.status"] == status
 
 
-def test_instcmds_reach_the_simulator_the_same_way(tmp_path: Path) -> None:
-    require_driver("blazer_ser")
+@pytest.mark.parametrize(
+    ("driver", "ondelay", "test_time"), [("blazer_ser", "2", "5"), ("nutdrv_qx", "150", "300")]
+)
+def test_instcmds_reach_the_simulator_the_same_way(
+    tmp_path: Path, driver: str, ondelay: str, test_time: str
+) -> None:
+    require_driver(driver)
     model = MegatecModel()
-    section = {"driver": "blazer_ser", "pollinterval": "1", "offdelay": "45", "ondelay": "2"}
+    model.change(ack=b"ACK\r")  # what both drivers take for success
+    section = {**SECTIONS[driver], "offdelay": "45", "ondelay": ondelay}
     with differential_pair(tmp_path, model.session, section) as pair:
         cmds = [
             ("beeper.toggle",),
             ("test.battery.start.quick",),
-            ("test.battery.start", "5"),
+            ("test.battery.start", test_time),
             ("test.battery.stop",),
             ("test.battery.start.deep",),
             ("shutdown.return",),
@@ -89,22 +103,52 @@ def test_instcmds_reach_the_simulator_the_same_way(tmp_path: Path) -> None:
             ("load.off",),
             ("beeper.toggle",),
         ]
+        start = [len(pair.received(0)), len(pair.received(1))]  # start-up probes aside
         for index, target in ((0, pair.real_target), (1, pair.nuttrio_target)):
             for n, cmd in enumerate(cmds, 1):
                 assert pair.upscmd(target, *cmd) == "OK"
                 wait_until(
-                    lambda i=index, k=n: len(commands(pair, i)) >= k,  # type: ignore[misc]
+                    lambda i=index, k=n: len(commands(pair, i, start[i])) >= k,  # type: ignore[misc]
                     10,
                     f"{cmd} on port {index}",
                 )
-        assert commands(pair, 1) == commands(pair, 0)
-        assert commands(pair, 0)[:6] == ["Q", "T", "T05", "CT", "TL", "S.7R0002"]
+        sent = commands(pair, 0, start[0])
+        assert commands(pair, 1, start[1]) == sent
+        assert sent[:6] == ["Q", "T", "T05", "CT", "TL", "S.7R0002"]
         real, ours = pair.both()
         assert ours["ups.delay.shutdown"] == real["ups.delay.shutdown"] == "42"
         assert ours["ups.delay.start"] == real["ups.delay.start"] == "120"
         assert pair.upscmd(pair.nuttrio_target, "nope.cmd") == pair.upscmd(
             pair.real_target, "nope.cmd"
         )
+
+
+def test_nutdrv_qx_delays_are_writable_the_same_way(tmp_path: Path) -> None:
+    require_driver("nutdrv_qx")
+    model = MegatecModel()
+    model.change(ack=b"(ACK\r")  # nutdrv_qx's megatec wants ACK exactly: this fails
+    with differential_pair(tmp_path, model.session, SECTIONS["nutdrv_qx"]) as pair:
+        start = [len(pair.received(0)), len(pair.received(1))]  # start-up probes aside
+        outcomes: list[str] = []
+        for index, target in ((0, pair.real_target), (1, pair.nuttrio_target)):
+            assert pair.upsrw(target, "ups.delay.shutdown=95") == "OK"
+            assert pair.upsrw(target, "ups.delay.start=200") == "OK"
+            wait_until(
+                lambda t=target: upsc_values(t).get("ups.delay.shutdown") == "60",  # type: ignore[misc]
+                10,
+                f"the SET on {target}",
+            )
+            outcomes.append(pair.upscmd(target, "shutdown.return"))
+            wait_until(
+                lambda i=index: commands(pair, i, start[i]),  # type: ignore[misc]
+                10,
+                f"the command on port {index}",
+            )
+            assert pair.upsrw(target, "ups.delay.shutdown=5") != "OK"  # out of range
+        assert commands(pair, 1, start[1]) == commands(pair, 0, start[0]) == ["S01R0003"]
+        assert outcomes[0] == outcomes[1]
+        pair.converge(lambda d: d.get("ups.status") == "ALARM OL FSD")  # the shutdown bit
+        assert pair.upsrw_list(pair.nuttrio_target) == pair.upsrw_list(pair.real_target)
 
 
 def test_options_give_the_same_variables(tmp_path: Path) -> None:

@@ -33,10 +33,10 @@ them (facts from ``drivers/blazer.c`` and ``blazer_ser.c``):
 
 :class:`BlazerSer` runs the core on the driver kit's polling loop through a
 :class:`~nuttrio.hw.serial_line.SerialLine` (1 s per reply, as NUT). The data goes stale
-after four failed status reads in a row (NUT's MAXTRIES + 1) and fresh at the next good
-one; a port that fails is reopened at the next poll, so an unplugged adapter comes back by
-itself (NUT's driver would have to be restarted). Where blazer.c would read a missing
-variable (and crash) nuttrio takes 0.
+at the fifth failed status read in a row (NUT counts MAXTRIES + 1 failures first) and
+fresh at the next good one; a port that fails is reopened at the next poll, so an
+unplugged adapter comes back by itself (NUT's driver would have to be restarted). Where
+blazer.c would read a missing variable (and crash) nuttrio takes 0.
 """
 
 from __future__ import annotations
@@ -66,7 +66,9 @@ __all__ = [
     "BlazerSettings",
     "MegatecProtocol",
     "blazer_ser_factory",
+    "c_string",
     "strtod",
+    "strtol",
 ]
 
 log = logging.getLogger(__name__)
@@ -76,7 +78,7 @@ MAXTRIES = 3
 #: Seconds to wait for a reply (blazer_ser's SER_WAIT_SEC).
 REPLY_TIMEOUT = 1.0
 _BLAZER_VERSION = "1.58"
-_PACKS = (120, 100, 80, 60, 48, 36, 30, 24, 18, 12, 8, 6, 4, 3, 2, 1, 0.5)
+PACKS = (120, 100, 80, 60, 48, 36, 30, 24, 18, 12, 8, 6, 4, 3, 2, 1, 0.5)
 _NUMBER = re.compile(r"[0-9]*\.?[0-9]*")
 _DIGITS_DOTS = frozenset("0123456789.")
 
@@ -88,7 +90,8 @@ def strtod(text: str) -> float:
     return float(digits) if any(ch.isdigit() for ch in digits) else 0.0
 
 
-def _strtol(text: str) -> int:
+def strtol(text: str) -> int:
+    """C's ``strtol(text, NULL, 10)`` (0 when no number)."""
     match = re.match(r"\s*([+-]?\d+)", text)
     return int(match[1]) if match else 0
 
@@ -101,7 +104,7 @@ def _tokens(text: str) -> Iterator[str]:
     yield from re.split(r"[ \r\n]+", rest.strip(" \r\n")) if rest.strip(" \r\n") else ()
 
 
-def _c_string(text: str) -> str:
+def c_string(text: str) -> str:
     """The text up to its first NUL, as C reads a buffer."""
     return text.split("\0", 1)[0]
 
@@ -225,10 +228,10 @@ class BlazerSettings:
                 12..600, a bad ``cablepower``, ``runtimecal`` with fewer than four numbers
                 or out of range, ``chargetime`` not positive, ``idleload`` outside 0..100.
         """
-        ondelay = _strtol(args.getval("ondelay") or "3")
+        ondelay = strtol(args.getval("ondelay") or "3")
         if not 0 <= ondelay <= 9999:
             raise args.error(f"start delay '{ondelay}' out of range [0..9999]")
-        offdelay = _strtol(args.getval("offdelay") or "30")
+        offdelay = strtol(args.getval("offdelay") or "30")
         if not 12 <= offdelay <= 600:
             raise args.error(f"shutdown delay '{offdelay}' out of range [12..600]")
         offdelay -= offdelay % (6 if offdelay < 60 else 60)
@@ -236,7 +239,7 @@ class BlazerSettings:
         if cable not in CABLEPOWER:
             raise args.error(f"value '{args.getval('cablepower')}' not valid for 'cablepower'")
         dtr, rts = CABLEPOWER[cable]
-        runtimecal, chargetime, idleload = cls._runtime_options(args)
+        runtimecal, chargetime, idleload = cls.runtime_options(args)
         protocol = args.getval("protocol")
         if protocol is not None and protocol.lower() not in {p.name for p in PROTOCOLS}:
             log.warning("UPS %s: protocol %r is none that blazer knows", args.name, protocol)
@@ -254,7 +257,7 @@ class BlazerSettings:
         )
 
     @staticmethod
-    def _runtime_options(
+    def runtime_options(
         args: DriverArgs,
     ) -> tuple[tuple[float, float, float, float] | None, int, float]:
         """``runtimecal``, ``chargetime`` and ``idleload`` (the latter two only with the first)."""
@@ -271,7 +274,7 @@ class BlazerSettings:
             raise args.error("runtimecal: parameter out of range (load)")
         if ll == lh:  # blazer divides by log(1) = 0 here
             raise args.error("runtimecal: the two loads must differ")
-        chargetime = _strtol(args.getval("chargetime") or "43200")
+        chargetime = strtol(args.getval("chargetime") or "43200")
         if chargetime <= 0:
             raise args.error("charge time out of range [1..s]")
         idleload = strtod(args.getval("idleload") or "10") / 100
@@ -336,7 +339,7 @@ class BlazerCore(DState):
     def _packs(self, text: str) -> float:
         nominal = self.getinfo("battery.voltage.nominal")
         self.volt_nom = strtod(nominal if nominal is not None else text)
-        for packs in _PACKS:
+        for packs in PACKS:
             if packs * self.volt_act > 1.2 * self.volt_nom:
                 continue
             if packs * self.volt_act < 0.8 * self.volt_nom:
@@ -379,7 +382,7 @@ class BlazerCore(DState):
             ("battery.voltage", ".2f", self._battery),
             ("ups.temperature", ".1f", strtod),
         )
-        bits = self._fields(_c_string(text[1:]), table)
+        bits = self._fields(c_string(text[1:]), table)
         if bits is None or len(bits) - len(bits.lstrip("01")) != 8:
             return False
         self._status_bits([ch == "1" for ch in bits[:8]])
@@ -418,7 +421,7 @@ class BlazerCore(DState):
             ("battery.voltage.nominal", ".1f", self._packs),
             ("input.frequency.nominal", ".0f", strtod),
         )
-        tokens = _tokens(_c_string(text[1:]))
+        tokens = _tokens(c_string(text[1:]))
         for name, fmt, conv in table:
             token = next(tokens, None)
             if token is None:
@@ -437,7 +440,7 @@ class BlazerCore(DState):
             ("ups.model", 17, 10),
             ("ups.firmware", 28, 10),
         ):
-            self.setinfo(name, _c_string(text[start : start + length]).rstrip(" "))
+            self.setinfo(name, c_string(text[start : start + length]).rstrip(" "))
         return True
 
     # -- battery -------------------------------------------------------------------------
@@ -505,7 +508,7 @@ class BlazerCore(DState):
         if key in ("shutdown.return", "shutdown.stayoff"):
             return self._off(key == "shutdown.stayoff")
         if key == "test.battery.start":
-            delay = _strtol(extra) if extra is not None else 10
+            delay = strtol(extra) if extra is not None else 10
             if not 1 <= delay <= 99:
                 log.error("UPS %s: %s: delay [%s] out of range", self.args.name, name, extra)
                 return CommandStatus.FAILED
@@ -622,7 +625,7 @@ class BlazerSer:
                 poll,
                 execute,
                 every(self.args.pollinterval, trio.current_time()),
-                stale_after=MAXTRIES + 1,
+                stale_after=MAXTRIES + 2,
                 task_status=task_status,
             )
         finally:
