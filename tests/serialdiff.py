@@ -127,6 +127,13 @@ class Pair:
         )
         return (done.stdout + done.stderr).strip()
 
+    def upsc_error(self, target: str) -> str:
+        """What ``upsc target`` prints on its standard error (empty when it works)."""
+        done = subprocess.run(
+            ["upsc", target], capture_output=True, text=True, timeout=20, check=False
+        )
+        return done.stderr.strip()
+
     def upsrw(self, target: str, assignment: str) -> str:
         """Run ``upsrw -s NAME=VALUE -u admin -p ... target`` and return its output."""
         done = subprocess.run(

@@ -81,6 +81,7 @@ BUILTIN_DRIVERS: Mapping[str, str] = MappingProxyType(
         "dummy-ups": "nuttrio.hw.dummy:dummy_factory",
         "blazer_ser": "nuttrio.hw.megatec:blazer_ser_factory",
         "nutdrv_qx": "nuttrio.hw.qx_megatec:nutdrv_qx_factory",
+        "apcsmart": "nuttrio.hw.apcsmart:apcsmart_factory",
     }
 )
 
