@@ -64,12 +64,7 @@ def test_instcmds_and_sets_reach_the_simulator_the_same_way(tmp_path: Path) -> N
         start = [len(pair.received(0)), len(pair.received(1))]
         outcomes: list[list[str]] = [[], []]
         for index, target in ((0, pair.real_target), (1, pair.nuttrio_target)):
-            for cmd in (
-                "test.battery.start",
-                "test.panel.start",
-                "calibrate.start",
-                "bypass.start",
-            ):
+            for cmd in SIMPLE_COMMANDS:
                 outcomes[index].append(pair.upscmd(target, cmd))
             outcomes[index].append(pair.upsrw(target, "input.transfer.high=271"))
             outcomes[index].append(pair.upsrw(target, "ups.id=NEWID"))
