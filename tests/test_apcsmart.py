@@ -172,7 +172,7 @@ async def test_driver_follows_the_simulator(
     fast_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
     model = ApcModel()
-    async with on_pty(tmp_path, model) as (sim, entry):
+    async with on_pty(tmp_path, model) as (_sim, entry):
         snap = entry.snapshot()
         assert snap.value("ups.status") == "OL"
         assert snap.value("ups.mfr") == "APC"
@@ -233,7 +233,7 @@ async def test_nasty_commands_need_confirming(
 
 async def test_sets(fast_clock: trio.testing.MockClock, tmp_path: Path) -> None:
     model = ApcModel()
-    async with on_pty(tmp_path, model) as (sim, entry):
+    async with on_pty(tmp_path, model) as (_sim, entry):
         high = entry.snapshot().get("input.transfer.high")
         assert high is not None
         assert high.enums == ("253", "264", "271", "280")
