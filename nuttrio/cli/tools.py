@@ -1,4 +1,4 @@
-"""One-shot commands: ``--killpower-check``, ``--shutdown-ups``, ``why``, ``notify-test``."""
+"""One-shot commands: ``--killpower-check``, ``--shutdown-ups``, ``why``, ``notify-test``, scan."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import trio
 
 from ..daemon import DaemonOptions, driver_context, load_manager_config, run_as_user
 from ..hw import create_driver
+from ..hw import scan as hw_scan
 from ..mgmt.notify import Notifier
 from ..mgmt.runner import check_powerdown_flag, read_once
 from ..nutconf import ConfigError, load_nut_config
 from ..state import CommandKind, CommandStatus, DriverCommand, StateStore, UpsEntry
 
-__all__ = ["ToolError", "killpower_check", "notify_test", "shutdown_ups", "why"]
+__all__ = ["ToolError", "killpower_check", "notify_test", "scan", "shutdown_ups", "why"]
 
 #: Instant commands that cut the load and restore it when power returns, best first.
 SHUTDOWN_COMMANDS = ("shutdown.return", "load.off.delay", "shutdown.stayoff", "load.off")
@@ -135,3 +136,21 @@ async def notify_test(options: DaemonOptions) -> int:
     for line in lines:
         print(line)
     return 0 if all(": ok" in line or "not configured" in line for line in lines) else 1
+
+
+async def scan(ports: list[str]) -> int:
+    """``nuttrio scan``: print each port where a UPS answers, with its ups.conf section.
+
+    Only read-only requests are sent (see :mod:`nuttrio.hw.scan`). With no ``ports``,
+    the machine's serial ports are probed.
+
+    Returns:
+        0 if a UPS was found, 1 if none.
+    """
+    ports = ports or hw_scan.candidate_ports()
+    if not ports:
+        print("# no serial ports found")
+        return 1
+    text, count = hw_scan.report(await hw_scan.scan(ports), ports)
+    print(text, end="")
+    return 0 if count else 1
