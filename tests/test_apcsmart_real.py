@@ -71,7 +71,7 @@ def test_instcmds_and_sets_reach_the_simulator_the_same_way(tmp_path: Path) -> N
             outcomes[index].append(pair.upsrw(target, "ups.delay.shutdown=7"))  # not a choice
             # A nasty command runs only when given twice, 3 to 15 s apart.
             outcomes[index].append(pair.upscmd(target, "shutdown.return", "at:5"))
-            time.sleep(6)  # the middle of the window: each driver may be in a poll
+            time.sleep(4.5)  # inside the window even if each driver is in a poll
             outcomes[index].append(pair.upscmd(target, "shutdown.return", "at:5"))
             wait_until(
                 lambda i=index: "@005" in pair.received(i)[start[i] :],  # type: ignore[misc]
@@ -87,18 +87,3 @@ def test_instcmds_and_sets_reach_the_simulator_the_same_way(tmp_path: Path) -> N
         assert {"W", "A", "D", "^", "-", "-NEWID\r\r\r", "@005"} <= set(real_sent)
         # Each driver read its settings back after its SET (they are not polled).
         pair.converge(lambda d: (d["ups.id"], d["input.transfer.high"]) == ("NEWID", "271"))
-
-
-def test_faults_reach_both_the_same(tmp_path: Path) -> None:
-    require_driver("apcsmart")
-    model = ApcModel()
-    with differential_pair(tmp_path, model.session, SECTION) as pair:
-        pair.sim.faults.silent = True
-        for target in (pair.real_target, pair.nuttrio_target):
-            wait_until(
-                lambda t=target: pair.upsc_error(t).endswith("Error: Data stale"),  # type: ignore[misc]
-                15,
-                f"stale data on {target}",
-            )
-        pair.sim.faults.silent = False
-        pair.converge(lambda d: d.get("ups.status") == "OL", timeout=30)
