@@ -26,6 +26,7 @@ from nuttrio.hw.megatec import (
     blazer_ser_factory,
     strtod,
 )
+from nuttrio.hw.serial_line import STARTUP_PATIENCE
 from nuttrio.hw.sim_megatec import MegatecModel, MegatecSession
 from nuttrio.hw.sim_pty import PtySimulator
 from nuttrio.nutconf import ConfigError, UpsSection
@@ -335,7 +336,10 @@ async def test_detection_waits_for_a_silent_ups(
         entry = UpsEntry("q1")
         with entry.connect() as dlink:
             async with trio.open_nursery() as nursery:
+                began = trio.current_time()
                 await nursery.start(driver.run, dlink)
+                # Detection (three 1 s tries) goes on; the daemon is not kept waiting.
+                assert trio.current_time() - began == pytest.approx(STARTUP_PATIENCE, abs=0.5)
                 assert entry.snapshot().stale
                 assert entry.snapshot().value("ups.status") is None
                 sim.faults.silent = False

@@ -53,9 +53,9 @@ from ..state import CommandKind, CommandStatus, DriverCommand, DriverLink, Varia
 from .base import DriverContext
 from .dstate import DriverArgs, DState, VarKind
 from .dummy_table import StFlag
-from .kit import DeviceSilent, every, run_polling_driver
+from .kit import DeviceSilent
 from .megatec import strtol
-from .serial_line import SerialLine
+from .serial_line import SerialLine, run_serial_driver
 from .transport import SerialSettings
 
 __all__ = ["APC_VARS", "VARTAB", "ApcCore", "ApcFlag", "ApcSmart", "ApcVar", "apcsmart_factory"]
@@ -650,8 +650,10 @@ class ApcSmart:
     ) -> None:
         """Detect the UPS, then update it every ``pollinterval`` and serve commands.
 
-        Started after the first poll, answered or not. Cancellation closes the port (the
-        UPS is not sent back to dumb mode).
+        Started after the first poll, or after STARTUP_PATIENCE seconds with the UPS
+        stale while detection goes on (it is tried again at each poll until the UPS
+        answers). Cancellation closes the port.
+        The UPS is not sent back to dumb mode (``R``).
         """
         core = ApcCore(self.args)
         core.start()
@@ -687,19 +689,16 @@ class ApcSmart:
             except DeviceSilent:
                 return CommandStatus.FAILED
 
-        try:
-            await run_polling_driver(
-                core,
-                link,
-                poll,
-                execute,
-                every(self.args.pollinterval, trio.current_time()),
-                stale_after=1,
-                task_status=task_status,
-            )
-        finally:
-            with trio.CancelScope(shield=True):
-                await line.aclose()
+        await run_serial_driver(
+            line,
+            core,
+            link,
+            poll,
+            execute,
+            pollinterval=self.args.pollinterval,
+            stale_after=1,
+            task_status=task_status,
+        )
 
     # -- commands ----------------------------------------------------------------------------
 

@@ -54,8 +54,8 @@ from ..nutconf import ConfigError, UpsSection
 from ..state import CommandKind, CommandStatus, DriverCommand, DriverLink
 from .base import DriverContext
 from .dstate import DriverArgs, DState, VarKind
-from .kit import DeviceSilent, every, run_polling_driver
-from .serial_line import SerialLine
+from .kit import DeviceSilent
+from .serial_line import SerialLine, run_serial_driver
 from .transport import SerialSettings
 
 __all__ = [
@@ -586,8 +586,9 @@ class BlazerSer:
     ) -> None:
         """Detect the UPS, then poll it every ``pollinterval`` and serve commands.
 
-        Started after the first poll, answered or not (the UPS is stale until it answers;
-        detection is tried again at each poll). Cancellation closes the port.
+        Started after the first poll, or after STARTUP_PATIENCE seconds with the UPS
+        stale while detection goes on (it is tried again at each poll until the UPS
+        answers). Cancellation closes the port.
         """
         core = BlazerCore(self.args, self.settings)
         core.start()
@@ -618,19 +619,16 @@ class BlazerSer:
             log.info("UPS %s: instcmd %s: %s", self.args.name, command.name, status.name)
             return status
 
-        try:
-            await run_polling_driver(
-                core,
-                link,
-                poll,
-                execute,
-                every(self.args.pollinterval, trio.current_time()),
-                stale_after=MAXTRIES + 2,
-                task_status=task_status,
-            )
-        finally:
-            with trio.CancelScope(shield=True):
-                await line.aclose()
+        await run_serial_driver(
+            line,
+            core,
+            link,
+            poll,
+            execute,
+            pollinterval=self.args.pollinterval,
+            stale_after=MAXTRIES + 2,
+            task_status=task_status,
+        )
 
 
 def blazer_ser_factory(section: UpsSection, context: DriverContext) -> BlazerSer:

@@ -44,7 +44,7 @@ from ..state import CommandKind, CommandStatus, DriverCommand, DriverLink, Varia
 from .base import DriverContext
 from .dstate import DriverArgs, DState, VarKind
 from .dummy_table import StFlag
-from .kit import DeviceSilent, every, run_polling_driver
+from .kit import DeviceSilent
 from .megatec import (
     CABLEPOWER,
     MAXTRIES,
@@ -55,7 +55,7 @@ from .megatec import (
     strtod,
     strtol,
 )
-from .serial_line import SerialLine
+from .serial_line import SerialLine, run_serial_driver
 from .transport import SerialSettings
 
 __all__ = ["MEGATEC_ITEMS", "QX_VARS", "QxFlag", "QxItem", "QxMegatec", "QxMegatecCore"]
@@ -671,7 +671,9 @@ class QxMegatec:
     ) -> None:
         """Detect the UPS, then update it every ``pollinterval`` and serve commands.
 
-        Started after the first poll, answered or not. Cancellation closes the port.
+        Started after the first poll, or after STARTUP_PATIENCE seconds with the UPS
+        stale while detection goes on (it is tried again at each poll until the UPS
+        answers). Cancellation closes the port.
         """
         core = QxMegatecCore(self.args, self.settings)
         core.start()
@@ -694,19 +696,16 @@ class QxMegatec:
                 return core.setvar(command.name, command.value or "")
             return await self.instcmd(core, line, command.name, command.value)
 
-        try:
-            await run_polling_driver(
-                core,
-                link,
-                poll,
-                execute,
-                every(self.args.pollinterval, trio.current_time()),
-                stale_after=MAXTRIES + 2,
-                task_status=task_status,
-            )
-        finally:
-            with trio.CancelScope(shield=True):
-                await line.aclose()
+        await run_serial_driver(
+            line,
+            core,
+            link,
+            poll,
+            execute,
+            pollinterval=self.args.pollinterval,
+            stale_after=MAXTRIES + 2,
+            task_status=task_status,
+        )
 
     async def instcmd(
         self, core: QxMegatecCore, line: SerialLine, name: str, extra: str | None

@@ -16,10 +16,14 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from .kit import DeviceSilent
+from ..state import CommandStatus, DriverCommand, DriverLink
+from .kit import DeviceSilent, PolledState, every, publish_difference, run_polling_driver
 from .transport import SerialSettings, SerialStream, open_serial
 
-__all__ = ["PortLost", "SerialLine"]
+__all__ = ["STARTUP_PATIENCE", "PortLost", "SerialLine", "run_serial_driver"]
+
+#: Seconds a serial driver's start may take before the UPS is shown (stale) anyway.
+STARTUP_PATIENCE = 2.0
 
 
 class PortLost(DeviceSilent):
@@ -160,3 +164,66 @@ class SerialLine:
         await self.flush_input()
         await self.send(request)
         return await self.read_until(end, within)
+
+
+class _StartedOnce:
+    """Forwards the first ``started()`` to the real task status; later ones do nothing."""
+
+    def __init__(self, task_status: trio.TaskStatus[None]) -> None:
+        self._task_status = task_status
+        self.done = False
+
+    def started(self, value: None = None) -> None:
+        if not self.done:
+            self.done = True
+            self._task_status.started()
+
+
+async def run_serial_driver(
+    line: SerialLine,
+    core: PolledState,
+    link: DriverLink,
+    poll: Callable[[float], Awaitable[None]],
+    execute: Callable[[DriverCommand], Awaitable[CommandStatus]],
+    *,
+    pollinterval: float,
+    stale_after: int,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    patience: float = STARTUP_PATIENCE,
+) -> None:
+    """The kit's polling loop for a serial driver, which may take long to detect its UPS.
+
+    As :func:`~nuttrio.hw.kit.run_polling_driver` (polls every ``pollinterval`` from now),
+    except that ``task_status.started()`` comes after at most ``patience`` seconds: if the
+    first poll (detection tries every protocol with a timeout each) is still running then,
+    the state so far is published as stale and the daemon goes on; the UPS turns fresh
+    when the poll ends well.
+
+    Cancellation closes the port (shielded, never long).
+
+    Raises:
+        Exception: What ``poll`` or ``execute`` raise other than DeviceSilent.
+    """
+    once = _StartedOnce(task_status)
+
+    async def impatient() -> None:
+        await trio.sleep(patience)
+        if not once.done:
+            publish_difference(link, core, stale=True)
+            once.started()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(impatient)
+            await run_polling_driver(
+                core,
+                link,
+                poll,
+                execute,
+                every(pollinterval, trio.current_time()),
+                stale_after=stale_after,
+                task_status=once,
+            )
+    finally:
+        with trio.CancelScope(shield=True):
+            await line.aclose()
