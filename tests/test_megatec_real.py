@@ -15,7 +15,7 @@ import pytest
 from nuttrio.hw.sim_megatec import MegatecModel
 
 from .helpers import wait_until
-from .serialdiff import Pair, differential_pair, require_driver, upsc_values
+from .serialdiff import Pair, differential_pair, require_driver
 
 pytestmark = pytest.mark.realnut
 
@@ -121,34 +121,6 @@ def test_instcmds_reach_the_simulator_the_same_way(
         assert pair.upscmd(pair.nuttrio_target, "nope.cmd") == pair.upscmd(
             pair.real_target, "nope.cmd"
         )
-
-
-def test_nutdrv_qx_delays_are_writable_the_same_way(tmp_path: Path) -> None:
-    require_driver("nutdrv_qx")
-    model = MegatecModel()
-    model.change(ack=b"(ACK\r")  # nutdrv_qx's megatec wants ACK exactly: this fails
-    with differential_pair(tmp_path, model.session, SECTIONS["nutdrv_qx"]) as pair:
-        start = [len(pair.received(0)), len(pair.received(1))]  # start-up probes aside
-        outcomes: list[str] = []
-        for index, target in ((0, pair.real_target), (1, pair.nuttrio_target)):
-            assert pair.upsrw(target, "ups.delay.shutdown=95") == "OK"
-            assert pair.upsrw(target, "ups.delay.start=200") == "OK"
-            wait_until(
-                lambda t=target: upsc_values(t).get("ups.delay.shutdown") == "60",  # type: ignore[misc]
-                10,
-                f"the SET on {target}",
-            )
-            outcomes.append(pair.upscmd(target, "shutdown.return"))
-            wait_until(
-                lambda i=index: commands(pair, i, start[i]),  # type: ignore[misc]
-                10,
-                f"the command on port {index}",
-            )
-            assert pair.upsrw(target, "ups.delay.shutdown=5") != "OK"  # out of range
-        assert commands(pair, 1, start[1]) == commands(pair, 0, start[0]) == ["S01R0003"]
-        assert outcomes[0] == outcomes[1]
-        pair.converge(lambda d: d.get("ups.status") == "ALARM OL FSD")  # the shutdown bit
-        assert pair.upsrw_list(pair.nuttrio_target) == pair.upsrw_list(pair.real_target)
 
 
 def test_options_give_the_same_variables(tmp_path: Path) -> None:
