@@ -15,6 +15,8 @@ import pytest
 import trio
 import trio.testing
 
+from nuttrio.cli import tools
+from nuttrio.daemon import DaemonOptions
 from nuttrio.hw.apcsmart import (
     APC_VARS,
     STALE_PAUSE,
@@ -246,3 +248,20 @@ async def test_sets(fast_clock: trio.testing.MockClock, tmp_path: Path) -> None:
         assert model.values["c"] == "ROOM2"
         assert await send(entry, CommandKind.SET, "ups.id", "MUCHTOOLONG") is CommandStatus.FAILED
         assert await send(entry, CommandKind.SET, "ups.load", "5") is CommandStatus.UNKNOWN
+
+
+async def test_shutdown_ups_confirms_the_nasty_command(
+    fast_clock: trio.testing.MockClock, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = ApcModel()
+    model.change(online=False, on_battery=True)
+    link = tmp_path / "ttyAPC"
+    confdir = tmp_path / "conf"
+    confdir.mkdir()
+    (confdir / "ups.conf").write_text(f"[apc]\n\tdriver = apcsmart\n\tport = {link}\n")
+    (confdir / "upsd.conf").write_text("LISTEN 127.0.0.1 3493\n")
+    (confdir / "upsd.users").write_text("")
+    with PtySimulator(model.session, [link]):
+        assert await tools.shutdown_ups(DaemonOptions(confdir=confdir), "apc") == 0
+    assert model.shutdowns == ["S"]  # soft shutdown, on battery: sent once, confirmed
+    assert "shutdown.return" in capsys.readouterr().out

@@ -330,21 +330,20 @@ async def test_detection_waits_for_a_silent_ups(
     link = tmp_path / "ttyQ1"
     with PtySimulator(model.session, [link]) as sim:
         sim.faults.silent = True
-        driver = blazer_ser_factory(
-            section(str(link), pollinterval="1", protocol="megatec"), DriverContext(tmp_path)
-        )
+        driver = blazer_ser_factory(section(str(link), pollinterval="1"), DriverContext(tmp_path))
         entry = UpsEntry("q1")
         with entry.connect() as dlink:
             async with trio.open_nursery() as nursery:
                 began = trio.current_time()
                 await nursery.start(driver.run, dlink)
-                # Detection (three 1 s tries) goes on; the daemon is not kept waiting.
+                # Detection (4 protocols, 3 tries of 1 s) goes on; the daemon goes on.
                 assert trio.current_time() - began == pytest.approx(STARTUP_PATIENCE, abs=0.5)
                 assert entry.snapshot().stale
                 assert entry.snapshot().value("ups.status") is None
                 sim.faults.silent = False
                 snap = await until(entry, lambda s: not s.stale)
-                assert snap.value("ups.model") == "SimQ1 1000"
+                # megatec, or zinto (Q1 too) if the silence ended during its tries.
+                assert snap.value("ups.status") == "OL"
                 nursery.cancel_scope.cancel()
 
 

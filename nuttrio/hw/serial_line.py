@@ -22,8 +22,10 @@ from .transport import SerialSettings, SerialStream, open_serial
 
 __all__ = ["STARTUP_PATIENCE", "PortLost", "SerialLine", "run_serial_driver"]
 
-#: Seconds a serial driver's start may take before the UPS is shown (stale) anyway.
-STARTUP_PATIENCE = 2.0
+#: Seconds a serial driver's start may take before the UPS is shown (stale) anyway: long
+#: enough for any UPS that answers (an APC Smart start-up is some 40 queries), shorter
+#: than a silent one's detection (blazer: 12 s, apcsmart: 15 s).
+STARTUP_PATIENCE = 10.0
 
 
 class PortLost(DeviceSilent):
