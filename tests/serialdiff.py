@@ -145,6 +145,13 @@ class Pair:
         )
         return (done.stdout + done.stderr).strip()
 
+    def upscmd_list(self, target: str) -> str:
+        """``upscmd -l target``: the instant commands with their descriptions."""
+        done = subprocess.run(
+            ["upscmd", "-l", target], capture_output=True, text=True, timeout=20, check=False
+        )
+        return done.stdout
+
     def upsrw_list(self, target: str) -> str:
         """``upsrw target``: the writable variables with their types and ranges."""
         done = subprocess.run(

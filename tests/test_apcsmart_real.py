@@ -35,6 +35,12 @@ def test_states_reach_both_the_same(tmp_path: Path) -> None:
     model = ApcModel()
     with differential_pair(tmp_path, model.session, SECTION) as pair:
         first = pair.converge(lambda d: d.get("ups.status") == "OL")
+        listed = pair.upscmd_list(pair.real_target)
+        assert "calibrate.start" in listed
+        assert pair.upscmd_list(pair.nuttrio_target) == listed
+        writable = pair.upsrw_list(pair.real_target)
+        assert pair.upsrw_list(pair.nuttrio_target) == writable
+        assert "[input.transfer.high]" in writable
         assert first["battery.runtime"] == "2520"
         assert first["input.transfer.reason"] == "no transfers yet since turnon"
         steps: list[tuple[dict[str, bool], dict[str, str], str]] = [

@@ -48,6 +48,11 @@ def test_states_reach_both_the_same(tmp_path: Path, driver: str) -> None:
     section = SECTIONS[driver]
     with differential_pair(tmp_path, model.session, section) as pair:
         first = assert_same(pair)
+        listed = pair.upscmd_list(pair.real_target)
+        assert "test.battery.start.quick" in listed
+        assert pair.upscmd_list(pair.nuttrio_target) == listed
+        writable = pair.upsrw_list(pair.real_target)
+        assert pair.upsrw_list(pair.nuttrio_target) == writable
         assert first["ups.status"] == "OL"
         assert first["battery.charge"] == "100"
         steps: list[tuple[dict[str, object], str]] = [
