@@ -226,6 +226,7 @@ def test_command_replies() -> None:
         ({"runtimecal": "300,100,1200,50", "chargetime": "-1"}, "charge time out of range"),
         ({"bogus": "1"}, "'bogus' is not a valid setting for driver blazer_ser"),
         ({"pollinterval": "0"}, "invalid pollinterval"),
+        ({"protocol": "voltronic"}, "protocol 'voltronic' is none of megatec, mustek"),
     ],
 )
 def test_bad_sections_name_file_and_line(options: dict[str, str], message: str) -> None:

@@ -225,8 +225,9 @@ class BlazerSettings:
 
         Raises:
             ConfigError: Where blazer exits: ondelay outside 0..9999, offdelay outside
-                12..600, a bad ``cablepower``, ``runtimecal`` with fewer than four numbers
-                or out of range, ``chargetime`` not positive, ``idleload`` outside 0..100.
+                12..600, an unknown ``protocol``, a bad ``cablepower``, ``runtimecal``
+                with fewer than four numbers or out of range, ``chargetime`` not positive,
+                ``idleload`` outside 0..100.
         """
         ondelay = strtol(args.getval("ondelay") or "3")
         if not 0 <= ondelay <= 9999:
@@ -241,8 +242,10 @@ class BlazerSettings:
         dtr, rts = CABLEPOWER[cable]
         runtimecal, chargetime, idleload = cls.runtime_options(args)
         protocol = args.getval("protocol")
-        if protocol is not None and protocol.lower() not in {p.name for p in PROTOCOLS}:
-            log.warning("UPS %s: protocol %r is none that blazer knows", args.name, protocol)
+        names = [p.name for p in PROTOCOLS]
+        if protocol is not None and protocol.lower() not in names:
+            # blazer would skip every protocol and exit: "No supported UPS detected".
+            raise args.error(f"protocol {protocol!r} is none of {', '.join(names)}")
         return cls(
             ondelay=ondelay,
             offdelay=offdelay,

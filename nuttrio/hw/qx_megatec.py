@@ -58,12 +58,30 @@ from .megatec import (
 from .serial_line import SerialLine, run_serial_driver
 from .transport import SerialSettings
 
-__all__ = ["MEGATEC_ITEMS", "QX_VARS", "QxFlag", "QxItem", "QxMegatec", "QxMegatecCore"]
+__all__ = [
+    "MEGATEC_ITEMS",
+    "QX_VARS",
+    "QxFlag",
+    "QxItem",
+    "QxMegatec",
+    "QxMegatecCore",
+    "QxSettings",
+    "Walk",
+    "nutdrv_qx_factory",
+]
 
 log = logging.getLogger(__name__)
 
 _VERSION_INTERNAL = "0.32"
 DEFAULT_POLLFREQ = 30
+
+
+class Walk(enum.Enum):
+    """nutdrv_qx's walk modes."""
+
+    INIT = "init"
+    QUICK = "quick"
+    FULL = "full"
 
 
 class QxFlag(enum.Flag):
@@ -391,13 +409,13 @@ class QxMegatecCore(DState):
 
     # -- walks ---------------------------------------------------------------------------
 
-    def wanted(self, item: QxItem, mode: str) -> bool:
-        """Whether a walk in ``mode`` (``init``, ``quick``, ``full``) reads ``item``."""
+    def wanted(self, item: QxItem, mode: Walk) -> bool:
+        """Whether a walk in ``mode`` reads ``item``."""
         if (item.name, item.start) in self.skipped:
             return False
-        if mode == "quick":
+        if mode is Walk.QUICK:
             return QxFlag.QUICK_POLL in item.flags
-        if mode == "full":
+        if mode is Walk.FULL:
             return not item.flags & (QxFlag.ABSENT | QxFlag.CMD | QxFlag.SETVAR | QxFlag.STATIC)
         if item.name in ("ups.status", "ups.alarm"):
             return True
@@ -591,13 +609,13 @@ class QxMegatec:
         self.settings = settings
         self.reply_timeout = reply_timeout
 
-    async def _walk(self, core: QxMegatecCore, line: SerialLine, mode: str) -> None:
+    async def _walk(self, core: QxMegatecCore, line: SerialLine, mode: Walk) -> None:
         """``qx_ups_walk``; raises :class:`WalkFailed` where it returns FALSE."""
         previous: tuple[bytes | None, bytes] = (None, b"")
         for item in MEGATEC_ITEMS:
             if not core.wanted(item, mode):
                 continue
-            if mode == "init" and QxFlag.ABSENT in item.flags:
+            if mode is Walk.INIT and QxFlag.ABSENT in item.flags:
                 core.init_absent(item)
                 continue
             if QxFlag.CMD in item.flags:
@@ -615,7 +633,7 @@ class QxMegatec:
             if value is None:
                 if quick:
                     raise WalkFailed(f"{item.name} unreadable")
-                if mode == "init":
+                if mode is Walk.INIT:
                     core.skipped.add((item.name, item.start))
                 continue
             if core.infoval_set(item, value) == -1 and quick:
@@ -641,7 +659,7 @@ class QxMegatec:
         """
         await self._claim(core, line)
         core.setinfo("driver.version.data", "Megatec 0.06")
-        await self._walk(core, line, "init")
+        await self._walk(core, line, Walk.INIT)
         core.init_battery(now)
         for option, name in (("ondelay", "ups.delay.start"), ("offdelay", "ups.delay.shutdown")):
             value = self.args.getval(option)
@@ -658,12 +676,12 @@ class QxMegatec:
             core.ups_status.clear()
             core.alarms = []
             core.chrg_act = core.runt_act = -1.0
-            await self._walk(core, line, "full")
+            await self._walk(core, line, Walk.FULL)
             core.after_full_walk(now)
             core.lastpoll = now
             core.data_changed = False
         else:
-            await self._walk(core, line, "quick")
+            await self._walk(core, line, Walk.QUICK)
         core.commit_status(full=full)
 
     async def run(
