@@ -1,4 +1,7 @@
-"""nuttrio's nutdrv_qx (megatec): the item rules, and the driver on a pty (fast mock clock)."""
+"""nuttrio's nutdrv_qx (megatec): the item rules, and the driver on a pty.
+
+The driver runs on ``MockClock(rate=4)`` (see tests/test_megatec.py).
+"""
 
 from __future__ import annotations
 
@@ -151,7 +154,7 @@ def test_usb_port_is_refused_clearly() -> None:
 
 @pytest.fixture
 def fast_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(rate=10)
+    return trio.testing.MockClock(rate=4)
 
 
 @asynccontextmanager
