@@ -32,6 +32,10 @@ from nuttrio.hw.sim_pty import PtySimulator
 from nuttrio.nutconf import ConfigError, UpsSection
 from nuttrio.state import CommandKind, CommandStatus, DriverCommand, UpsEntry, UpsSnapshot
 
+from .helpers import wait_until
+from .nuttrio_proc import NuttrioProcess
+from .realnut import free_port, nut_request, write_nut_config
+
 Q1_OL = b"(230.0 230.0 230.0 021 50.0 27.30 25.0 00001001\r"
 
 
@@ -375,3 +379,24 @@ async def test_instcmds_and_their_outcomes(
             CommandStatus.UNKNOWN
         )
         assert [c for c in session.received if c != "Q1"][-3:] == ["TL", "CT", "CT"]
+
+
+def test_nuttrio_serves_a_ups_whose_port_is_missing_as_stale(tmp_path: Path) -> None:
+    """The daemon starts at once; the UPS is DATA-STALE until its port appears."""
+    port = free_port()
+    confdir = write_nut_config(
+        tmp_path / "conf",
+        port=port,
+        ups={"q1": {"driver": "blazer_ser", "port": str(tmp_path / "ttyNone")}},
+    )
+    model = MegatecModel()
+    with NuttrioProcess(["--nut-config", str(confdir)]):
+        assert nut_request(port, b"GET VAR q1 ups.status\n") == b"ERR DATA-STALE\n"
+        with PtySimulator(model.session, [tmp_path / "ttyNone"]):
+            wait_until(
+                lambda: (
+                    nut_request(port, b"GET VAR q1 ups.status\n") == b'VAR q1 ups.status "OL"\n'
+                ),
+                15,
+                "the UPS to answer once its port exists",
+            )
