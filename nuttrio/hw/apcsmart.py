@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -219,7 +220,7 @@ _REASONS = {
 }
 _STATUS_WORDS = ("CAL", "TRIM", "BOOST", "OL", "OB", "OVER", "LB", "RB")
 MINCMDTIME, MAXCMDTIME = 3.0, 15.0
-#: Polls left alone once the data is stale, before smart mode is tried again.
+#: Once the data is stale, the UPS is left alone until this poll, which tries smart mode.
 STALE_PAUSE = 10
 
 
@@ -664,26 +665,31 @@ class ApcSmart:
         line = self.line()
         apc = ApcLine(line, core)
         ready = False
-        stale_polls = 0
-        last_full = -1e9
+        stale = False
+        waited = 0  # apcsmart's last_worked: polls left alone since the data went stale
+        last_full = -math.inf
 
         async def poll(planned: float) -> None:
-            nonlocal ready, stale_polls, last_full
+            nonlocal ready, stale, waited, last_full
             if not ready:
                 await self.initinfo(apc, core)
                 ready = True
                 self.args.finish(core, _VERSION_INTERNAL)
-            elif stale_polls:
-                stale_polls += 1
-                if stale_polls < STALE_PAUSE or not await self.smartmode(apc, 1):
-                    raise DeviceSilent("waiting before smart mode is tried again")
+            elif stale:
+                last_full = -math.inf  # a full update when the UPS answers again
+                waited += 1
+                if waited < STALE_PAUSE:
+                    raise DeviceSilent("left alone for a while after losing it")
+                if not await self.smartmode(apc, 1):
+                    raise DeviceSilent("no answer to Y")
+                waited = 0
             full = planned - last_full > 3600
             if full:
                 last_full = planned
+            stale = True
             if not await self.update(apc, core, full=full):
-                stale_polls = 1
                 raise DeviceSilent("update failed")
-            stale_polls = 0
+            stale = False
 
         async def execute(command: DriverCommand) -> CommandStatus:
             try:
