@@ -27,7 +27,7 @@ from nuttrio.hw.megatec import (
     strtod,
 )
 from nuttrio.hw.serial_line import STARTUP_PATIENCE
-from nuttrio.hw.sim_megatec import MegatecModel, MegatecSession
+from nuttrio.hw.sim_megatec import MegatecModel, MegatecSession, MegatecState
 from nuttrio.hw.sim_pty import PtySimulator
 from nuttrio.nutconf import ConfigError, UpsSection
 from nuttrio.state import CommandKind, CommandStatus, DriverCommand, UpsEntry, UpsSnapshot
@@ -400,3 +400,33 @@ def test_nuttrio_serves_a_ups_whose_port_is_missing_as_stale(tmp_path: Path) -> 
                 15,
                 "the UPS to answer once its port exists",
             )
+
+
+@pytest.mark.parametrize(
+    ("queries", "vendor", "sent"),
+    [
+        (("QS",), "I", ["Q1", "Q1", "Q1", "QS", "F", "I", "QS"]),
+        (("D",), "I", ["Q1"] * 3 + ["QS"] * 3 + ["D", "F", "I", "D"]),
+        (("Q1",), "FW?", ["Q1", "F", "I", "I", "I", "Q1"]),  # megatec: no vendor data
+    ],
+)
+async def test_other_dialects_are_detected(
+    fast_clock: trio.testing.MockClock,
+    tmp_path: Path,
+    queries: tuple[str, ...],
+    vendor: str,
+    sent: list[str],
+) -> None:
+    model = MegatecModel(MegatecState(status_queries=queries, vendor_query=vendor))
+    async with on_pty(tmp_path, model) as (sim, entry):
+        assert sim.session().received[: len(sent)] == sent
+        snap = entry.snapshot()
+        assert snap.value("ups.status") == "OL"
+        assert (snap.value("ups.model") is None) == (vendor != "I")
+
+
+async def test_zinto_protocol_reads_fw(fast_clock: trio.testing.MockClock, tmp_path: Path) -> None:
+    model = MegatecModel(MegatecState(vendor_query="FW?"))
+    async with on_pty(tmp_path, model, protocol="zinto") as (sim, entry):
+        assert sim.session().received[:4] == ["Q1", "F", "FW?", "Q1"]
+        assert entry.snapshot().value("ups.model") == "SimQ1 1000"

@@ -39,7 +39,8 @@ class MegatecState:
 
     Attributes mirror the ``Q1``/``F``/``I`` fields; ``None`` for a number prints
     dashes (a field the unit does not measure). ``ack`` is the reply to a valid command
-    (``b""`` for none).
+    (``b""`` for none). ``status_queries`` and ``vendor_query`` name the dialect: ``QS``
+    for a Mustek, ``D`` for old Megatec firmware, ``FW?`` as the vendor query of a Zinto.
     """
 
     input_voltage: float | None = 230.0
@@ -67,6 +68,8 @@ class MegatecState:
     answers_rating: bool = True
     answers_vendor: bool = True
     ack: bytes = b"(ACK\r"
+    status_queries: tuple[str, ...] = ("Q1",)
+    vendor_query: str = "I"
     test_until: float | None = None
     shutdown_spec: str | None = None
 
@@ -108,7 +111,8 @@ class MegatecModel:
     def commands(self) -> list[str]:
         """The command lines received so far that are not queries (``Q1``, ``F``, ``I``)."""
         with self._lock:
-            return [c for c in self.received if c not in ("Q1", "F", "I")]
+            queries = {*self.state.status_queries, "F", self.state.vendor_query}
+            return [c for c in self.received if c not in queries]
 
     def answer(self, line: str) -> bytes:
         """The reply to one command line (without its CR)."""
@@ -117,9 +121,12 @@ class MegatecModel:
             st = self.state
             if st.test_until is not None and self.clock() >= st.test_until:
                 st.test, st.test_until = False, None
-            handler = _QUERIES.get(line)
-            if handler is not None:
-                return handler(st)
+            if line in st.status_queries:
+                return _q1(st)
+            if line == "F":
+                return _rating(st)
+            if line == st.vendor_query:
+                return _vendor(st)
             if self._command(st, line):
                 return st.ack
             return line.encode("latin-1") + b"\r"
@@ -186,9 +193,6 @@ def _vendor(st: MegatecState) -> bytes:
         return b"I\r"
     text = f"#{st.company:<15.15} {st.model:<10.10} {st.version:<10.10}\r"
     return text.encode("latin-1")
-
-
-_QUERIES: dict[str, Callable[[MegatecState], bytes]] = {"Q1": _q1, "F": _rating, "I": _vendor}
 
 
 class MegatecSession:
