@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nuttrio.hw.sim_megatec import MegatecModel
+from nuttrio.hw.sim_megatec import MegatecModel, MegatecState
 
 from .helpers import wait_until
 from .serialdiff import Pair, differential_pair, require_driver
@@ -148,3 +148,13 @@ def test_options_give_the_same_variables(tmp_path: Path) -> None:
         assert values["ups.mfr"] == "Overridden"
         assert "battery.runtime" in values
         assert "ups.model" not in values
+
+
+def test_blazer_ser_detects_an_old_dialect_the_same_way(tmp_path: Path) -> None:
+    require_driver("blazer_ser")
+    model = MegatecModel(MegatecState(status_queries=("D",)))  # old Megatec firmware
+    with differential_pair(tmp_path, model.session, SECTIONS["blazer_ser"]) as pair:
+        values = assert_same(pair)
+        assert values["ups.status"] == "OL"
+        detection = ["Q1"] * 3 + ["QS"] * 3 + ["D", "F", "I"]
+        assert pair.received(0)[:9] == pair.received(1)[:9] == detection
