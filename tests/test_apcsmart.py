@@ -28,7 +28,7 @@ from nuttrio.hw.apcsmart import (
 )
 from nuttrio.hw.base import DRIVERS, DriverContext
 from nuttrio.hw.dstate import DriverArgs
-from nuttrio.hw.sim_apcsmart import ApcModel, ApcSession
+from nuttrio.hw.sim_apcsmart import DEFAULT_VALUES, ApcModel, ApcSession
 from nuttrio.hw.sim_pty import PtySimulator
 from nuttrio.nutconf import ConfigError, UpsSection
 from nuttrio.state import CommandKind, CommandStatus, DriverCommand, UpsEntry, UpsSnapshot
@@ -266,3 +266,15 @@ async def test_shutdown_ups_confirms_the_nasty_command(
         assert await tools.shutdown_ups(DaemonOptions(confdir=confdir), "apc") == 0
     assert model.shutdowns == ["S"]  # soft shutdown, on battery: sent once, confirmed
     assert "shutdown.return" in capsys.readouterr().out
+
+
+async def test_an_old_model_is_set_up_from_the_firmware_table(
+    fast_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    values = {k: v for k, v in DEFAULT_VALUES.items() if k not in "b\x01"}
+    model = ApcModel({**values, "V": "6QD"})
+    async with on_pty(tmp_path, model) as (sim, entry):
+        snap = entry.snapshot()
+        assert (snap.value("ups.model"), snap.value("ups.firmware")) == ("Smart-UPS", "6QD")
+        assert "calibrate.start" in snap.commands  # D is in 6QD's list
+        assert "a" not in sim.session().received

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nuttrio.hw.sim_apcsmart import ApcModel
+from nuttrio.hw.sim_apcsmart import DEFAULT_VALUES, ApcModel
 
 from .helpers import wait_until
 from .serialdiff import Pair, differential_pair, require_driver
@@ -93,3 +93,16 @@ def test_instcmds_and_sets_reach_the_simulator_the_same_way(tmp_path: Path) -> N
         assert {"W", "A", "D", "^", "-", "-NEWID\r\r\r", "@005"} <= set(real_sent)
         # Each driver read its settings back after its SET (they are not polled).
         pair.converge(lambda d: (d["ups.id"], d["input.transfer.high"]) == ("NEWID", "271"))
+
+
+def test_an_old_model_from_the_firmware_table(tmp_path: Path) -> None:
+    require_driver("apcsmart")
+    values = {k: v for k, v in DEFAULT_VALUES.items() if k not in "b\x01"}
+    model = ApcModel({**values, "V": "6QD"})  # a Smart-UPS 600 of the 1990s: no "a"
+    with differential_pair(tmp_path, model.session, SECTION) as pair:
+        got = pair.converge(lambda d: d.get("ups.status") == "OL")
+        assert got["ups.model"] == "Smart-UPS"
+        assert got["ups.firmware"] == "6QD"
+        assert pair.upscmd_list(pair.nuttrio_target) == pair.upscmd_list(pair.real_target)
+        assert "a" not in pair.received(0)
+        assert "a" not in pair.received(1)
