@@ -1,4 +1,5 @@
-"""SerialLine on a pty: waits on an idle port, reads to an end byte, survives the port going."""
+"""SerialLine on a pty: waits on an idle port, reads to an end byte, survives the port going,
+locks the port as NUT's drivers do."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from pathlib import Path
 import pytest
 import trio
 
+from nuttrio.hw.dstate import DriverArgs
+from nuttrio.hw.megatec import BLAZER_VARS
 from nuttrio.hw.serial_line import PortLost, SerialLine
 from nuttrio.hw.sim_megatec import MegatecModel
 from nuttrio.hw.sim_pty import PtySimulator
 from nuttrio.hw.transport import SerialSettings
+from nuttrio.nutconf import UpsSection
 
 
 async def test_an_idle_port_is_waited_on_not_taken_for_a_hang_up(tmp_path: Path) -> None:
@@ -41,3 +45,25 @@ async def test_a_vanished_port_raises_port_lost_and_is_reopened(tmp_path: Path) 
         sim.come_back()
         assert (await line.exchange(b"I\r", b"\r", 1.0)).startswith(b"#nuttrio")
         await line.aclose()
+
+
+async def test_a_locked_port_is_not_shared(tmp_path: Path) -> None:
+    model = MegatecModel()
+    with PtySimulator(model.session, [tmp_path / "tty"]):
+        first = SerialLine(str(tmp_path / "tty"), SerialSettings(exclusive=True))
+        await first.open()
+        second = SerialLine(str(tmp_path / "tty"), SerialSettings(exclusive=True))
+        with pytest.raises(PortLost, match="lock"):
+            await second.open()
+        await first.aclose()
+        await second.open()  # free again
+        await second.aclose()
+
+
+def test_drivers_lock_their_port_unless_nolock() -> None:
+    def args(**options: str) -> DriverArgs:
+        section = UpsSection("u", "blazer_ser", "/dev/ttyS0", options=options)
+        return DriverArgs.from_section(section, BLAZER_VARS)
+
+    assert args().lock
+    assert not args(nolock="").lock

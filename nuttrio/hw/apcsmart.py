@@ -481,7 +481,10 @@ class ApcSmart:
         """The port: 2400 8N1; ``cable = 940-0095B`` drives DTR on and RTS off."""
         cable = (self.args.getval("cable") or "").lower() == "940-0095b"
         settings = SerialSettings(
-            baudrate=2400, dtr=True if cable else None, rts=False if cable else None
+            baudrate=2400,
+            dtr=True if cable else None,
+            rts=False if cable else None,
+            exclusive=self.args.lock,
         )
         return SerialLine(self.args.port, settings)
 

@@ -230,6 +230,11 @@ class DriverArgs:
         """A :class:`ConfigError` for this section (names the file and the line)."""
         return ConfigError(f"UPS [{self.name}]: {message}", self.path, self.lineno)
 
+    @property
+    def lock(self) -> bool:
+        """Whether the port is locked (NUT's drivers lock it unless ``nolock``)."""
+        return not any(name == "driver.flag.nolock" for name, _, _ in self.early)
+
     def getval(self, key: str) -> str | None:
         """NUT's ``getval``: the value of a driver key, ``None`` if absent or a flag."""
         return self.values.get(key)

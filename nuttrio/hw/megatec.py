@@ -544,7 +544,9 @@ class BlazerSer:
 
     def line(self) -> SerialLine:
         """The port, with blazer_ser's line settings (2400 8N1, DTR/RTS from cablepower)."""
-        serial = SerialSettings(baudrate=2400, dtr=self.settings.dtr, rts=self.settings.rts)
+        serial = SerialSettings(
+            baudrate=2400, dtr=self.settings.dtr, rts=self.settings.rts, exclusive=self.args.lock
+        )
         return SerialLine(self.args.port, serial, settle=0.1)
 
     async def _ask(self, line: SerialLine, request: bytes) -> bytes:

@@ -695,7 +695,9 @@ class QxMegatec:
         """
         core = QxMegatecCore(self.args, self.settings)
         core.start()
-        serial = SerialSettings(baudrate=2400, dtr=self.settings.dtr, rts=self.settings.rts)
+        serial = SerialSettings(
+            baudrate=2400, dtr=self.settings.dtr, rts=self.settings.rts, exclusive=self.args.lock
+        )
         line = SerialLine(self.args.port, serial, settle=0.1)
         ready = False
 

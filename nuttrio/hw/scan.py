@@ -97,7 +97,7 @@ async def probe(port: str) -> Found | None:
 
     Cancellation closes the port.
     """
-    line = SerialLine(port, SerialSettings(baudrate=2400))
+    line = SerialLine(port, SerialSettings(baudrate=2400, exclusive=True))  # not one in use
     try:
         await line.open()
         for attempt in (_apc, _megatec):
