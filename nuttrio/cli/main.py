@@ -107,6 +107,15 @@ def _parser() -> argparse.ArgumentParser:
     for name, summary, description in _SUBCOMMANDS:
         sub = commands.add_parser(name, help=summary, description=description)
         _add_config_options(sub, subcommand=True)
+    scan = commands.add_parser(
+        "scan",
+        help="list the serial ports where an APC Smart or Megatec/Q1 UPS answers",
+        description="Probe serial ports (the given ones, else /dev/ttyS*, /dev/ttyUSB*, "
+        "/dev/ttyACM*, /dev/serial/by-id/*) with read-only requests only (APC Smart: Y, "
+        "^A, n; Megatec: Q1, I) and print, for each UPS that answers, the ups.conf section "
+        "to paste. Exit 0 if a UPS was found, 1 if none.",
+    )
+    scan.add_argument("ports", nargs="*", metavar="PORT", help="serial port to probe")
     add_hid_commands(commands)
     for name, (_, summary) in clients.TOOLS.items():
         # Never parsed here: main() hands the arguments to the tool, which takes NUT's.
@@ -304,6 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return trio.run(tools.why, options)
         if args.command == "notify-test":
             return trio.run(tools.notify_test, options)
+        if args.command == "scan":
+            return trio.run(tools.scan, list(args.ports))
         trio.run(_run, options)
     except* ConfigError as group:
         for exc in _leaves(group):
@@ -330,7 +341,8 @@ def _check_upsmon_conf_given(args: argparse.Namespace, options: DaemonOptions) -
     Raises:
         ConfigError: Naming the command that was run.
     """
-    command = f"nuttrio {args.command}" if args.command else None
+    reads_upsmon_conf = args.command in {name for name, _, _ in _SUBCOMMANDS}
+    command = f"nuttrio {args.command}" if reads_upsmon_conf else None
     if args.killpower_check:
         command = "nuttrio --killpower-check"
     if command is not None and options.confdir is None:

@@ -1,4 +1,4 @@
-"""One-shot commands: ``--killpower-check``, ``--shutdown-ups``, ``why``, ``notify-test``."""
+"""One-shot commands: ``--killpower-check``, ``--shutdown-ups``, ``why``, ``notify-test``, scan."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import trio
 
 from ..daemon import DaemonOptions, driver_context, load_manager_config, run_as_user
 from ..hw import create_driver
+from ..hw import scan as hw_scan
 from ..mgmt.notify import Notifier
 from ..mgmt.runner import check_powerdown_flag, read_once
 from ..nutconf import ConfigError, load_nut_config
 from ..state import CommandKind, CommandStatus, DriverCommand, StateStore, UpsEntry
 
-__all__ = ["ToolError", "killpower_check", "notify_test", "shutdown_ups", "why"]
+__all__ = ["ToolError", "killpower_check", "notify_test", "scan", "shutdown_ups", "why"]
 
 #: Instant commands that cut the load and restore it when power returns, best first.
 SHUTDOWN_COMMANDS = ("shutdown.return", "load.off.delay", "shutdown.stayoff", "load.off")
@@ -72,15 +73,19 @@ async def shutdown_ups(options: DaemonOptions, name: str) -> int:
     async with trio.open_nursery() as nursery:
         with entry.connect() as link:
             await nursery.start(driver.run, link)
-            outcome = await _send_shutdown(entry)
+            outcome = await _send_shutdown(entry, getattr(driver, "CONFIRM_AFTER", None))
             nursery.cancel_scope.cancel()
     if outcome is not None:
         raise ToolError(f"UPS {section.name}: {outcome}")
     return 0
 
 
-async def _send_shutdown(entry: UpsEntry) -> str | None:
+async def _send_shutdown(entry: UpsEntry, confirm_after: float | None = None) -> str | None:
     """Send the best shutdown command the driver offers; ``None`` on success, else why not.
+
+    A driver whose dangerous commands only run when sent twice (apcsmart's "nasty"
+    commands) says so with a ``CONFIRM_AFTER`` attribute: the command is sent again
+    that many seconds after the first was taken.
 
     Cancellation leaves the command queued at the driver (the caller stops the driver).
     """
@@ -92,13 +97,20 @@ async def _send_shutdown(entry: UpsEntry) -> str | None:
     when = f"{delay} s (ups.delay.shutdown)" if delay else "the UPS's own delay"
     what = SHUTDOWN_TEXT[command].format(delay=when)
     print(f"nuttrio: UPS {entry.name}: {command}: {what}", flush=True)
-    request = DriverCommand(CommandKind.INSTCMD, command)
-    if not entry.submit(request):
-        return "the driver did not take the command"
-    with trio.move_on_after(SHUTDOWN_TIMEOUT):
-        status = await request.result.wait()
-        return None if status is CommandStatus.SUCCESS else f"{command} failed: {_ANSWERS[status]}"
-    return f"no answer from the driver in {SHUTDOWN_TIMEOUT:g} s"
+    for attempt in range(2 if confirm_after is not None else 1):
+        if attempt:
+            await trio.sleep(confirm_after or 0)
+        request = DriverCommand(CommandKind.INSTCMD, command)
+        if not entry.submit(request):
+            return "the driver did not take the command"
+        status: CommandStatus | None = None
+        with trio.move_on_after(SHUTDOWN_TIMEOUT):
+            status = await request.result.wait()
+        if status is None:
+            return f"no answer from the driver in {SHUTDOWN_TIMEOUT:g} s"
+        if status is not CommandStatus.SUCCESS:
+            return f"{command} failed: {_ANSWERS[status]}"
+    return None
 
 
 async def why(options: DaemonOptions) -> int:
@@ -135,3 +147,21 @@ async def notify_test(options: DaemonOptions) -> int:
     for line in lines:
         print(line)
     return 0 if all(": ok" in line or "not configured" in line for line in lines) else 1
+
+
+async def scan(ports: list[str]) -> int:
+    """``nuttrio scan``: print each port where a UPS answers, with its ups.conf section.
+
+    Only read-only requests are sent (see :mod:`nuttrio.hw.scan`). With no ``ports``,
+    the machine's serial ports are probed.
+
+    Returns:
+        0 if a UPS was found, 1 if none.
+    """
+    ports = ports or hw_scan.candidate_ports()
+    if not ports:
+        print("# no serial ports found")
+        return 1
+    text, count = hw_scan.report(await hw_scan.scan(ports), ports)
+    print(text, end="")
+    return 0 if count else 1

@@ -104,6 +104,9 @@ BUILTIN_DRIVERS: Mapping[str, str] = MappingProxyType(
     {
         "dummy-ups": "nuttrio.hw.dummy:dummy_factory",
         "usbhid-ups": "nuttrio.hw.hid.driver:usbhid_factory",
+        "blazer_ser": "nuttrio.hw.megatec:blazer_ser_factory",
+        "nutdrv_qx": "nuttrio.hw.qx_megatec:nutdrv_qx_factory",
+        "apcsmart": "nuttrio.hw.apcsmart:apcsmart_factory",
     }
 )
 

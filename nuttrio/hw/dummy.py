@@ -70,7 +70,7 @@ import itertools
 import logging
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
@@ -81,10 +81,10 @@ import trio
 from ..nutconf import ConfigError, UpsSection
 from ..nutconf.common import atoi as _atoi
 from ..nutconf.common import fold as _fold
-from ..nutconf.common import strtol as _strtol
 from ..protocol.tokenizer import Line, LineError, split_text
-from ..state import CommandKind, CommandStatus, DriverCommand, DriverLink, Variable
+from ..state import CommandKind, CommandStatus, DriverCommand, DriverLink
 from .base import Driver, DriverContext
+from .dstate import DState
 from .dummy_table import INITIAL, KNOWN, UNKNOWN_AUX, UNKNOWN_FLAGS, StFlag
 from .kit import every, run_polling_driver
 
@@ -126,7 +126,6 @@ DEFAULT_POLLINTERVAL = 2
 #: The only instant command dummy-ups offers.
 COMMANDS: tuple[str, ...] = ("load.off",)
 
-_VALUE_MAX = 255  # dstate_setinfo formats into ST_MAX_VALUE_LEN (256) bytes
 _FILE_VALUE_MAX = 127  # dummy-ups joins value words into a 128-byte buffer
 _TIMER = "TIMER"
 _ASAP = -math.inf
@@ -135,29 +134,7 @@ _ASAP = -math.inf
 _SILENT_KEYS = frozenset(
     {"driver", "desc", "sdorder", "sddelay", "user", "group", "debug_min", "port"}
 )
-_ESCAPED = frozenset('#\\"')
 _BAD_NAME = re.compile(r'[\s#\\=]|^"|^$')
-
-
-def _encode(raw: str) -> tuple[str, int]:
-    """NUT's ``pconf_encode`` into a 256-byte buffer.
-
-    Returns:
-        The escaped text and how many characters of ``raw`` it holds.
-    """
-    out: list[str] = []
-    size = 0
-    for i, ch in enumerate(raw):
-        if ch in _ESCAPED:
-            if size >= _VALUE_MAX - 1:
-                return "".join(out), i
-            out.append("\\")
-            size += 1
-        if size >= _VALUE_MAX:
-            return "".join(out), i
-        out.append(ch)
-        size += 1
-    return "".join(out), len(raw)
 
 
 # ---------------------------------------------------------------------------------------
@@ -454,16 +431,6 @@ class DummySettings:
 
 
 @attrs.define
-class _Node:
-    """One variable in the driver's store (NUT's ``st_tree_t``)."""
-
-    name: str
-    raw: str
-    flags: StFlag = StFlag.NONE
-    aux: int = 0
-
-
-@attrs.define
 class _Reader:
     """An open definition: dummy-ups' parser context, kept across TIMER pauses."""
 
@@ -473,7 +440,7 @@ class _Reader:
     slot1: str | None = None
 
 
-class DummyCore:
+class DummyCore(DState):
     """The dummy-ups simulator without I/O scheduling: call its steps with the time.
 
     The order is :meth:`start` (``t0``), :meth:`update` (``t0 + UPDATE_DELAY``),
@@ -489,84 +456,10 @@ class DummyCore:
     def __init__(self, settings: DummySettings, source: DefinitionSource) -> None:
         self.settings = settings
         self.source = source
-        self.changes = 0
-        self._nodes: dict[str, _Node] = {}
-        self._commands: list[str] = []
+        super().__init__()
         self._reader: _Reader | None = None
         self._next_update: float | None = None  # None: not paused (dummy-ups' -1)
         self._mtime = source.mtime() or 0
-        self._ignorelb = False
-
-    # -- NUT's driver-side store (dstate) ----------------------------------------------
-
-    def setinfo(self, name: str, value: str) -> None:
-        """Set a variable as ``dstate_setinfo`` does (see the module notes)."""
-        value = value[:_VALUE_MAX]
-        key = _fold(name)
-        node = self._nodes.get(key)
-        if node is None:
-            self._nodes[key] = _Node(name, value)
-        elif _fold(node.raw) == _fold(value) or StFlag.IMMUTABLE in node.flags:
-            return
-        else:
-            node.raw = value
-        self.changes += 1
-
-    def getinfo(self, name: str) -> str | None:
-        """A variable's value in escaped form (what ``dstate_getinfo`` returns), or ``None``."""
-        node = self._nodes.get(_fold(name))
-        return None if node is None else _encode(node.raw)[0]
-
-    def delinfo(self, name: str) -> None:
-        """Delete a variable unless it is immutable."""
-        node = self._nodes.get(_fold(name))
-        if node is not None and StFlag.IMMUTABLE not in node.flags:
-            del self._nodes[_fold(name)]
-            self.changes += 1
-
-    def setflags(self, name: str, flags: StFlag) -> None:
-        """Replace a variable's flags unless it is immutable (or missing)."""
-        node = self._nodes.get(_fold(name))
-        if node is not None and StFlag.IMMUTABLE not in node.flags and node.flags != flags:
-            node.flags = flags
-            self.changes += 1
-
-    def setaux(self, name: str, aux: int) -> None:
-        """Set a variable's maximum string length (immutable ones too)."""
-        node = self._nodes.get(_fold(name))
-        if node is not None and node.aux != aux:
-            node.aux = aux
-            self.changes += 1
-
-    def addcmd(self, name: str) -> None:
-        """Offer an instant command."""
-        if name not in self._commands:
-            self._commands.append(name)
-            self.changes += 1
-
-    # -- what is published ------------------------------------------------------------
-
-    def variables(self) -> list[Variable]:
-        """The variables as upsd receives them from the driver (values as sent, unescaped)."""
-        out = []
-        for node in self._nodes.values():
-            raw = node.raw[: _encode(node.raw)[1]]
-            out.append(
-                Variable(
-                    name=node.name,
-                    value=raw,
-                    rw=StFlag.RW in node.flags,
-                    string=StFlag.STRING in node.flags,
-                    number=StFlag.NUMBER in node.flags,
-                    aux=node.aux,
-                )
-            )
-        return out
-
-    @property
-    def commands(self) -> tuple[str, ...]:
-        """The instant commands offered."""
-        return tuple(self._commands)
 
     # -- dummy-ups -------------------------------------------------------------------
 
@@ -650,7 +543,7 @@ class DummyCore:
             SUCCESS, always (dummy-ups checks nothing).
         """
         if name.startswith("ups.status"):
-            self._set_status([value])
+            self.status_commit([value])
             return CommandStatus.SUCCESS
         if not value:
             self.delinfo(name)
@@ -676,26 +569,6 @@ class DummyCore:
         return CommandStatus.UNKNOWN
 
     # -- internals ---------------------------------------------------------------------
-
-    def _set_status(self, words: Iterable[str]) -> None:
-        """``status_init``, ``status_set`` per word, ``status_commit``."""
-        if self.getinfo("driver.flag.ignorelb") is not None:
-            self._ignorelb = True
-        buf = ""
-        for word in words:
-            if self._ignorelb and _fold(word) == "lb":
-                continue
-            buf = (buf + " " + word if buf else word)[:_VALUE_MAX]
-        if self._ignorelb:
-            for value_name, low_name in (
-                ("battery.charge", "battery.charge.low"),
-                ("battery.runtime", "battery.runtime.low"),
-            ):
-                value, low = self.getinfo(value_name), self.getinfo(low_name)
-                if value is not None and low is not None and _strtol(value) < _strtol(low):
-                    buf = (buf + " LB")[:_VALUE_MAX]
-                    break
-        self.setinfo("ups.status", buf)
 
     def _open(self) -> _Reader:
         data = self.source.read()
@@ -754,7 +627,7 @@ class DummyCore:
             if name.startswith("driver."):
                 continue
             if name.startswith("ups.status"):
-                self._set_status(words[1:])
+                self.status_commit(words[1:])
                 continue
             if len(words) >= 2:
                 last_value = " ".join(words[1:])[:_FILE_VALUE_MAX]

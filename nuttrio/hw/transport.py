@@ -46,6 +46,8 @@ class SerialSettings:
         rtscts: Hardware flow control.
         dtr: Drive DTR high (``True``) or low (``False``); ``None`` leaves it as opened.
         rts: Drive RTS likewise (many UPS cables power themselves from it).
+        exclusive: Lock the port (``flock``, as NUT's drivers do unless ``nolock``), so
+            that a port another driver holds fails to open instead of being shared.
     """
 
     baudrate: int = 2400
@@ -56,6 +58,7 @@ class SerialSettings:
     rtscts: bool = False
     dtr: bool | None = None
     rts: bool | None = None
+    exclusive: bool = False
 
 
 class SerialStream(trio.abc.Stream):
@@ -109,7 +112,12 @@ def _open_port(path: str, settings: SerialSettings) -> serial.Serial:
     port.stopbits = settings.stopbits
     port.xonxoff = settings.xonxoff
     port.rtscts = settings.rtscts
+    if settings.exclusive:
+        port.exclusive = True
     port.timeout = 0
+    # VMIN 1, VTIME 0: with pyserial's VMIN 0 a read of an empty port returns 0 bytes
+    # (an end of file to Trio) instead of EAGAIN, so the stream would never wait.
+    port.inter_byte_timeout = 0
     if settings.dtr is not None:
         port.dtr = settings.dtr
     if settings.rts is not None:
