@@ -29,9 +29,10 @@ import trio
 
 from .descriptions import Descriptions
 from .hw import Driver, DriverContext, create_driver, dummy
+from .jsonshapes import JsonValue
 from .mgmt.notify import Notifier
 from .mgmt.process import DEFAULT_RUN_AS_USER, RunAs, command_user
-from .mgmt.runner import Manager, local_monitors, run_manager
+from .mgmt.runner import Manager, NotifySink, local_monitors, run_manager
 from .nutconf import (
     DEFAULT_PORT,
     UPSD_USERS,
@@ -57,6 +58,7 @@ from .server import (
     serve_nut,
 )
 from .state import StateStore, UpsEntry
+from .web import WebApp, WebSettings, WebSource, serve_web
 
 __all__ = ["DEFAULT_PORT", "Daemon", "DaemonOptions", "Role", "open_daemon", "run_daemon"]
 
@@ -89,6 +91,11 @@ class DaemonOptions:
         role: Attach, primary or secondary.
         upssched: An upssched.conf to run in-process for the notifications (also used when
             upsmon.conf's NOTIFYCMD names upssched: then ``confdir/upssched.conf``).
+        web: ``(host, port)`` pairs to serve the web dashboard, API and /metrics on
+            (none: no web server).
+        web_optional: A web address that cannot be bound is a warning, not an error (the
+            no-config demo's default address).
+        web_settings: The dashboard's history and event-log sizes.
     """
 
     confdir: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
@@ -96,6 +103,9 @@ class DaemonOptions:
     limits: ConnectionLimits = attrs.field(factory=ConnectionLimits)
     role: Role = Role.ATTACH
     upssched: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
+    web: tuple[tuple[str, int], ...] = ()
+    web_optional: bool = False
+    web_settings: WebSettings = attrs.field(factory=WebSettings)
 
 
 @attrs.define
@@ -131,17 +141,38 @@ class Daemon:
         #: The manager and its notifier, in the primary and secondary roles.
         self.manager: Manager | None = None
         self.notifier: Notifier | None = None
+        #: The web server, when ``--web`` asked for one.
+        self.web: WebApp | None = None
         self._nursery = nursery
         self._drivers: dict[str, _Running] = {}
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
         """The ``(host, port)`` of every listener, after binding."""
-        out = []
-        for listener in self.listeners:
-            host, port = listener.socket.getsockname()[:2]
-            out.append((str(host), int(port)))
-        return out
+        return _addresses(self.listeners)
+
+    @property
+    def web_addresses(self) -> list[tuple[str, int]]:
+        """The ``(host, port)`` of every web listener (none without a web server)."""
+        return _addresses(self.web.listeners) if self.web is not None else []
+
+    def verdict(self) -> JsonValue:
+        """The manager's verdict now (``nuttrio why``), or ``None`` if no manager runs."""
+        if self.manager is None:
+            return None
+        machine = self.manager.machine
+        now = trio.current_time()
+        fed, needed = machine.fed(now), machine.policy.minsupplies
+        return {
+            "phase": machine.phase.name,
+            "ups": [
+                {"system": v.system, "critical": v.critical, "reason": v.reason}
+                for v in machine.verdicts(now)
+            ],
+            "fed": fed,
+            "minsupplies": needed,
+            "shutdown_now": fed < needed,
+        }
 
     async def start_driver(self, section: UpsSection, driver: Driver) -> None:
         """Create the UPS entry if needed and run ``driver`` for it under supervision.
@@ -248,6 +279,63 @@ class Daemon:
         await self.start_drivers(to_start)
         self.store.reorder([section.name for section in new.ups])
         log.info("configuration reloaded")
+
+
+def _addresses(listeners: Sequence[trio.SocketListener]) -> list[tuple[str, int]]:
+    out = []
+    for listener in listeners:
+        host, port = listener.socket.getsockname()[:2]
+        out.append((str(host), int(port)))
+    return out
+
+
+class _NotifyTee:
+    """The manager's notifier that also writes each notification to the web's event log."""
+
+    def __init__(self, sink: Notifier, web: WebApp) -> None:
+        self._sink = sink
+        self._web = web
+
+    def send(self, type: str, system: str | None, detail: str = "") -> None:
+        self._sink.send(type, system, detail)
+        self._web.events.add("notify", " ".join(w for w in (type, detail) if w), system)
+
+    async def wall(self, message: str) -> object:
+        return await self._sink.wall(message)
+
+
+async def _start_web(daemon: Daemon, nursery: trio.Nursery) -> None:
+    """Serve the web dashboard if the options ask for it (``daemon.web``).
+
+    Raises:
+        ListenError: If a web address cannot be bound (a warning instead with
+            ``web_optional``).
+    """
+    options = daemon.options
+    if not options.web:
+        return
+    addresses = [
+        ListenAddress(h, p, f"--web {_host_port(h, p)}", required=not options.web_optional)
+        for h, p in options.web
+    ]
+    try:
+        listeners = await open_listeners(addresses)
+    except ListenError as exc:
+        if not options.web_optional:
+            raise
+        log.warning("web dashboard not started: %s", exc)
+        return
+
+    def users() -> Mapping[str, User]:
+        return daemon.config.users if daemon.config is not None else {}
+
+    source = WebSource(
+        daemon.store,
+        users=users,
+        stats=lambda: daemon.core.stats if daemon.core is not None else None,
+        verdict=daemon.verdict,
+    )
+    daemon.web = await nursery.start(serve_web, source, listeners, options.web_settings)
 
 
 def _same_driver(a: UpsSection, b: UpsSection) -> bool:
@@ -551,6 +639,7 @@ async def run_daemon(
             daemon = Daemon(options, None, StateStore(), None, nursery)
         else:
             daemon = await _run_attach(options, nursery)
+        await _start_web(daemon, nursery)
         if manager_config is not None:
             upsmon, sched = manager_config
             if options.role is Role.PRIMARY:
@@ -560,8 +649,9 @@ async def run_daemon(
             await nursery.start(notifier.run)
             maxage = daemon.config.upsd.maxage if daemon.config is not None else 15.0
             store = daemon.store if options.role is Role.PRIMARY else None
+            sink = notifier if daemon.web is None else _NotifyTee(notifier, daemon.web)
             daemon.manager = await nursery.start(
-                _run_manager_then, upsmon, notifier, store, maxage, daemon, nursery
+                _run_manager_then, upsmon, notifier, sink, store, maxage, daemon, nursery
             )
         task_status.started(daemon)
         await trio.sleep(math.inf)
@@ -570,6 +660,7 @@ async def run_daemon(
 async def _run_manager_then(
     upsmon: UpsmonConfig,
     notifier: Notifier,
+    sink: NotifySink,
     store: StateStore | None,
     maxage: float,
     daemon: Daemon,
@@ -579,7 +670,7 @@ async def _run_manager_then(
 ) -> None:
     await run_manager(
         upsmon,
-        notifier,
+        sink,
         store=store,
         maxage=maxage,
         listeners=daemon.addresses,

@@ -41,6 +41,8 @@ from typing import Generic, TypeVar
 import attrs
 import trio
 
+from .nutconf.common import atoi
+
 __all__ = [
     "CommandKind",
     "CommandResult",
@@ -57,6 +59,7 @@ __all__ = [
     "UpsStatistics",
     "Variable",
     "Watch",
+    "refuse_value",
 ]
 
 T = TypeVar("T")
@@ -170,6 +173,27 @@ class Variable:
     aux: int = 0
     enums: tuple[str, ...] = ()
     ranges: tuple[tuple[int, int], ...] = ()
+
+
+def refuse_value(var: Variable, value: str) -> str | None:
+    """Why upsd refuses to SET ``var`` to ``value`` (its ERR token), in upsd's order, or ``None``.
+
+    The protocol server and the web dashboard both check a SET with this.
+    """
+    if not var.rw:
+        return "READONLY"
+    if var.string:
+        if var.aux < 1:
+            return "SET-FAILED"
+        if len(value) > var.aux:
+            return "TOO-LONG"
+    if var.enums and value not in var.enums:
+        return "INVALID-VALUE"
+    if var.ranges:
+        number = atoi(value)
+        if not any(lo <= number <= hi for lo, hi in var.ranges):
+            return "INVALID-VALUE"
+    return None
 
 
 @attrs.frozen

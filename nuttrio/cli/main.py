@@ -17,11 +17,24 @@ from ..daemon import DEFAULT_PORT, Daemon, DaemonOptions, Role, run_daemon
 from ..nutconf import ConfigError, split_host_port
 from ..protocol import DEFAULT_MAX_LINE
 from ..server import ConnectionLimits, ListenError
+from ..web import DEFAULT_WEB_PORT, WebSettings
 from . import clients, tools
 
 __all__ = ["main", "parse_listen"]
 
 log = logging.getLogger("nuttrio")
+
+
+def parse_web(text: str) -> tuple[str, int]:
+    """Parse ``HOST[:PORT]`` for ``--web``; the port defaults to 8493.
+
+    Raises:
+        argparse.ArgumentTypeError: If the text is not of that form.
+    """
+    try:
+        return split_host_port(text, default_port=DEFAULT_WEB_PORT, port_zero=True, bare_ipv6=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"bad address {text!r}: {exc}") from None
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -150,6 +163,25 @@ def _parser() -> argparse.ArgumentParser:
         help="listen here instead of upsd.conf's LISTEN lines (repeatable; port 0 picks one)",
     )
     parser.add_argument(
+        "--web",
+        metavar="HOST[:PORT]",
+        type=parse_web,
+        action="append",
+        default=[],
+        help=f"serve the web dashboard, the JSON API (/api/v1) and Prometheus /metrics here "
+        f"(repeatable; default port {DEFAULT_WEB_PORT}; port 0 picks one). Off unless given, "
+        f"except that 'nuttrio' with no configuration and no --listen serves it on "
+        f"127.0.0.1:{DEFAULT_WEB_PORT}",
+    )
+    parser.add_argument(
+        "--web-history",
+        metavar="HOURS",
+        type=float,
+        default=WebSettings().history_hours,
+        help="hours of chart the dashboard keeps in memory (default %(default)s; one point "
+        f"every {WebSettings().sample_interval:g} s)",
+    )
+    parser.add_argument(
         "--max-line",
         metavar="BYTES",
         type=_positive_int,
@@ -188,13 +220,14 @@ def _hint(daemon: Daemon) -> str:
     names = daemon.store.names()
     addresses = daemon.addresses
     listening = ", ".join(_host_port(h, p) for h, p in addresses)
+    web = "".join(f"; dashboard: http://{_host_port(h, p)}/" for h, p in daemon.web_addresses)
     if not names:
-        return f"nuttrio: listening on {listening} (no UPS configured)"
+        return f"nuttrio: listening on {listening}{web} (no UPS configured)"
     host, port = next(((h, p) for h, p in addresses if ":" not in h), addresses[0])
     where = _bracketed(host) if port == DEFAULT_PORT else _host_port(host, port)
     target = f"{names[0]}@{where}"
     served = names[0] if len(names) == 1 else f"{len(names)} UPS ({', '.join(names)})"
-    return f"nuttrio: serving {served} on {listening}; query it with: upsc {target}"
+    return f"nuttrio: serving {served} on {listening}{web}; query it with: upsc {target}"
 
 
 async def _run(options: DaemonOptions) -> None:
@@ -257,12 +290,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     confdir: Path | None = args.nut_config
     if confdir is None and os.environ.get("NUT_CONFPATH"):
         confdir = Path(os.environ["NUT_CONFPATH"])
+    role = args.role or Role.ATTACH
+    # The no-config demo (``nuttrio`` or ``nuttrio --attach`` alone) shows its dashboard.
+    demo = confdir is None and role is Role.ATTACH and not args.listen and not args.web
+    web: list[tuple[str, int]] = [("127.0.0.1", DEFAULT_WEB_PORT)] if demo else args.web
     options = DaemonOptions(
         confdir=confdir,
         listen=tuple(args.listen),
         limits=ConnectionLimits(max_line=args.max_line),
-        role=args.role or Role.ATTACH,
+        role=role,
         upssched=args.upssched,
+        web=tuple(web),
+        web_optional=demo,
+        web_settings=WebSettings(history_hours=args.web_history),
     )
     status = 0
     try:
