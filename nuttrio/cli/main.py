@@ -17,6 +17,7 @@ from ..daemon import DEFAULT_PORT, Daemon, DaemonOptions, Role, run_daemon
 from ..nutconf import ConfigError, split_host_port
 from ..protocol import DEFAULT_MAX_LINE
 from ..server import ConnectionLimits, ListenError
+from ..systemd import SystemdNotifier
 from ..web import DEFAULT_WEB_PORT, WebSettings
 from . import clients, tools
 
@@ -235,42 +236,62 @@ async def _run(options: DaemonOptions) -> None:
 
     The handled signals are ignored once the receiver is closed (it restores the handlers
     it found), so a second SIGTERM while stopping (``timeout`` and systemd signal the
-    whole group) is absorbed and the process still exits 0.
+    whole group) is absorbed and the process still exits 0. Under systemd it says
+    READY=1 once serving, RELOADING=1/READY=1 around a SIGHUP reload, STOPPING=1 when
+    stopping, and pings the watchdog (:mod:`nuttrio.systemd`).
     """
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
     for handled_signal in handled:
         signal.signal(handled_signal, signal.SIG_IGN)
+    systemd = SystemdNotifier.from_environment()
     with trio.open_signal_receiver(*handled) as signals:
         async with trio.open_nursery() as nursery:
-            daemon: Daemon = await nursery.start(_daemon_then_stop, options, nursery.cancel_scope)
-            print(_hint(daemon), flush=True)
+            daemon: Daemon = await nursery.start(
+                _daemon_then_stop, options, nursery.cancel_scope, systemd
+            )
+            hint = _hint(daemon)
+            print(hint, flush=True)
+            await systemd.ready(hint.removeprefix("nuttrio: "))
+            await nursery.start(systemd.run_watchdog)
             async for signum in signals:
-                if signum == signal.SIGHUP:
-                    log.info("SIGHUP: reloading the configuration")
-                    await daemon.reload()
-                elif signum == signal.SIGUSR1:
-                    if daemon.manager is not None:
-                        log.warning("SIGUSR1: shutdown requested by the administrator")
-                        daemon.manager.request_fsd()
-                    else:
-                        log.warning(
-                            "SIGUSR1 ignored: no manager runs in this process "
-                            "(start with --primary or --secondary to own the shutdown)"
-                        )
-                else:
-                    log.info("%s: stopping", signal.Signals(signum).name)
+                if not await _on_signal(signum, daemon, systemd):
                     nursery.cancel_scope.cancel()
                     break
+
+
+async def _on_signal(signum: int, daemon: Daemon, systemd: SystemdNotifier) -> bool:
+    """Act on one signal; ``False`` when it asks to stop."""
+    if signum == signal.SIGHUP:
+        log.info("SIGHUP: reloading the configuration")
+        await systemd.reloading()
+        await daemon.reload()
+        await systemd.ready()
+    elif signum == signal.SIGUSR1:
+        if daemon.manager is not None:
+            log.warning("SIGUSR1: shutdown requested by the administrator")
+            daemon.manager.request_fsd()
+        else:
+            log.warning(
+                "SIGUSR1 ignored: no manager runs in this process "
+                "(start with --primary or --secondary to own the shutdown)"
+            )
+    else:
+        log.info("%s: stopping", signal.Signals(signum).name)
+        await systemd.stopping()
+        return False
+    return True
 
 
 async def _daemon_then_stop(
     options: DaemonOptions,
     stop: trio.CancelScope,
+    systemd: SystemdNotifier,
     *,
     task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the daemon; when it ends by itself (a secondary after its shutdown), stop."""
     await run_daemon(options, task_status=task_status)
+    await systemd.stopping()
     stop.cancel()
 
 

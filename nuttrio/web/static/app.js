@@ -119,6 +119,7 @@ function drawChart(name) {
     const coords = points
       .filter((p) => p.etime >= start && p.values[variable] !== null)
       .map((p) => `${(((p.etime - start) / span) * 1000).toFixed(1)},${(100 - p.values[variable]).toFixed(1)}`);
+    if (coords.length === 1) coords.push(`1000,${coords[0].split(",")[1]}`); // one point: a level line
     node.querySelector(`polyline.${cls}`).setAttribute("points", coords.join(" "));
   }
 }
