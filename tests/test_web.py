@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 from pathlib import Path
 
@@ -302,3 +303,50 @@ async def test_login_and_actions_use_upsd_users_rights_and_csrf(daemon, caplog):
     assert (
         await request(port, url, method="POST", body={"command": "load.off"}, headers=good)
     ).status == 401
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_primary_role_serves_the_verdict_and_the_notifications(tmp_path):
+    confdir = write_confdir(tmp_path / "conf")
+    users = (confdir / "upsd.users").read_text()
+    (confdir / "upsd.users").write_text(
+        users.replace("actions = set", "actions = set\n upsmon primary")
+    )
+    nut_port = free_port()
+    (confdir / "upsmon.conf").write_text(
+        f"MONITOR a@127.0.0.1:{nut_port} 1 admin pw primary\nSHUTDOWNCMD true\n"
+    )
+    (confdir / "upsmon.conf").chmod(0o600)
+    options = nuttrio.DaemonOptions(
+        confdir=confdir,
+        listen=(("127.0.0.1", nut_port),),
+        web=(("127.0.0.1", 0),),
+        role=nuttrio.Role.PRIMARY,
+    )
+    async with nuttrio.open_daemon(options) as daemon:
+        port = web_port(daemon)
+        verdict = (await request(port, "/api/v1/verdict")).json()
+        assert verdict["ups"] == [
+            {
+                "system": f"a@127.0.0.1:{nut_port}",
+                "critical": False,
+                "reason": verdict["ups"][0]["reason"],
+            }
+        ]
+        assert (verdict["fed"], verdict["minsupplies"], verdict["shutdown_now"]) == (1, 1, False)
+        async with open_stream(port) as ws:
+            hello = await receive_json(ws)
+            assert hello["verdict"] == verdict
+            await set_var(daemon, "ups.status", "OB")
+            with trio.fail_after(10):
+                while True:
+                    message = await receive_json(ws)
+                    if message["type"] == "event" and message["event"]["kind"] == "notify":
+                        break
+        assert message["event"]["ups"] == f"a@127.0.0.1:{nut_port}"
+        assert message["event"]["message"].startswith("ONBATT")

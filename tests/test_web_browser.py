@@ -19,7 +19,7 @@ import trio
 import nuttrio
 from nuttrio.client import open_nut_client
 
-from .test_web import write_confdir
+from .test_web import free_port, write_confdir
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -102,7 +102,7 @@ async def test_dashboard_follows_the_ups_and_runs_a_command(tmp_path, browser, a
     options = nuttrio.DaemonOptions(
         confdir=write_confdir(tmp_path / "conf"),
         listen=(("127.0.0.1", 0),),
-        web=(("127.0.0.1", 0),),
+        web=(("127.0.0.1", free_port()),),
     )
     run = trio.to_thread.run_sync
     async with nuttrio.open_daemon(options) as daemon:
@@ -140,4 +140,10 @@ async def test_dashboard_follows_the_ups_and_runs_a_command(tmp_path, browser, a
         shot = artifacts / "dashboard.png"
         await run(browser.save_screenshot, str(shot))
         print(f"screenshot: {shot}")
-        assert shot.stat().st_size > 10_000
+    assert shot.stat().st_size > 10_000
+
+    # The page reconnects by itself when nuttrio comes back (here: a new daemon).
+    await run(wait_for_text, browser, "#live", "reconnecting", 5)
+    async with nuttrio.open_daemon(options):
+        await run(wait_for_text, browser, "#live", "live", 15)
+        await run(wait_for_text, browser, "#ups-a .status", "on line power (OL)", 5)
