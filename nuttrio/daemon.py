@@ -18,8 +18,10 @@ handlers or calls :func:`trio.run` (that is the CLI's job).
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import math
+import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -96,6 +98,8 @@ class DaemonOptions:
         web_optional: A web address that cannot be bound is a warning, not an error (the
             no-config demo's default address).
         web_settings: The dashboard's history and event-log sizes.
+        web_tls: Serve the web over TLS only, with upsd.conf's CERTFILE (the NUT port's
+            certificate; DISABLE_WEAK_SSL applies too).
     """
 
     confdir: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
@@ -106,6 +110,7 @@ class DaemonOptions:
     web: tuple[tuple[str, int], ...] = ()
     web_optional: bool = False
     web_settings: WebSettings = attrs.field(factory=WebSettings)
+    web_tls: bool = False
 
 
 @attrs.define
@@ -318,6 +323,7 @@ async def _start_web(daemon: Daemon, nursery: trio.Nursery) -> None:
         ListenAddress(h, p, f"--web {_host_port(h, p)}", required=not options.web_optional)
         for h, p in options.web
     ]
+    tls = web_tls_context(daemon.config) if options.web_tls else None
     try:
         listeners = await open_listeners(addresses)
     except ListenError as exc:
@@ -335,7 +341,29 @@ async def _start_web(daemon: Daemon, nursery: trio.Nursery) -> None:
         stats=lambda: daemon.core.stats if daemon.core is not None else None,
         verdict=daemon.verdict,
     )
-    daemon.web = await nursery.start(serve_web, source, listeners, options.web_settings)
+    serve = functools.partial(serve_web, tls_context=tls)
+    daemon.web = await nursery.start(serve, source, listeners, options.web_settings)
+
+
+def web_tls_context(config: NutConfig | None) -> ssl.SSLContext:
+    """The web's TLS context from upsd.conf's CERTFILE (chain and key in one PEM file).
+
+    Raises:
+        ConfigError: Without CERTFILE, or if the file cannot be loaded.
+    """
+    upsd = config.confdir / "upsd.conf" if config is not None else None
+    if config is None or config.upsd.certfile is None:
+        raise ConfigError(
+            "--web-tls needs CERTFILE in upsd.conf (the NUT port's certificate)", upsd
+        )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    if config.upsd.disable_weak_ssl:
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(config.upsd.certfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"CERTFILE {config.upsd.certfile}: {exc}", upsd) from None
+    return context
 
 
 def _same_driver(a: UpsSection, b: UpsSection) -> bool:

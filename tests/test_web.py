@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import ssl
 import time
 from pathlib import Path
 
+import h11
 import pytest
 import trio
 import trio_websocket
@@ -350,3 +352,42 @@ async def test_primary_role_serves_the_verdict_and_the_notifications(tmp_path):
                         break
         assert message["event"]["ups"] == f"a@127.0.0.1:{nut_port}"
         assert message["event"]["message"].startswith("ONBATT")
+
+
+async def test_web_tls_uses_the_nut_certificate(tmp_path):
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    confdir = write_confdir(tmp_path / "conf")
+    pem = confdir / "upsd.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(pem))
+    (confdir / "upsd.conf").write_text(f"LISTEN 127.0.0.1 3493\nCERTFILE {pem}\n")
+    options = nuttrio.DaemonOptions(
+        confdir=confdir, listen=(("127.0.0.1", 0),), web=(("127.0.0.1", 0),), web_tls=True
+    )
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    async with nuttrio.open_daemon(options) as daemon:
+        port = web_port(daemon)
+        reply = await request(port, "/api/v1/ups", ssl_context=client)
+        assert reply.json() == {"a": "Rack A"}
+        async with trio_websocket.open_websocket(
+            "127.0.0.1", port, "/api/v1/stream", use_ssl=client
+        ) as ws:
+            assert (await receive_json(ws))["type"] == "hello"
+        # Plain HTTP on the TLS port gets nothing, and the server goes on serving.
+        with pytest.raises(h11.RemoteProtocolError):
+            await request(port, "/api/v1/ups")
+        assert (await request(port, "/api/v1/ups", ssl_context=client)).status == 200
+
+
+async def test_web_tls_without_certfile_is_a_config_error(tmp_path):
+    options = nuttrio.DaemonOptions(
+        confdir=write_confdir(tmp_path / "conf"),
+        listen=(("127.0.0.1", 0),),
+        web=(("127.0.0.1", 0),),
+        web_tls=True,
+    )
+    with pytest.raises(nuttrio.ConfigError, match="--web-tls needs CERTFILE"):
+        async with nuttrio.open_daemon(options):
+            pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 from typing import Any
 
 import attrs
@@ -28,9 +29,12 @@ async def request(
     body: Any = None,
     headers: dict[str, str] | None = None,
     host: str = "127.0.0.1",
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Reply:
     """Send one request (``body``: JSON data, sent as application/json); read the reply."""
-    stream = await trio.open_tcp_stream(host, port)
+    stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+    if ssl_context is not None:
+        stream = trio.SSLStream(stream, ssl_context, server_hostname=host)
     conn = h11.Connection(h11.CLIENT)
     data = b"" if body is None else json.dumps(body).encode()
     all_headers = {"host": f"{host}:{port}", "connection": "close", **(headers or {})}

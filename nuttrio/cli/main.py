@@ -175,6 +175,12 @@ def _parser() -> argparse.ArgumentParser:
         f"127.0.0.1:{DEFAULT_WEB_PORT}",
     )
     parser.add_argument(
+        "--web-tls",
+        action="store_true",
+        help="serve --web over TLS only (https, wss), with upsd.conf's CERTFILE: the NUT "
+        "port's certificate",
+    )
+    parser.add_argument(
         "--web-history",
         metavar="HOURS",
         type=float,
@@ -221,7 +227,8 @@ def _hint(daemon: Daemon) -> str:
     names = daemon.store.names()
     addresses = daemon.addresses
     listening = ", ".join(_host_port(h, p) for h, p in addresses)
-    web = "".join(f"; dashboard: http://{_host_port(h, p)}/" for h, p in daemon.web_addresses)
+    scheme = "https" if daemon.options.web_tls else "http"
+    web = "".join(f"; dashboard: {scheme}://{_host_port(h, p)}/" for h, p in daemon.web_addresses)
     if not names:
         return f"nuttrio: listening on {listening}{web} (no UPS configured)"
     host, port = next(((h, p) for h, p in addresses if ":" not in h), addresses[0])
@@ -324,6 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         web=tuple(web),
         web_optional=demo,
         web_settings=WebSettings(history_hours=args.web_history),
+        web_tls=args.web_tls,
     )
     status = 0
     try:

@@ -13,6 +13,8 @@ Embedding::
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import Sequence
 
 import attrs
@@ -49,9 +51,12 @@ async def serve_web(
     listeners: Sequence[trio.SocketListener],
     settings: WebSettings | None = None,
     *,
+    tls_context: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[WebApp] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the dashboard, the API and /metrics on ``listeners`` (which it owns).
+
+    With ``tls_context`` it serves HTTPS (and ``wss:``) only.
 
     Reports the :class:`WebApp` (its ``events`` log takes more events, e.g. the
     manager's notifications) once accepting. Runs until cancelled; cancellation closes
@@ -65,6 +70,11 @@ async def serve_web(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(follow_store, source.store, events)
         await nursery.start(sample_store, source.store, samples, settings.sample_interval)
-        await nursery.start(serve_http, listeners, app.handle, app.websocket)
+        await nursery.start(
+            functools.partial(serve_http, tls_context=tls_context),
+            listeners,
+            app.handle,
+            app.websocket,
+        )
         app.listeners = listeners
         task_status.started(app)

@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import http
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import attrs
@@ -122,7 +124,7 @@ class _Closed(Exception):
 class _HttpConnection:
     """One client connection: h11's state and the bytes read for its first request."""
 
-    def __init__(self, stream: trio.SocketStream, peer: str) -> None:
+    def __init__(self, stream: trio.abc.Stream, peer: str) -> None:
         self.stream = stream
         self.peer = peer
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
@@ -140,7 +142,7 @@ class _HttpConnection:
             if event is not h11.NEED_DATA:
                 return event
             with trio.move_on_after(IDLE_TIMEOUT) as scope:
-                data = await self.stream.receive_some(16 * 1024)
+                data = bytes(await self.stream.receive_some(16 * 1024))
             if scope.cancelled_caught:
                 raise _Closed
             if self.first:
@@ -219,10 +221,33 @@ def _peer(stream: trio.SocketStream) -> str:
         return "?"
 
 
+async def _tls(stream: trio.SocketStream, context: ssl.SSLContext) -> trio.SSLStream[Any] | None:
+    """The TLS stream over ``stream`` once the handshake is done; ``None`` if it failed."""
+    tls = trio.SSLStream(stream, context, server_side=True)
+    with trio.move_on_after(IDLE_TIMEOUT):
+        try:
+            await tls.do_handshake()
+        except trio.BrokenResourceError as exc:
+            log.info("web TLS handshake with %s failed: %s", _peer(stream), exc.__cause__ or exc)
+            return None
+        return tls
+    return None
+
+
 async def _serve_one(
-    stream: trio.SocketStream, handler: Handler, on_websocket: WebSocketHandler
+    sock: trio.SocketStream,
+    handler: Handler,
+    on_websocket: WebSocketHandler,
+    tls_context: ssl.SSLContext | None,
 ) -> None:
-    conn = _HttpConnection(stream, _peer(stream))
+    stream: trio.abc.Stream = sock
+    if tls_context is not None:
+        tls = await _tls(sock, tls_context)
+        if tls is None:
+            await trio.aclose_forcefully(sock)
+            return
+        stream = tls
+    conn = _HttpConnection(stream, _peer(sock))
     try:
         while True:
             request = await conn.read_request()
@@ -266,17 +291,18 @@ async def serve_http(
     handler: Handler,
     on_websocket: WebSocketHandler,
     *,
+    tls_context: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[Sequence[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve HTTP on ``listeners`` (which it owns) until cancelled.
+    """Serve HTTP (HTTPS with ``tls_context``) on ``listeners`` (which it owns) until cancelled.
 
     Reports the listeners through ``task_status`` once accepting. A failing connection
-    (or handler) never stops the server; cancellation closes every connection and the
-    listeners.
+    (or handler, or TLS handshake) never stops the server; cancellation closes every
+    connection and the listeners.
     """
 
     async def one(stream: trio.SocketStream) -> None:
-        await _serve_one(stream, handler, on_websocket)
+        await _serve_one(stream, handler, on_websocket, tls_context)
 
     async with trio.open_nursery() as nursery:
         for listener in listeners:
