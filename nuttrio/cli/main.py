@@ -21,7 +21,7 @@ from ..systemd import SystemdNotifier
 from ..web import DEFAULT_WEB_PORT, WebSettings
 from . import clients, tools
 
-__all__ = ["main", "parse_listen"]
+__all__ = ["exit_with_main", "main", "parse_listen"]
 
 log = logging.getLogger("nuttrio")
 
@@ -362,6 +362,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"nuttrio: {exc}", file=sys.stderr)
         status = status or 1
     return status
+
+
+def exit_with_main() -> None:
+    """Run :func:`main` and exit with its status (the zipapp's entry point)."""
+    sys.exit(main())
 
 
 def _check_upsmon_conf_given(args: argparse.Namespace, options: DaemonOptions) -> None:
