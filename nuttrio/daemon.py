@@ -100,6 +100,7 @@ class DaemonOptions:
         web_settings: The dashboard's history and event-log sizes.
         web_tls: Serve the web over TLS only, with upsd.conf's CERTFILE (the NUT port's
             certificate; DISABLE_WEAK_SSL applies too).
+        advertise: Announce the NUT port over mDNS as ``_nut._tcp`` (needs zeroconf).
     """
 
     confdir: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
@@ -111,6 +112,7 @@ class DaemonOptions:
     web_optional: bool = False
     web_settings: WebSettings = attrs.field(factory=WebSettings)
     web_tls: bool = False
+    advertise: bool = False
 
 
 @attrs.define
@@ -343,6 +345,22 @@ async def _start_web(daemon: Daemon, nursery: trio.Nursery) -> None:
     )
     serve = functools.partial(serve_web, tls_context=tls)
     daemon.web = await nursery.start(serve, source, listeners, options.web_settings)
+
+
+async def _start_advertising(daemon: Daemon, nursery: trio.Nursery) -> None:
+    """Announce ``_nut._tcp`` on the NUT listeners (``--advertise``).
+
+    Raises:
+        ConfigError: If the zeroconf package is missing.
+    """
+    from .advertise import advertise
+
+    try:
+        await nursery.start(advertise, daemon.addresses)
+    except ImportError:
+        raise ConfigError(
+            "--advertise needs the zeroconf package: pip install 'nuttrio[mdns]'"
+        ) from None
 
 
 def web_tls_context(config: NutConfig | None) -> ssl.SSLContext:
@@ -668,6 +686,8 @@ async def run_daemon(
         else:
             daemon = await _run_attach(options, nursery)
         await _start_web(daemon, nursery)
+        if options.advertise and daemon.listeners:
+            await _start_advertising(daemon, nursery)
         if manager_config is not None:
             upsmon, sched = manager_config
             if options.role is Role.PRIMARY:

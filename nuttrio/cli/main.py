@@ -181,6 +181,12 @@ def _parser() -> argparse.ArgumentParser:
         "port's certificate",
     )
     parser.add_argument(
+        "--advertise",
+        action="store_true",
+        help="announce the NUT port over mDNS as _nut._tcp (Home Assistant finds it); needs "
+        "the zeroconf package (pip install 'nuttrio[mdns]')",
+    )
+    parser.add_argument(
         "--web-history",
         metavar="HOURS",
         type=float,
@@ -332,6 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         web_optional=demo,
         web_settings=WebSettings(history_hours=args.web_history),
         web_tls=args.web_tls,
+        advertise=args.advertise,
     )
     status = 0
     try:
