@@ -50,6 +50,7 @@ from .nutconf import (
     load_upssched_conf,
     reload_nut_config,
 )
+from .nutconf.notify_types import STATUS_NOTIFY_TYPES
 from .server import (
     ConnectionLimits,
     ListenAddress,
@@ -296,19 +297,45 @@ def _addresses(listeners: Sequence[trio.SocketListener]) -> list[tuple[str, int]
     return out
 
 
-class _NotifyTee:
-    """The manager's notifier that also writes each notification to the web's event log."""
+#: The notifications a change of ups.status causes (upsmon's ONLINE, ONBATT and the flags').
+_STATUS_TYPES = frozenset(
+    {"ONLINE", "ONBATT", *(t for pair in STATUS_NOTIFY_TYPES.values() for t in pair)}
+)
 
-    def __init__(self, sink: Notifier, web: WebApp) -> None:
+
+class _NotifyTee:
+    """The manager's notifier that also writes each notification to the web's event log.
+
+    For a MONITOR served in-process (``local``: system -> the store's entry), a status
+    notification is also timed from the status change in the store (the web's
+    ``nuttrio_event_to_notify_seconds`` histogram).
+    """
+
+    def __init__(self, sink: Notifier, web: WebApp, local: Mapping[str, UpsEntry]) -> None:
         self._sink = sink
         self._web = web
+        self._local = local
 
     def send(self, type: str, system: str | None, detail: str = "") -> None:
         self._sink.send(type, system, detail)
         self._web.events.add("notify", " ".join(w for w in (type, detail) if w), system)
+        entry = self._local.get(system or "")
+        if entry is not None and type in _STATUS_TYPES:
+            self._web.notify_latency.observe(trio.current_time() - entry.status_changed_at)
 
     async def wall(self, message: str) -> object:
         return await self._sink.wall(message)
+
+
+def _local_entries(upsmon: UpsmonConfig, daemon: Daemon) -> dict[str, UpsEntry]:
+    """The MONITORs served in-process: system -> the store's entry of its UPS."""
+    local = local_monitors(upsmon, daemon.store, daemon.addresses)
+    entries = {}
+    for mon in upsmon.monitors:
+        entry = daemon.store.get(mon.ups)
+        if mon.system in local and entry is not None:
+            entries[mon.system] = entry
+    return entries
 
 
 async def _start_web(daemon: Daemon, nursery: trio.Nursery) -> None:
@@ -697,7 +724,9 @@ async def run_daemon(
             await nursery.start(notifier.run)
             maxage = daemon.config.upsd.maxage if daemon.config is not None else 15.0
             store = daemon.store if options.role is Role.PRIMARY else None
-            sink = notifier if daemon.web is None else _NotifyTee(notifier, daemon.web)
+            sink: NotifySink = notifier
+            if daemon.web is not None:
+                sink = _NotifyTee(notifier, daemon.web, _local_entries(upsmon, daemon))
             daemon.manager = await nursery.start(
                 _run_manager_then, upsmon, notifier, sink, store, maxage, daemon, nursery
             )

@@ -467,6 +467,8 @@ class UpsEntry:
         self._link: DriverLink | None = None
         self._updates = 0
         self._connects = 0
+        #: When (the store's clock) ``ups.status`` as clients read it last changed.
+        self.status_changed_at = -math.inf
 
     # -- readers -----------------------------------------------------------------------------
 
@@ -594,6 +596,8 @@ class UpsEntry:
                     break
 
     def _set(self, snap: UpsSnapshot, *, rearm: bool = False) -> None:
+        if snap.status != self._watch.get()[1].status:
+            self.status_changed_at = self._clock()
         self._watch.set(snap)
         self._on_change(rearm)
 

@@ -352,6 +352,14 @@ async def test_primary_role_serves_the_verdict_and_the_notifications(tmp_path):
                         break
         assert message["event"]["ups"] == f"a@127.0.0.1:{nut_port}"
         assert message["event"]["message"].startswith("ONBATT")
+        got = families((await request(port, "/metrics")).body.decode())
+        latency = got["nuttrio_event_to_notify_seconds"]
+        assert value_of(latency, le="+Inf") == 1
+        count = [s for s in latency if s.name.endswith("_count")]
+        total = [s for s in latency if s.name.endswith("_sum")]
+        assert count[0].value == 1
+        assert 0 < total[0].value < 5
+        print(f"status change to ONBATT: {total[0].value * 1000:.1f} ms")
 
 
 async def test_web_tls_uses_the_nut_certificate(tmp_path):

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 import trio_websocket
+from prometheus_client import Histogram
 
 from ..jsonshapes import (
     ClientList,
@@ -138,6 +139,13 @@ class WebApp:
         self.listeners: Sequence[trio.SocketListener] = ()
         self.registry = metrics_registry(
             source.store, source.stats, lambda: {"nuttrio_web_websockets": self.websockets}
+        )
+        #: Seconds from a UPS status change in the store to the manager's notification.
+        self.notify_latency = Histogram(
+            "nuttrio_event_to_notify_seconds",
+            "From a ups.status change in the store to the manager's notification",
+            registry=self.registry,
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0),
         )
         self.stream_source = StreamSource(source.store, events, samples, source.verdict)
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., Awaitable[Response]]]] = [
