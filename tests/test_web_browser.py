@@ -13,6 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 
@@ -25,7 +26,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 try:
     from selenium import webdriver
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
 except ImportError:  # pragma: no cover - CI installs the test extra
     webdriver = None
 
@@ -125,12 +128,13 @@ async def test_dashboard_follows_the_ups_and_runs_a_command(tmp_path, browser, a
         await run(wait_for_text, browser, "#events", "a: status: on battery, discharging", 1.0)
 
         def log_in_and_run() -> None:
+            # With the keyboard only: Tab to the user field, Tab, Enter submits; Enter on
+            # the Run button runs the command.
             assert not browser.find_element(By.CSS_SELECTOR, "#ups-a .actions").is_displayed()
-            browser.find_element(By.NAME, "username").send_keys("admin")
-            browser.find_element(By.NAME, "password").send_keys("pw")
-            browser.find_element(By.CSS_SELECTOR, "#login button").click()
+            keys = ActionChains(browser)
+            keys.send_keys(Keys.TAB, "admin", Keys.TAB, "pw", Keys.ENTER).perform()
             wait_for_text(browser, "#user", "Logged in as admin", 5)
-            browser.find_element(By.CSS_SELECTOR, "#ups-a .run").click()
+            browser.find_element(By.CSS_SELECTOR, "#ups-a .run").send_keys(Keys.ENTER)
             wait_for_text(browser, "#ups-a .result", "load.off: UNKNOWN", 5)
 
         await run(log_in_and_run)
@@ -142,8 +146,40 @@ async def test_dashboard_follows_the_ups_and_runs_a_command(tmp_path, browser, a
         print(f"screenshot: {shot}")
     assert shot.stat().st_size > 10_000
 
-    # The page reconnects by itself when nuttrio comes back (here: a new daemon).
+    # The page reconnects by itself when nuttrio comes back: here as a primary, whose
+    # manager's verdict the page then shows.
     await run(wait_for_text, browser, "#live", "reconnecting", 5)
-    async with nuttrio.open_daemon(options):
+    confdir = options.confdir
+    users = (confdir / "upsd.users").read_text()
+    (confdir / "upsd.users").write_text(
+        users.replace("instcmds = all", "instcmds = all\n upsmon primary")
+    )
+    nut_port = free_port()
+    (confdir / "upsmon.conf").write_text(
+        f"MONITOR a@127.0.0.1:{nut_port} 1 admin pw primary\nSHUTDOWNCMD true\n"
+    )
+    (confdir / "upsmon.conf").chmod(0o600)
+    primary = attrs.evolve(options, listen=(("127.0.0.1", nut_port),), role=nuttrio.Role.PRIMARY)
+    async with nuttrio.open_daemon(primary):
         await run(wait_for_text, browser, "#live", "live", 15)
         await run(wait_for_text, browser, "#ups-a .status", "on line power (OL)", 5)
+        # The new process has no sessions: the page asks for a login again.
+        await run(wait_for_text, browser, "#login", "Log in", 5)
+        await run(
+            wait_for_text,
+            browser,
+            "#verdict",
+            "No shutdown now: 1 power supplies fed, MINSUPPLIES 1",
+            5,
+        )
+        await run(wait_for_text, browser, "#verdict", f"a@127.0.0.1:{nut_port}: ok", 5)
+
+        def phone() -> bool:
+            browser.set_window_size(390, 844)
+            wide = browser.execute_script(
+                "return document.documentElement.scrollWidth > window.innerWidth"
+            )
+            browser.save_screenshot(str(artifacts / "dashboard-phone.png"))
+            return wide
+
+        assert not await run(phone), "the page is wider than a phone's screen"

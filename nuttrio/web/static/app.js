@@ -153,6 +153,7 @@ function renderVerdict(verdict) {
 
 const HANDLERS = {
   hello(message) {
+    refreshSession(); // a restarted nuttrio has forgotten the sessions
     document.getElementById("ups-list").replaceChildren();
     document.getElementById("events").replaceChildren();
     samples.clear();
@@ -212,6 +213,12 @@ function showSession(user, csrf) {
   document.querySelectorAll(".ups .actions").forEach((a) => { a.hidden = !user; });
 }
 
+function refreshSession() {
+  fetch("/api/v1/session", { credentials: "same-origin" })
+    .then((r) => r.json())
+    .then((s) => showSession(s.username, s.csrf));
+}
+
 function setUp() {
   const form = document.getElementById("login");
   form.addEventListener("submit", async (e) => {
@@ -226,9 +233,6 @@ function setUp() {
     await api("/api/v1/logout", {});
     showSession(null, null);
   });
-  fetch("/api/v1/session", { credentials: "same-origin" })
-    .then((r) => r.json())
-    .then((s) => showSession(s.username, s.csrf));
   connect();
 }
 
