@@ -20,6 +20,7 @@ import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from http.cookies import CookieError, SimpleCookie
 from importlib import resources
 from typing import Any, Protocol
 
@@ -372,12 +373,13 @@ def _int(text: str) -> int:
 
 
 def _cookies(header: str) -> dict[str, str]:
-    out = {}
-    for part in header.split(";"):
-        name, _, value = part.strip().partition("=")
-        if name:
-            out[name] = value
-    return out
+    """The cookies of a ``Cookie`` header (the standard library parses it)."""
+    jar = SimpleCookie()
+    try:
+        jar.load(header)
+    except CookieError:
+        return {}
+    return {name: morsel.value for name, morsel in jar.items()}
 
 
 _NAME = r"([^/]+)"

@@ -33,6 +33,8 @@ __all__ = ["StreamSource", "serve_stream"]
 
 #: Seconds between two looks at the manager's verdict (it changes with time as well).
 VERDICT_INTERVAL = 1.0
+#: Encoded ``ups`` messages kept for the other clients.
+_MEMO_SIZE = 256
 
 
 class StreamSource:
@@ -56,6 +58,22 @@ class StreamSource:
         self.events = events
         self.samples = samples
         self.verdict = verdict
+        self._texts: dict[tuple[int, str], str] = {}
+
+    def ups_text(self, snap: UpsSnapshot, version: int) -> str:
+        """The ``ups`` message of ``snap`` read at store ``version``, as JSON text.
+
+        Encoded once for all clients (a memo of recent versions): with many clients the
+        encoding, not the push, is what costs.
+        """
+        key = (version, snap.name)
+        text = self._texts.get(key)
+        if text is None:
+            if len(self._texts) >= _MEMO_SIZE:
+                self._texts.clear()
+            text = json.dumps(_ups_message(self.store, snap, version))
+            self._texts[key] = text
+        return text
 
 
 def _state(store: StateStore, snap: UpsSnapshot) -> JsonValue:
@@ -84,7 +102,7 @@ def hello(source: StreamSource, verdict: JsonValue) -> tuple[JsonValue, int, int
 
 
 async def _store_changes(
-    source: StreamSource, version: int, send: trio.MemorySendChannel[JsonValue]
+    source: StreamSource, version: int, send: trio.MemorySendChannel[str]
 ) -> None:
     sent = {snap.name: snap for snap in source.store.versioned.get()[1].ups}
     while True:
@@ -92,9 +110,10 @@ async def _store_changes(
         current = {snap.name: snap for snap in view.ups}
         for name, snap in current.items():
             if sent.get(name) is not snap:
-                await send.send(_ups_message(source.store, snap, version))
+                await send.send(source.ups_text(snap, version))
         for name in sent.keys() - current.keys():
-            await send.send({"type": "removed", "name": name, "store_version": version})
+            removed = {"type": "removed", "name": name, "store_version": version}
+            await send.send(json.dumps(removed))
         sent = current
 
 
@@ -102,23 +121,23 @@ async def _log_items(
     log: RingLog[EventRecord] | RingLog[Sample],
     kind: str,
     seq: int,
-    send: trio.MemorySendChannel[JsonValue],
+    send: trio.MemorySendChannel[str],
 ) -> None:
     while True:
         newest = await log.wait_after(seq)
         for item in log.since(seq):
-            await send.send({"type": kind, kind: unstructure(item)})
+            await send.send(json.dumps({"type": kind, kind: unstructure(item)}))
         seq = newest
 
 
 async def _verdicts(
-    verdict: Callable[[], JsonValue], last: JsonValue, send: trio.MemorySendChannel[JsonValue]
+    verdict: Callable[[], JsonValue], last: JsonValue, send: trio.MemorySendChannel[str]
 ) -> None:
     while True:
         await trio.sleep(VERDICT_INTERVAL)
         now = verdict()
         if now != last:
-            await send.send({"type": "verdict", "verdict": now})
+            await send.send(json.dumps({"type": "verdict", "verdict": now}))
             last = now
 
 
@@ -130,7 +149,7 @@ async def serve_stream(source: StreamSource, ws: trio_websocket.WebSocketConnect
     """
     verdict = source.verdict() if source.verdict is not None else None
     message, version, events, samples = hello(source, verdict)
-    send, receive = trio.open_memory_channel[JsonValue](64)
+    send, receive = trio.open_memory_channel[str](64)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_store_changes, source, version, send)
         nursery.start_soon(_log_items, source.events, "event", events, send)
@@ -140,8 +159,8 @@ async def serve_stream(source: StreamSource, ws: trio_websocket.WebSocketConnect
         nursery.start_soon(_drain, ws, nursery.cancel_scope)
         try:
             await ws.send_message(json.dumps(message))
-            async for item in receive:
-                await ws.send_message(json.dumps(item))
+            async for text in receive:
+                await ws.send_message(text)
         except trio_websocket.ConnectionClosed:
             pass
         nursery.cancel_scope.cancel()
