@@ -399,3 +399,22 @@ async def test_web_tls_without_certfile_is_a_config_error(tmp_path):
     with pytest.raises(nuttrio.ConfigError, match="--web-tls needs CERTFILE"):
         async with nuttrio.open_daemon(options):
             pass
+
+
+async def test_rights_follow_a_reload_of_upsd_users(daemon):
+    port = web_port(daemon)
+    admin, cookie = await login(port, "admin", "pw")
+    good = {"cookie": cookie, "x-csrf-token": admin.json()["csrf"]}
+    url = "/api/v1/ups/a/instcmd"
+    ran = await request(port, url, method="POST", body={"command": "load.off"}, headers=good)
+    assert ran.status == 200
+    users = daemon.config.confdir / "upsd.users"
+    users.write_text("[admin]\n password = pw\n actions = set\n")
+    await daemon.reload()
+    denied = await request(port, url, method="POST", body={"command": "load.off"}, headers=good)
+    assert (denied.status, denied.json()["error"]) == (403, "ACCESS-DENIED")
+    users.write_text("[admin]\n password = changed\n actions = set\n instcmds = all\n")
+    await daemon.reload()
+    # The password given at login is checked against the file in force, as upsd does.
+    stale = await request(port, url, method="POST", body={"command": "load.off"}, headers=good)
+    assert (stale.status, stale.json()["error"]) == (403, "ACCESS-DENIED")

@@ -183,3 +183,13 @@ async def test_dashboard_follows_the_ups_and_runs_a_command(tmp_path, browser, a
             return wide
 
         assert not await run(phone), "the page is wider than a phone's screen"
+
+        def dark() -> str:
+            browser.execute_cdp_cmd(
+                "Emulation.setEmulatedMedia",
+                {"features": [{"name": "prefers-color-scheme", "value": "dark"}]},
+            )
+            browser.save_screenshot(str(artifacts / "dashboard-dark.png"))
+            return browser.execute_script("return getComputedStyle(document.body).backgroundColor")
+
+        assert await run(dark) == "rgb(13, 17, 23)"  # the dark palette's background
