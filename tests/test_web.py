@@ -418,3 +418,48 @@ async def test_rights_follow_a_reload_of_upsd_users(daemon):
     # The password given at login is checked against the file in force, as upsd does.
     stale = await request(port, url, method="POST", body={"command": "load.off"}, headers=good)
     assert (stale.status, stale.json()["error"]) == (403, "ACCESS-DENIED")
+
+
+async def test_refused_logins_are_answered_one_at_a_time(daemon, monkeypatch):
+    from nuttrio.web import app
+
+    monkeypatch.setattr(app, "FAILED_LOGIN_DELAY", 0.3)
+    port = web_port(daemon)
+    done: dict[str, float] = {}
+    began = trio.current_time()
+
+    async def attempt(key: str, password: str) -> None:
+        reply, _ = await login(port, "admin", password)
+        done[key] = trio.current_time() - began
+        assert reply.status == (200 if password == "pw" else 403)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(3):
+            nursery.start_soon(attempt, f"wrong{i}", "guess")
+        nursery.start_soon(attempt, "right", "pw")
+    assert max(done[f"wrong{i}"] for i in range(3)) >= 0.9
+    assert done["right"] < 0.3
+
+
+async def test_connections_beyond_the_limit_are_closed(tmp_path, monkeypatch):
+    from nuttrio.web import http
+
+    monkeypatch.setattr(http, "MAX_CONNECTIONS", 2)
+    options = nuttrio.DaemonOptions(
+        confdir=write_confdir(tmp_path / "conf"),
+        listen=(("127.0.0.1", 0),),
+        web=(("127.0.0.1", 0),),
+    )
+    async with nuttrio.open_daemon(options) as daemon:
+        port = web_port(daemon)
+        first = await trio.open_tcp_stream("127.0.0.1", port)
+        second = await trio.open_tcp_stream("127.0.0.1", port)
+        await trio.sleep(0.1)
+        third = await trio.open_tcp_stream("127.0.0.1", port)
+        with trio.fail_after(5):
+            assert await third.receive_some(100) == b""
+        await first.aclose()
+        await trio.sleep(0.1)
+        assert (await request(port, "/api/v1/ups")).status == 200
+        await second.aclose()
+        await third.aclose()

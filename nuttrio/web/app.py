@@ -49,6 +49,8 @@ __all__ = ["WebApp", "WebSource", "WebUser"]
 log = logging.getLogger("nuttrio.web")
 
 API = "/api/v1"
+#: Seconds each refused login takes (refusals are answered one at a time).
+FAILED_LOGIN_DELAY = 1.0
 _COOKIE = "nuttrio_session"
 _STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -135,6 +137,7 @@ class WebApp:
         self.events = events
         self.samples = samples
         self.sessions: dict[str, _Session] = {}
+        self._refusals = trio.Lock()
         self.websockets = 0
         #: The bound listeners (set by :func:`~nuttrio.web.serve_web`).
         self.listeners: Sequence[trio.SocketListener] = ()
@@ -263,6 +266,10 @@ class WebApp:
         if not (known and hmac.compare_digest(user.password or "", password)):  # type: ignore[union-attr]
             log.warning("web login as %s from %s refused", username, request.peer)
             self.events.add("login", f"login as {username} from {request.peer} refused")
+            # One refusal per FAILED_LOGIN_DELAY for everyone: guessing stays slow however
+            # many connections try at once; right passwords never wait.
+            async with self._refusals:
+                await trio.sleep(FAILED_LOGIN_DELAY)
             return _error(403, "ACCESS-DENIED", "wrong user name or password")
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         self.sessions[token] = _Session(username, password, csrf)

@@ -31,6 +31,8 @@ log = logging.getLogger("nuttrio.web")
 
 #: Largest request body accepted (a login or a command is a few hundred bytes).
 MAX_BODY = 64 * 1024
+#: Connections served at once (dashboards, API clients, scrapers); more are closed at once.
+MAX_CONNECTIONS = 256
 #: Seconds a keep-alive connection may stay idle, and a request may take to arrive.
 IDLE_TIMEOUT = 60.0
 #: Headers every response carries.
@@ -300,9 +302,19 @@ async def serve_http(
     (or handler, or TLS handshake) never stops the server; cancellation closes every
     connection and the listeners.
     """
+    slots = trio.CapacityLimiter(MAX_CONNECTIONS)
 
     async def one(stream: trio.SocketStream) -> None:
-        await _serve_one(stream, handler, on_websocket, tls_context)
+        try:
+            slots.acquire_nowait()
+        except trio.WouldBlock:
+            log.warning("web: %d connections open; refusing one", MAX_CONNECTIONS)
+            await trio.aclose_forcefully(stream)
+            return
+        try:
+            await _serve_one(stream, handler, on_websocket, tls_context)
+        finally:
+            slots.release()
 
     async with trio.open_nursery() as nursery:
         for listener in listeners:
