@@ -1,0 +1,63 @@
+"""The command line of the web server: --web, the no-config demo, the start line."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+
+import pytest
+import trio
+
+from nuttrio.cli import main as cli
+from nuttrio.web import DEFAULT_WEB_PORT
+
+from .nuttrio_proc import NuttrioProcess
+
+
+@pytest.fixture
+def options_of(monkeypatch):
+    """Run ``nuttrio ARGS`` up to trio.run and return the DaemonOptions it would run."""
+    seen = []
+    monkeypatch.delenv("NUT_CONFPATH", raising=False)
+    monkeypatch.setattr(trio, "run", lambda fn, options, *rest: seen.append(options))
+
+    def run(*args: str):
+        assert cli.main(list(args)) == 0
+        return seen[-1]
+
+    return run
+
+
+def test_the_no_config_demo_serves_the_dashboard_on_loopback(options_of):
+    for args in ((), ("--attach",)):
+        options = options_of(*args)
+        assert options.web == (("127.0.0.1", DEFAULT_WEB_PORT),)
+        assert options.web_optional
+    # Anything more than the demo: off unless asked.
+    assert options_of("--listen", "127.0.0.1:0").web == ()
+
+
+def test_web_addresses_are_repeatable_with_the_default_port(options_of):
+    options = options_of("--web", "0.0.0.0", "--web", "[::1]:9000", "--web", "127.0.0.1:0")
+    assert options.web == (("0.0.0.0", DEFAULT_WEB_PORT), ("::1", 9000), ("127.0.0.1", 0))
+    assert not options.web_optional
+    assert options_of("--web", "127.0.0.1", "--web-tls").web_tls
+
+
+def test_bad_web_address_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--web", "[::1"])
+    assert info.value.code == 2
+    assert "bad address '[::1'" in capsys.readouterr().err
+
+
+def test_start_line_names_the_dashboard():
+    with NuttrioProcess(["--listen", "127.0.0.1:0", "--web", "127.0.0.1:0"]) as proc:
+        found = re.search(
+            r"; dashboard: http://127\.0\.0\.1:(\d+)/; query it with", proc.ready_line
+        )
+        assert found, proc.ready_line
+        url = f"http://127.0.0.1:{found[1]}/api/v1/ups"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            assert json.load(reply) == {"sim": "nuttrio simulated UPS"}
