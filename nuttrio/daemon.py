@@ -369,6 +369,7 @@ async def _start_web(daemon: Daemon, nursery: trio.Nursery) -> None:
         users=users,
         stats=lambda: daemon.core.stats if daemon.core is not None else None,
         verdict=daemon.verdict,
+        describe=daemon.core.descriptions.var if daemon.core is not None else lambda name: None,
     )
     serve = functools.partial(serve_web, tls_context=tls)
     daemon.web = await nursery.start(serve, source, listeners, options.web_settings)

@@ -117,6 +117,10 @@ async def test_metrics_have_nut_exporter_names_and_nuttrio_counters(daemon):
     assert reply.headers["content-type"].startswith("text/plain; version=0.0.4")
     got = families(reply.body.decode())
     assert value_of(got["network_ups_tools_battery_charge"], ups="a") == 90
+    helps = {f.name: f.documentation for f in text_string_to_metric_families(reply.body.decode())}
+    assert helps["network_ups_tools_battery_charge"] == (
+        "Battery charge (percent of full) (battery.charge)"
+    )
     assert value_of(got["network_ups_tools_input_voltage"], ups="a") == pytest.approx(230.1)
     # nut_exporter's on/off regular expressions make "enabled" a 1.
     assert value_of(got["network_ups_tools_ups_beeper_status"], ups="a") == 1

@@ -89,12 +89,14 @@ class WebSource:
         users: The upsd.users entries in force now (read at each login and action).
         stats: The protocol server's counters now, or ``None``.
         verdict: The manager's verdict now (``nuttrio why``), or ``None`` if no manager.
+        describe: A variable's description (upsd's cmdvartab), for /metrics' HELP.
     """
 
     store: StateStore
     users: Callable[[], Mapping[str, WebUser]] = dict
     stats: Callable[[], ServerCounters | None] = lambda: None
     verdict: Callable[[], JsonValue] | None = None
+    describe: Callable[[str], str | None] = lambda name: None
 
 
 @attrs.define
@@ -142,7 +144,10 @@ class WebApp:
         #: The bound listeners (set by :func:`~nuttrio.web.serve_web`).
         self.listeners: Sequence[trio.SocketListener] = ()
         self.registry = metrics_registry(
-            source.store, source.stats, lambda: {"nuttrio_web_websockets": self.websockets}
+            source.store,
+            source.stats,
+            lambda: {"nuttrio_web_websockets": self.websockets},
+            source.describe,
         )
         #: Seconds from a UPS status change in the store to the manager's notification.
         self.notify_latency = Histogram(

@@ -108,8 +108,8 @@ class _Gauges:
         family.add_metric(list(labels.values()), value)
 
 
-def _ups_series(snap: UpsSnapshot, gauges: _Gauges) -> None:
-    """Every series nut_exporter gives for one UPS."""
+def _ups_series(snap: UpsSnapshot, gauges: _Gauges, describe: Callable[[str], str | None]) -> None:
+    """Every series nut_exporter gives for one UPS (its HELP: ``description (name)``)."""
     ups = {"ups": snap.name}
     device = dict.fromkeys(DEVICE_LABELS_ALL, "")
     for var in snap.variables.values():
@@ -121,7 +121,8 @@ def _ups_series(snap: UpsSnapshot, gauges: _Gauges) -> None:
         value = _value(var.value)
         name = metric_name(var.name)
         if value is not None and _METRIC_NAME.fullmatch(name):
-            gauges.add(name, f"NUT variable ({var.name})", ups, value)
+            doc = f"{describe(var.name) or 'Description unavailable'} ({var.name})"
+            gauges.add(name, doc, ups, value)
     flags = snap.status.split()
     status_name = metric_name("ups.status")
     for flag in dict.fromkeys([*flags, *STATUS_FLAGS]):
@@ -136,10 +137,12 @@ class _StoreCollector(Collector):
         store: StateStore,
         stats: Callable[[], ServerCounters | None],
         extra: Callable[[], Mapping[str, float]],
+        describe: Callable[[str], str | None],
     ) -> None:
         self._store = store
         self._stats = stats
         self._extra = extra
+        self._describe = describe
 
     def collect(self) -> Iterator[Metric]:
         gauges = _Gauges()
@@ -168,7 +171,7 @@ class _StoreCollector(Collector):
                 float(snap.data_stale),
             )
             if snap.dumped and snap.connected:
-                _ups_series(snap, gauges)
+                _ups_series(snap, gauges, self._describe)
         yield from gauges.families.values()
         yield restarts
         yield updates
@@ -204,6 +207,7 @@ def metrics_registry(
     store: StateStore,
     stats: Callable[[], ServerCounters | None],
     extra: Callable[[], Mapping[str, float]] = dict,
+    describe: Callable[[str], str | None] = lambda name: None,
 ) -> CollectorRegistry:
     """A registry of its own (not the process-wide default) that reads ``store`` at scrape.
 
@@ -211,9 +215,10 @@ def metrics_registry(
         store: The UPS data.
         stats: The protocol server's counters now (``None``: no server runs).
         extra: More gauges (name -> value), e.g. the web's own websocket count.
+        describe: A variable's description (cmdvartab), for the HELP lines.
     """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_StoreCollector(store, stats, extra))
+    registry.register(_StoreCollector(store, stats, extra, describe))
     return registry
 
 
