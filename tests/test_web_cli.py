@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 import trio
@@ -13,6 +16,8 @@ from nuttrio.cli import main as cli
 from nuttrio.web import DEFAULT_WEB_PORT
 
 from .nuttrio_proc import NuttrioProcess
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -61,3 +66,17 @@ def test_start_line_names_the_dashboard():
         url = f"http://127.0.0.1:{found[1]}/api/v1/ups"
         with urllib.request.urlopen(url, timeout=5) as reply:
             assert json.load(reply) == {"sim": "nuttrio simulated UPS"}
+
+
+def test_the_web_embedding_example_runs():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "web_in_trio_app.py")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "GET /api/v1/ups/garage: {'ups.status': 'OL', 'battery.charge': '97'}" in done.stdout
+    assert "stream pushed: [{'flag': 'OB', 'text': 'on battery'}" in done.stdout
+    assert 'network_ups_tools_ups_status{flag="OB",ups="garage"} 1.0' in done.stdout
