@@ -32,7 +32,9 @@ def write_confdir(d: Path) -> Path:
     d.mkdir(exist_ok=True)
     (d / "upsd.conf").write_text("LISTEN 127.0.0.1 3493\n")
     (d / "upsd.users").write_text(
-        "[admin]\n password = pw\n actions = set\n instcmds = all\n[viewer]\n password = look\n"
+        "[admin]\n password = pw\n actions = set\n instcmds = all\n"
+        "[viewer]\n password = look\n"
+        "[mon]\n password = m\n upsmon secondary\n"
     )
     (d / "ups.conf").write_text('[a]\n driver = dummy-ups\n port = a.dev\n desc = "Rack A"\n')
     (d / "a.dev").write_text(DEV)
@@ -467,3 +469,30 @@ async def test_connections_beyond_the_limit_are_closed(tmp_path, monkeypatch):
         assert (await request(port, "/api/v1/ups")).status == 200
         await second.aclose()
         await third.aclose()
+
+
+async def client_events(daemon, wanted: int) -> list[str]:
+    """The web's ``client`` event messages, once there are ``wanted`` of them."""
+    log = daemon.web.events
+    with trio.fail_after(5):
+        while True:
+            found = [e.message for e in log if e.kind == "client"]
+            if len(found) >= wanted:
+                return found
+            await log.wait_after(log.last)
+
+
+async def test_every_login_and_its_end_is_an_event(daemon):
+    port = web_port(daemon)
+    host, nut_port = daemon.addresses[0]
+    async with open_nut_client(host, nut_port) as one, open_nut_client(host, nut_port) as two:
+        for client in (one, two):
+            await client.username("mon")
+            await client.password("m")
+            await client.login("a")
+        attached = await client_events(daemon, 2)
+        assert attached == ["client 127.0.0.1 attached (mon)"] * 2
+        state = (await request(port, "/api/v1/ups/a/state")).json()
+        assert state["clients"] == [{"address": "127.0.0.1", "username": "mon"}] * 2
+    found = await client_events(daemon, 4)
+    assert found[2:] == ["client 127.0.0.1 detached"] * 2

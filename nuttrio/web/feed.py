@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -173,13 +173,16 @@ def _changes(old: UpsSnapshot | None, new: UpsSnapshot) -> Iterator[tuple[str, s
         yield "driver", "data stale" if new.data_stale else "data fresh again"
     if old.status != new.status and new.status:
         yield "status", f"status: {_status_text(new.status)}"
-    before, after = set(old.logins), set(new.logins)
-    for record in new.logins:
-        if record not in before:
-            yield "client", f"client {record.address} attached ({record.username or '?'})"
-    for record in old.logins:
-        if record not in after:
-            yield "client", f"client {record.address} detached"
+    # Counted by address: two connections from one host are two clients.
+    before = Counter(r.address for r in old.logins)
+    after = Counter(r.address for r in new.logins)
+    for address, count in (after - before).items():
+        # The newest LOGINs from that address (the list is newest first).
+        for record in [r for r in new.logins if r.address == address][:count]:
+            yield "client", f"client {address} attached ({record.username or '?'})"
+    for address, count in (before - after).items():
+        for _ in range(count):
+            yield "client", f"client {address} detached"
 
 
 async def follow_store(store: StateStore, events: EventLog) -> None:
