@@ -496,3 +496,24 @@ async def test_every_login_and_its_end_is_an_event(daemon):
         assert state["clients"] == [{"address": "127.0.0.1", "username": "mon"}] * 2
     found = await client_events(daemon, 4)
     assert found[2:] == ["client 127.0.0.1 detached"] * 2
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        b"GET /api/v1/ups HTTP/1.1\r\nHost: x\r\n",  # a request that never ends
+        b"GET /api/v1/stream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\n\r\n",  # a websocket handshake without its key
+    ],
+)
+async def test_a_stuck_or_broken_request_is_closed(daemon, monkeypatch, sent):
+    from nuttrio.web import http
+
+    monkeypatch.setattr(http, "IDLE_TIMEOUT", 0.3)
+    stream = await trio.open_tcp_stream("127.0.0.1", web_port(daemon))
+    async with stream:
+        await stream.send_all(sent)
+        with trio.fail_after(5):
+            while await stream.receive_some(1000):
+                pass
+    assert (await request(web_port(daemon), "/api/v1/ups")).status == 200

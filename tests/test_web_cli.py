@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -80,3 +81,26 @@ def test_the_web_embedding_example_runs():
     assert "GET /api/v1/ups/garage: {'ups.status': 'OL', 'battery.charge': '97'}" in done.stdout
     assert "stream pushed: [{'flag': 'OB', 'text': 'on battery'}" in done.stdout
     assert 'network_ups_tools_ups_status{flag="OB",ups="garage"} 1.0' in done.stdout
+
+
+def test_a_secondary_serves_the_verdict(tmp_path):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    port = dead.getsockname()[1]
+    (conf / "upsmon.conf").write_text(
+        f"MONITOR ups@127.0.0.1:{port} 1 mon secret secondary\nSHUTDOWNCMD true\nRUN_AS_USER root\n"
+    )
+    (conf / "upsmon.conf").chmod(0o600)
+    args = ["--secondary", "--nut-config", str(conf), "--web", "127.0.0.1:0"]
+    with dead, NuttrioProcess(args) as proc:
+        found = re.search(
+            r"managing \(secondary\) .*; dashboard: http://127\.0\.0\.1:(\d+)/", proc.ready_line
+        )
+        assert found, proc.ready_line
+        url = f"http://127.0.0.1:{found[1]}/api/v1/verdict"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            verdict = json.load(reply)
+        assert [v["system"] for v in verdict["ups"]] == [f"ups@127.0.0.1:{port}"]
+        assert verdict["minsupplies"] == 1

@@ -226,15 +226,15 @@ def _positive_int(text: str) -> int:
 
 
 def _hint(daemon: Daemon) -> str:
+    scheme = "https" if daemon.options.web_tls else "http"
+    web = "".join(f"; dashboard: {scheme}://{_host_port(h, p)}/" for h, p in daemon.web_addresses)
     if daemon.options.role is Role.SECONDARY:
         assert daemon.manager is not None
         watched = ", ".join(m.system for m in daemon.manager.config.monitors)
-        return f"nuttrio: managing (secondary) {watched}"
+        return f"nuttrio: managing (secondary) {watched}{web}"
     names = daemon.store.names()
     addresses = daemon.addresses
     listening = ", ".join(_host_port(h, p) for h, p in addresses)
-    scheme = "https" if daemon.options.web_tls else "http"
-    web = "".join(f"; dashboard: {scheme}://{_host_port(h, p)}/" for h, p in daemon.web_addresses)
     if not names:
         return f"nuttrio: listening on {listening}{web} (no UPS configured)"
     host, port = next(((h, p) for h, p in addresses if ":" not in h), addresses[0])

@@ -281,10 +281,14 @@ async def _serve_one(
 
 
 async def _websocket(conn: _HttpConnection, request: Request, handler: WebSocketHandler) -> None:
+    """Hand the connection to trio-websocket; a handshake that never completes times out."""
     async with trio.open_nursery() as nursery:
         replay = _Replay(conn.stream, bytes(conn.raw))
-        ws_request = await trio_websocket.wrap_server_stream(nursery, replay)
-        await handler(request, ws_request)
+        ws_request = None
+        with trio.move_on_after(IDLE_TIMEOUT):
+            ws_request = await trio_websocket.wrap_server_stream(nursery, replay)
+        if ws_request is not None:
+            await handler(request, ws_request)
         nursery.cancel_scope.cancel()
 
 
