@@ -61,9 +61,18 @@ from .server import (
     serve_nut,
 )
 from .state import StateStore, UpsEntry
-from .web import WebApp, WebSettings, WebSource, serve_web
+from .web import DEFAULT_WEB_PORT, WebApp, WebSettings, WebSource, serve_web
 
-__all__ = ["DEFAULT_PORT", "Daemon", "DaemonOptions", "Role", "open_daemon", "run_daemon"]
+__all__ = [
+    "DEFAULT_PORT",
+    "DEFAULT_WEB_PORT",
+    "Daemon",
+    "DaemonOptions",
+    "Role",
+    "WebSettings",
+    "open_daemon",
+    "run_daemon",
+]
 
 log = logging.getLogger("nuttrio")
 

@@ -13,12 +13,19 @@ from pathlib import Path
 import trio
 
 from .. import __version__
-from ..daemon import DEFAULT_PORT, Daemon, DaemonOptions, Role, run_daemon
+from ..daemon import (
+    DEFAULT_PORT,
+    DEFAULT_WEB_PORT,
+    Daemon,
+    DaemonOptions,
+    Role,
+    WebSettings,
+    run_daemon,
+)
 from ..nutconf import ConfigError, split_host_port
 from ..protocol import DEFAULT_MAX_LINE
 from ..server import ConnectionLimits, ListenError
 from ..systemd import SystemdNotifier
-from ..web import DEFAULT_WEB_PORT, WebSettings
 from . import clients, tools
 
 __all__ = ["exit_with_main", "main", "parse_listen"]
