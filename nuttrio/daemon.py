@@ -34,9 +34,10 @@ import trio
 
 from .descriptions import Descriptions
 from .hw import Driver, DriverContext, DriverFailed, create_driver, dummy
+from .jsonshapes import JsonValue
 from .mgmt.notify import Notifier
 from .mgmt.process import DEFAULT_RUN_AS_USER, RunAs, command_user
-from .mgmt.runner import Manager, client_tls, local_monitors, run_manager
+from .mgmt.runner import Manager, NotifySink, client_tls, local_monitors, run_manager
 from .nutconf import (
     DEFAULT_PORT,
     UPSD_USERS,
@@ -52,6 +53,7 @@ from .nutconf import (
     load_upssched_conf,
     reload_nut_config,
 )
+from .nutconf.notify_types import STATUS_NOTIFY_TYPES
 from .nutconf.upsd_conf import LOOPBACK_NETWORKS
 from .server import (
     ConnectionLimits,
@@ -64,8 +66,18 @@ from .server import (
 )
 from .server.tls import expiry_warning, load_server_context
 from .state import StateStore, UpsEntry
+from .web import DEFAULT_WEB_PORT, WebApp, WebSettings, WebSource, serve_web
 
-__all__ = ["DEFAULT_PORT", "Daemon", "DaemonOptions", "Role", "open_daemon", "run_daemon"]
+__all__ = [
+    "DEFAULT_PORT",
+    "DEFAULT_WEB_PORT",
+    "Daemon",
+    "DaemonOptions",
+    "Role",
+    "WebSettings",
+    "open_daemon",
+    "run_daemon",
+]
 
 log = logging.getLogger("nuttrio")
 
@@ -105,6 +117,14 @@ class DaemonOptions:
             driver of its own (``--nut-driver``); ``"all"`` (or ``"*"``) for every UPS.
         external_drivers: Start no driver; serve each UPS from the NUT driver the system
             started, through its socket in STATEPATH (``--external-drivers``).
+        web: ``(host, port)`` pairs to serve the web dashboard, API and /metrics on
+            (none: no web server).
+        web_optional: A web address that cannot be bound is a warning, not an error (the
+            no-config demo's default address).
+        web_settings: The dashboard's history and event-log sizes.
+        web_tls: Serve the web over TLS only, with upsd.conf's CERTFILE (the NUT port's
+            certificate; DISABLE_WEAK_SSL applies too).
+        advertise: Announce the NUT port over mDNS as ``_nut._tcp`` (needs zeroconf).
     """
 
     confdir: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
@@ -114,6 +134,11 @@ class DaemonOptions:
     upssched: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
     nut_drivers: frozenset[str] = attrs.field(default=frozenset(), converter=_ups_names)
     external_drivers: bool = False
+    web: tuple[tuple[str, int], ...] = ()
+    web_optional: bool = False
+    web_settings: WebSettings = attrs.field(factory=WebSettings)
+    web_tls: bool = False
+    advertise: bool = False
 
 
 @attrs.define
@@ -150,17 +175,38 @@ class Daemon:
         #: The manager and its notifier, in the primary and secondary roles.
         self.manager: Manager | None = None
         self.notifier: Notifier | None = None
+        #: The web server, when ``--web`` asked for one.
+        self.web: WebApp | None = None
         self._nursery = nursery
         self._drivers: dict[str, _Running] = {}
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
         """The ``(host, port)`` of every listener, after binding."""
-        out = []
-        for listener in self.listeners:
-            host, port = listener.socket.getsockname()[:2]
-            out.append((str(host), int(port)))
-        return out
+        return _addresses(self.listeners)
+
+    @property
+    def web_addresses(self) -> list[tuple[str, int]]:
+        """The ``(host, port)`` of every web listener (none without a web server)."""
+        return _addresses(self.web.listeners) if self.web is not None else []
+
+    def verdict(self) -> JsonValue:
+        """The manager's verdict now (``nuttrio why``), or ``None`` if no manager runs."""
+        if self.manager is None:
+            return None
+        machine = self.manager.machine
+        now = trio.current_time()
+        fed, needed = machine.fed(now), machine.policy.minsupplies
+        return {
+            "phase": machine.phase.name,
+            "ups": [
+                {"system": v.system, "critical": v.critical, "reason": v.reason}
+                for v in machine.verdicts(now)
+            ],
+            "fed": fed,
+            "minsupplies": needed,
+            "shutdown_now": fed < needed,
+        }
 
     def driver(self, name: str) -> Driver | None:
         """The driver running for UPS ``name`` (any case), or ``None``."""
@@ -291,6 +337,129 @@ class Daemon:
         await self.start_drivers(to_start)
         self.store.reorder([section.name for section in new.ups])
         log.info("configuration reloaded")
+
+
+def _addresses(listeners: Sequence[trio.SocketListener]) -> list[tuple[str, int]]:
+    out = []
+    for listener in listeners:
+        host, port = listener.socket.getsockname()[:2]
+        out.append((str(host), int(port)))
+    return out
+
+
+#: The notifications a change of ups.status causes (upsmon's ONLINE, ONBATT and the flags').
+_STATUS_TYPES = frozenset(
+    {"ONLINE", "ONBATT", *(t for pair in STATUS_NOTIFY_TYPES.values() for t in pair)}
+)
+
+
+class _NotifyTee:
+    """The manager's notifier that also writes each notification to the web's event log.
+
+    For a MONITOR served in-process (``local``: system -> the store's entry), a status
+    notification is also timed from the status change in the store (the web's
+    ``nuttrio_event_to_notify_seconds`` histogram).
+    """
+
+    def __init__(self, sink: Notifier, web: WebApp, local: Mapping[str, UpsEntry]) -> None:
+        self._sink = sink
+        self._web = web
+        self._local = local
+
+    def send(self, type: str, system: str | None, detail: str = "") -> None:
+        self._sink.send(type, system, detail)
+        self._web.events.add("notify", " ".join(w for w in (type, detail) if w), system)
+        entry = self._local.get(system or "")
+        if entry is not None and type in _STATUS_TYPES:
+            self._web.notify_latency.observe(trio.current_time() - entry.status_changed_at)
+
+    async def wall(self, message: str) -> object:
+        return await self._sink.wall(message)
+
+
+def _local_entries(upsmon: UpsmonConfig, daemon: Daemon) -> dict[str, UpsEntry]:
+    """The MONITORs served in-process: system -> the store's entry of its UPS."""
+    local = local_monitors(upsmon, daemon.store, daemon.addresses)
+    entries = {}
+    for mon in upsmon.monitors:
+        entry = daemon.store.get(mon.ups)
+        if mon.system in local and entry is not None:
+            entries[mon.system] = entry
+    return entries
+
+
+async def _start_web(daemon: Daemon, nursery: trio.Nursery) -> None:
+    """Serve the web dashboard if the options ask for it (``daemon.web``).
+
+    Raises:
+        ListenError: If a web address cannot be bound (a warning instead with
+            ``web_optional``).
+    """
+    options = daemon.options
+    if not options.web:
+        return
+    addresses = [
+        ListenAddress(h, p, f"--web {_host_port(h, p)}", required=not options.web_optional)
+        for h, p in options.web
+    ]
+    tls = web_tls_context(daemon.config) if options.web_tls else None
+    try:
+        listeners = await open_listeners(addresses)
+    except ListenError as exc:
+        if not options.web_optional:
+            raise
+        log.warning("web dashboard not started: %s", exc)
+        return
+
+    def users() -> Mapping[str, User]:
+        return daemon.config.users if daemon.config is not None else {}
+
+    source = WebSource(
+        daemon.store,
+        users=users,
+        stats=lambda: daemon.core.stats if daemon.core is not None else None,
+        verdict=daemon.verdict,
+        describe=daemon.core.descriptions.var if daemon.core is not None else lambda name: None,
+    )
+    serve = functools.partial(serve_web, tls_context=tls)
+    daemon.web = await nursery.start(serve, source, listeners, options.web_settings)
+
+
+async def _start_advertising(daemon: Daemon, nursery: trio.Nursery) -> None:
+    """Announce ``_nut._tcp`` on the NUT listeners (``--advertise``).
+
+    Raises:
+        ConfigError: If the zeroconf package is missing.
+    """
+    from .advertise import advertise
+
+    try:
+        await nursery.start(advertise, daemon.addresses)
+    except ImportError:
+        raise ConfigError(
+            "--advertise needs the zeroconf package: pip install 'nuttrio[mdns]'"
+        ) from None
+
+
+def web_tls_context(config: NutConfig | None) -> ssl.SSLContext:
+    """The web's TLS context from upsd.conf's CERTFILE (chain and key in one PEM file).
+
+    Raises:
+        ConfigError: Without CERTFILE, or if the file cannot be loaded.
+    """
+    upsd = config.confdir / "upsd.conf" if config is not None else None
+    if config is None or config.upsd.certfile is None:
+        raise ConfigError(
+            "--web-tls needs CERTFILE in upsd.conf (the NUT port's certificate)", upsd
+        )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    if config.upsd.disable_weak_ssl:
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(config.upsd.certfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"CERTFILE {config.upsd.certfile}: {exc}", upsd) from None
+    return context
 
 
 def _same_driver(a: UpsSection, b: UpsSection) -> bool:
@@ -766,6 +935,9 @@ async def run_daemon(
             daemon = Daemon(options, None, StateStore(), None, nursery)
         else:
             daemon = await _run_attach(options, nursery)
+        await _start_web(daemon, nursery)
+        if options.advertise and daemon.listeners:
+            await _start_advertising(daemon, nursery)
         if manager_config is not None:
             upsmon, sched = manager_config
             if options.role is Role.PRIMARY:
@@ -775,8 +947,11 @@ async def run_daemon(
             await nursery.start(notifier.run)
             maxage = daemon.config.upsd.maxage if daemon.config is not None else 15.0
             store = daemon.store if options.role is Role.PRIMARY else None
+            sink: NotifySink = notifier
+            if daemon.web is not None:
+                sink = _NotifyTee(notifier, daemon.web, _local_entries(upsmon, daemon))
             daemon.manager = await nursery.start(
-                _run_manager_then, upsmon, notifier, store, maxage, daemon, nursery
+                _run_manager_then, upsmon, notifier, sink, store, maxage, daemon, nursery
             )
         task_status.started(daemon)
         await trio.sleep(math.inf)
@@ -785,6 +960,7 @@ async def run_daemon(
 async def _run_manager_then(
     upsmon: UpsmonConfig,
     notifier: Notifier,
+    sink: NotifySink,
     store: StateStore | None,
     maxage: float,
     daemon: Daemon,
@@ -794,7 +970,7 @@ async def _run_manager_then(
 ) -> None:
     await run_manager(
         upsmon,
-        notifier,
+        sink,
         store=store,
         maxage=maxage,
         listeners=daemon.addresses,

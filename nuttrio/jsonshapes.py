@@ -4,7 +4,9 @@ The client tools' ``-j``/``--json`` output (``nuttrio upsc``, ``upscmd``, ``upsr
 ``upslog``) and, later, the web API serve these same objects; docs/json.md is their
 schema. The shapes of ``upsc -j`` are NUT 2.8.5's: ``-j -l`` an array of UPS names,
 ``-j -L`` an object name -> description, ``-j UPS`` an object of all variables,
-``-j UPS VAR`` one string, ``-j -c`` an array of client addresses.
+``-j UPS VAR`` one string, ``-j -c`` an array of client addresses. The web server
+(nuttrio.web) adds :class:`UpsState`, :class:`EventRecord` and :class:`Sample` for its
+dashboard stream.
 
 :func:`unstructure` turns any of the classes into plain JSON data (dicts, lists,
 strings, numbers, ``None``); :func:`dumps` writes that data as upsc 2.8.5 lays it out
@@ -25,12 +27,15 @@ __all__ = [
     "UNKNOWN_TYPE",
     "ClientList",
     "CommandList",
+    "EventRecord",
     "JsonValue",
     "LogRecord",
     "RwList",
     "RwVariable",
+    "Sample",
     "UpsDescriptions",
     "UpsList",
+    "UpsState",
     "VarValue",
     "Variables",
     "dumps",
@@ -41,7 +46,7 @@ __all__ = [
 UNKNOWN_TYPE = "UNKNOWN"
 
 #: Plain JSON data, as :func:`json.dumps` takes it.
-JsonValue: TypeAlias = "dict[str, JsonValue] | list[JsonValue] | str | int | None"
+JsonValue: TypeAlias = "dict[str, JsonValue] | list[JsonValue] | str | int | float | None"
 
 
 @attrs.frozen
@@ -140,6 +145,90 @@ class LogRecord:
     values: Mapping[str, str | None]
 
 
+@attrs.frozen
+class UpsState:
+    """One UPS as the web dashboard and ``/api/v1/stream`` show it.
+
+    Attributes:
+        name: The UPS name as configured.
+        description: The ``desc`` from ups.conf, or ``None``.
+        connected: A driver is running for it.
+        stale: Clients get DATA-STALE now (declared stale, silent, or no first state).
+        status: ``ups.status`` as clients read it (``FSD`` in front while the latch is set).
+        status_words: Each status flag with its meaning in words, ``(flag, words)``.
+        variables: Variable name -> value, in the driver's order.
+        commands: The instant commands offered.
+        writable: The variables SET VAR may change.
+        clients: The connections that did LOGIN, ``(address, username)``, newest first.
+        updates: Driver updates published so far (a reader that sees it jump skipped some).
+    """
+
+    name: str
+    description: str | None
+    connected: bool
+    stale: bool
+    status: str
+    status_words: tuple[tuple[str, str], ...]
+    variables: Mapping[str, str]
+    commands: tuple[str, ...]
+    writable: tuple[str, ...]
+    clients: tuple[tuple[str, str | None], ...]
+    updates: int
+
+
+@attrs.frozen
+class EventRecord:
+    """One line of the web event log (``/api/v1/events``).
+
+    Attributes:
+        seq: Its number, from 1, one more for each event logged.
+        time: Local time, ISO 8601 with the UTC offset.
+        etime: The same time in seconds since the epoch.
+        ups: The UPS it is about, or ``None``.
+        kind: ``status``, ``driver``, ``client``, ``login``, ``action``, ``notify``...
+        message: One line for people.
+    """
+
+    seq: int
+    time: str
+    etime: float
+    ups: str | None
+    kind: str
+    message: str
+
+
+@attrs.frozen
+class Sample:
+    """One point of the dashboard's chart: the figures of one UPS at one time.
+
+    Attributes:
+        etime: Seconds since the epoch.
+        ups: The UPS.
+        values: ``battery.charge``, ``battery.runtime``, ``ups.load``, ``input.voltage``,
+            ``output.voltage``: each as a number, ``None`` where absent or not a number.
+    """
+
+    etime: float
+    ups: str
+    values: Mapping[str, float | None]
+
+
+def _ups_state(o: UpsState) -> JsonValue:
+    return {
+        "name": o.name,
+        "description": o.description,
+        "connected": o.connected,
+        "stale": o.stale,
+        "status": o.status,
+        "status_words": [{"flag": f, "text": t} for f, t in o.status_words],
+        "variables": dict(o.variables),
+        "commands": list(o.commands),
+        "writable": list(o.writable),
+        "clients": [{"address": a, "username": u} for a, u in o.clients],
+        "updates": o.updates,
+    }
+
+
 def _rw_variable(item: RwVariable) -> JsonValue:
     data: dict[str, JsonValue] = {
         "description": item.description,
@@ -170,6 +259,9 @@ _CONVERTERS: dict[type, Callable[[Any], JsonValue]] = {
     RwVariable: _rw_variable,
     RwList: lambda o: {name: _rw_variable(v) for name, v in o.variables.items()},
     LogRecord: lambda o: {"time": o.time, "etime": o.etime, "ups": o.ups, "values": dict(o.values)},
+    UpsState: _ups_state,
+    EventRecord: lambda o: attrs.asdict(o),
+    Sample: lambda o: {"etime": o.etime, "ups": o.ups, "values": dict(o.values)},
 }
 
 

@@ -41,6 +41,8 @@ from typing import Generic, TypeVar
 import attrs
 import trio
 
+from .nutconf.common import atoi
+
 __all__ = [
     "CommandKind",
     "CommandResult",
@@ -57,6 +59,7 @@ __all__ = [
     "UpsStatistics",
     "Variable",
     "Watch",
+    "refuse_value",
 ]
 
 T = TypeVar("T")
@@ -174,6 +177,27 @@ class Variable:
     aux: int = 0
     enums: tuple[str, ...] = ()
     ranges: tuple[tuple[int, int], ...] = ()
+
+
+def refuse_value(var: Variable, value: str) -> str | None:
+    """Why upsd refuses to SET ``var`` to ``value`` (its ERR token), in upsd's order, or ``None``.
+
+    The protocol server and the web dashboard both check a SET with this.
+    """
+    if not var.rw:
+        return "READONLY"
+    if var.string:
+        if var.aux < 1:
+            return "SET-FAILED"
+        if len(value) > var.aux:
+            return "TOO-LONG"
+    if var.enums and value not in var.enums:
+        return "INVALID-VALUE"
+    if var.ranges:
+        number = atoi(value)
+        if not any(lo <= number <= hi for lo, hi in var.ranges):
+            return "INVALID-VALUE"
+    return None
 
 
 @attrs.frozen
@@ -448,6 +472,8 @@ class UpsEntry:
         self._updates = 0
         self._connects = 0
         self._supervisor_state: str | None = None
+        #: When (the store's clock) ``ups.status`` as clients read it last changed.
+        self.status_changed_at = -math.inf
 
     # -- readers -----------------------------------------------------------------------------
 
@@ -596,6 +622,8 @@ class UpsEntry:
                     break
 
     def _set(self, snap: UpsSnapshot, *, rearm: bool = False) -> None:
+        if snap.status != self._watch.get()[1].status:
+            self.status_changed_at = self._clock()
         self._watch.set(snap)
         self._on_change(rearm)
 

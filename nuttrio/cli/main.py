@@ -13,17 +13,38 @@ from pathlib import Path
 import trio
 
 from .. import __version__
-from ..daemon import DEFAULT_PORT, Daemon, DaemonOptions, Role, run_daemon
+from ..daemon import (
+    DEFAULT_PORT,
+    DEFAULT_WEB_PORT,
+    Daemon,
+    DaemonOptions,
+    Role,
+    WebSettings,
+    run_daemon,
+)
 from ..nutconf import ConfigError, split_host_port
 from ..protocol import DEFAULT_MAX_LINE
 from ..server import ConnectionLimits, ListenError
+from ..systemd import SystemdNotifier
 from . import clients, tools
 from .cert import add_cert_command, run_cert_command
 from .hid import add_hid_commands, run_hid_command
 
-__all__ = ["main", "parse_listen"]
+__all__ = ["exit_with_main", "main", "parse_listen"]
 
 log = logging.getLogger("nuttrio")
+
+
+def parse_web(text: str) -> tuple[str, int]:
+    """Parse ``HOST[:PORT]`` for ``--web``; the port defaults to 8493.
+
+    Raises:
+        argparse.ArgumentTypeError: If the text is not of that form.
+    """
+    try:
+        return split_host_port(text, default_port=DEFAULT_WEB_PORT, port_zero=True, bare_ipv6=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"bad address {text!r}: {exc}") from None
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -182,6 +203,37 @@ def _parser() -> argparse.ArgumentParser:
         "across restarts; DRIVER-NOT-CONNECTED while it is not running, as upsd",
     )
     parser.add_argument(
+        "--web",
+        metavar="HOST[:PORT]",
+        type=parse_web,
+        action="append",
+        default=[],
+        help=f"serve the web dashboard, the JSON API (/api/v1) and Prometheus /metrics here "
+        f"(repeatable; default port {DEFAULT_WEB_PORT}; port 0 picks one). Off unless given, "
+        f"except that 'nuttrio' with no configuration and no --listen serves it on "
+        f"127.0.0.1:{DEFAULT_WEB_PORT}",
+    )
+    parser.add_argument(
+        "--web-tls",
+        action="store_true",
+        help="serve --web over TLS only (https, wss), with upsd.conf's CERTFILE: the NUT "
+        "port's certificate",
+    )
+    parser.add_argument(
+        "--advertise",
+        action="store_true",
+        help="announce the NUT port over mDNS as _nut._tcp (Home Assistant finds it); needs "
+        "the zeroconf package (pip install 'nuttrio[mdns]')",
+    )
+    parser.add_argument(
+        "--web-history",
+        metavar="HOURS",
+        type=float,
+        default=WebSettings().history_hours,
+        help="hours of chart the dashboard keeps in memory (default %(default)s; one point "
+        f"every {WebSettings().sample_interval:g} s)",
+    )
+    parser.add_argument(
         "--max-line",
         metavar="BYTES",
         type=_positive_int,
@@ -213,20 +265,22 @@ def _positive_int(text: str) -> int:
 
 
 def _hint(daemon: Daemon) -> str:
+    scheme = "https" if daemon.options.web_tls else "http"
+    web = "".join(f"; dashboard: {scheme}://{_host_port(h, p)}/" for h, p in daemon.web_addresses)
     if daemon.options.role is Role.SECONDARY:
         assert daemon.manager is not None
         watched = ", ".join(m.system for m in daemon.manager.config.monitors)
-        return f"nuttrio: managing (secondary) {watched}"
+        return f"nuttrio: managing (secondary) {watched}{web}"
     names = daemon.store.names()
     addresses = daemon.addresses
     listening = ", ".join(_host_port(h, p) for h, p in addresses)
     if not names:
-        return f"nuttrio: listening on {listening} (no UPS configured)"
+        return f"nuttrio: listening on {listening}{web} (no UPS configured)"
     host, port = next(((h, p) for h, p in addresses if ":" not in h), addresses[0])
     where = _bracketed(host) if port == DEFAULT_PORT else _host_port(host, port)
     target = f"{names[0]}@{where}"
     served = names[0] if len(names) == 1 else f"{len(names)} UPS ({', '.join(names)})"
-    return f"nuttrio: serving {served} on {listening}; query it with: upsc {target}"
+    return f"nuttrio: serving {served} on {listening}{web}; query it with: upsc {target}"
 
 
 async def _run(options: DaemonOptions) -> None:
@@ -234,42 +288,62 @@ async def _run(options: DaemonOptions) -> None:
 
     The handled signals are ignored once the receiver is closed (it restores the handlers
     it found), so a second SIGTERM while stopping (``timeout`` and systemd signal the
-    whole group) is absorbed and the process still exits 0.
+    whole group) is absorbed and the process still exits 0. Under systemd it says
+    READY=1 once serving, RELOADING=1/READY=1 around a SIGHUP reload, STOPPING=1 when
+    stopping, and pings the watchdog (:mod:`nuttrio.systemd`).
     """
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
     for handled_signal in handled:
         signal.signal(handled_signal, signal.SIG_IGN)
+    systemd = SystemdNotifier.from_environment()
     with trio.open_signal_receiver(*handled) as signals:
         async with trio.open_nursery() as nursery:
-            daemon: Daemon = await nursery.start(_daemon_then_stop, options, nursery.cancel_scope)
-            print(_hint(daemon), flush=True)
+            daemon: Daemon = await nursery.start(
+                _daemon_then_stop, options, nursery.cancel_scope, systemd
+            )
+            hint = _hint(daemon)
+            print(hint, flush=True)
+            await systemd.ready(hint.removeprefix("nuttrio: "))
+            await nursery.start(systemd.run_watchdog)
             async for signum in signals:
-                if signum == signal.SIGHUP:
-                    log.info("SIGHUP: reloading the configuration")
-                    await daemon.reload()
-                elif signum == signal.SIGUSR1:
-                    if daemon.manager is not None:
-                        log.warning("SIGUSR1: shutdown requested by the administrator")
-                        daemon.manager.request_fsd()
-                    else:
-                        log.warning(
-                            "SIGUSR1 ignored: no manager runs in this process "
-                            "(start with --primary or --secondary to own the shutdown)"
-                        )
-                else:
-                    log.info("%s: stopping", signal.Signals(signum).name)
+                if not await _on_signal(signum, daemon, systemd):
                     nursery.cancel_scope.cancel()
                     break
+
+
+async def _on_signal(signum: int, daemon: Daemon, systemd: SystemdNotifier) -> bool:
+    """Act on one signal; ``False`` when it asks to stop."""
+    if signum == signal.SIGHUP:
+        log.info("SIGHUP: reloading the configuration")
+        await systemd.reloading()
+        await daemon.reload()
+        await systemd.ready()
+    elif signum == signal.SIGUSR1:
+        if daemon.manager is not None:
+            log.warning("SIGUSR1: shutdown requested by the administrator")
+            daemon.manager.request_fsd()
+        else:
+            log.warning(
+                "SIGUSR1 ignored: no manager runs in this process "
+                "(start with --primary or --secondary to own the shutdown)"
+            )
+    else:
+        log.info("%s: stopping", signal.Signals(signum).name)
+        await systemd.stopping()
+        return False
+    return True
 
 
 async def _daemon_then_stop(
     options: DaemonOptions,
     stop: trio.CancelScope,
+    systemd: SystemdNotifier,
     *,
     task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the daemon; when it ends by itself (a secondary after its shutdown), stop."""
     await run_daemon(options, task_status=task_status)
+    await systemd.stopping()
     stop.cancel()
 
 
@@ -291,14 +365,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     confdir: Path | None = args.nut_config
     if confdir is None and os.environ.get("NUT_CONFPATH"):
         confdir = Path(os.environ["NUT_CONFPATH"])
+    role = args.role or Role.ATTACH
+    # The no-config demo (``nuttrio`` or ``nuttrio --attach`` alone) shows its dashboard.
+    demo = confdir is None and role is Role.ATTACH and not args.listen and not args.web
+    web: list[tuple[str, int]] = [("127.0.0.1", DEFAULT_WEB_PORT)] if demo else args.web
     options = DaemonOptions(
         confdir=confdir,
         listen=tuple(args.listen),
         limits=ConnectionLimits(max_line=args.max_line),
-        role=args.role or Role.ATTACH,
+        role=role,
         upssched=args.upssched,
         nut_drivers=frozenset(args.nut_driver),
         external_drivers=args.external_drivers,
+        web=tuple(web),
+        web_optional=demo,
+        web_settings=WebSettings(history_hours=args.web_history),
+        web_tls=args.web_tls,
+        advertise=args.advertise,
     )
     status = 0
     try:
@@ -333,6 +416,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"nuttrio: {exc}", file=sys.stderr)
         status = status or 1
     return status
+
+
+def exit_with_main() -> None:
+    """Run :func:`main` and exit with its status (the zipapp's entry point)."""
+    sys.exit(main())
 
 
 def _check_upsmon_conf_given(args: argparse.Namespace, options: DaemonOptions) -> None:

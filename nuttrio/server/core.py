@@ -33,7 +33,6 @@ from typing import Protocol
 import attrs
 import trio
 
-from ..nutconf.common import atoi as _atoi
 from ..nutconf.upsd_conf import IPNetwork
 from ..protocol import ErrCode, Reply, ServerConnection, quote
 from ..protocol import events as ev
@@ -47,7 +46,7 @@ from ..state import (
     StateStore,
     UpsEntry,
     UpsSnapshot,
-    Variable,
+    refuse_value,
 )
 from .guard import AuthThrottle
 from .tls import plaintext_allowed
@@ -510,9 +509,9 @@ class ServerCore:
         var = found.snap.get(request.var)
         if var is None:
             return rp.err(ErrCode.VAR_NOT_SUPPORTED)
-        refused = _refuse_value(var, request.value)
+        refused = refuse_value(var, request.value)
         if refused is not None:
-            return rp.err(refused)
+            return rp.err(ErrCode(refused))
         result = CommandResult()
         tid = self._new_tracking(session, result)
         command = DriverCommand(CommandKind.SET, request.var, request.value, tid, result)
@@ -622,21 +621,3 @@ def _list_meta(request: ev.ListEnum | ev.ListRange, snap: UpsSnapshot) -> Reply:
     else:
         kind, lines = "RANGE", (f'RANGE {u} {n} "{lo}" "{hi}"' for lo, hi in var.ranges)
     return rp.block(f"{kind} {u} {n}", lines)
-
-
-def _refuse_value(var: Variable, value: str) -> ErrCode | None:
-    """Why upsd refuses to SET ``var`` to ``value``, in upsd's order, or ``None``."""
-    if not var.rw:
-        return ErrCode.READONLY
-    if var.string:
-        if var.aux < 1:
-            return ErrCode.SET_FAILED
-        if len(value) > var.aux:
-            return ErrCode.TOO_LONG
-    if var.enums and value not in var.enums:
-        return ErrCode.INVALID_VALUE
-    if var.ranges:
-        number = _atoi(value)
-        if not any(lo <= number <= hi for lo, hi in var.ranges):
-            return ErrCode.INVALID_VALUE
-    return None
