@@ -49,3 +49,14 @@ def test_zipapp_builds_and_serves_on_its_own(tmp_path):
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
+    # cryptography is compiled, so the zip leaves it out: `nuttrio cert` says what it needs.
+    assert "cryptography left out" in built.stderr
+    cert = subprocess.run(
+        [sys.executable, "-S", "-I", str(pyz), "cert", "--host", "box", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert cert.returncode == 1
+    assert "needs the 'cryptography' package" in cert.stderr

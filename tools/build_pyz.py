@@ -4,7 +4,9 @@ A zipapp (the standard library's :mod:`zipapp`) of this checkout's ``nuttrio`` p
 its runtime dependencies as installed in the running Python (pyproject's
 ``dependencies``, followed recursively through their metadata, environment markers
 honoured). Nothing is downloaded. Every dependency must be pure Python (a compiled module
-cannot be imported from a zip file); the build refuses one that is not.
+cannot be imported from a zip file); the build refuses one that is not, except those in
+``LEFT_OUT``: compiled packages nuttrio imports only for an optional feature, which the
+zipapp then does without (it says so when the feature is asked for).
 
     python tools/build_pyz.py [-o nuttrio.pyz] [--python "/usr/bin/env python3"]
 
@@ -28,6 +30,10 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 _COMPILED = (".so", ".pyd", ".dylib")
+#: Compiled dependencies left out, with what the zipapp lacks without them.
+LEFT_OUT = {
+    "cryptography": "`nuttrio cert` and the certificate-expiry warning",
+}
 
 
 class BuildError(Exception):
@@ -48,7 +54,7 @@ def _closure(roots: list[Requirement]) -> dict[str, metadata.Distribution]:
         if req.marker is not None and not req.marker.evaluate({"extra": ""}):
             continue
         key = req.name.lower().replace("_", "-")
-        if key in found:
+        if key in found or key in LEFT_OUT:
             continue
         try:
             dist = metadata.distribution(req.name)
@@ -89,6 +95,8 @@ def build(output: Path, interpreter: str) -> Path:
         # .pyc files beside the sources (zipimport reads those, never __pycache__): without
         # them every start compiles every module again.
         compileall.compile_dir(staging, quiet=1, legacy=True)
+        for name, feature in LEFT_OUT.items():
+            print(f"build_pyz: {name} left out (compiled): no {feature}", file=sys.stderr)
         zipapp.create_archive(
             staging,
             output,

@@ -209,6 +209,13 @@ def run_cert_command(args: argparse.Namespace) -> int:
     """``nuttrio cert``: print the report and return 0, or 1 if the files cannot be written."""
     try:
         files = write_cert(args.host, args.out, days=args.days)
+    except ImportError:
+        print(
+            "nuttrio cert: needs the 'cryptography' package (pip install cryptography; "
+            "the one-file nuttrio.pyz leaves it out)",
+            file=sys.stderr,
+        )
+        return 1
     except OSError as exc:
         print(f"nuttrio cert: {exc}", file=sys.stderr)
         return 1

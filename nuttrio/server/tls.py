@@ -155,9 +155,13 @@ def load_server_context(conf: UpsdConfig, path: Path) -> ssl.SSLContext | None:
 def certificate_expiry(certfile: Path) -> datetime.datetime | None:
     """When the first certificate in ``certfile`` (the server's own) expires, in UTC.
 
-    ``None`` if the file holds no certificate that can be read.
+    ``None`` if the file holds no certificate that can be read, or the ``cryptography``
+    package is not there (the zipapp leaves it out).
     """
-    from cryptography import x509
+    try:
+        from cryptography import x509
+    except ImportError:
+        return None
 
     try:
         certs = x509.load_pem_x509_certificates(certfile.read_bytes())
