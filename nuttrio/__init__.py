@@ -5,6 +5,8 @@ The public API for embedding in other Trio programs::
     async with nuttrio.open_daemon(nuttrio.DaemonOptions(confdir=path)) as daemon:
         ...
 
+    daemon = await nursery.start(nuttrio.serve, nuttrio.DaemonOptions(confdir=path))
+
 The names below are imported lazily, so that ``import nuttrio.protocol`` (the sans-IO
 protocol) does not load Trio or the daemon.
 """
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from .daemon import Role as Role
     from .daemon import open_daemon as open_daemon
     from .daemon import run_daemon as run_daemon
+    from .daemon import serve as serve
     from .nutconf import ConfigError as ConfigError
     from .state import StateStore as StateStore
     from .state import UpsEntry as UpsEntry
@@ -34,6 +37,7 @@ _LAZY = {
     "Role": "daemon",
     "open_daemon": "daemon",
     "run_daemon": "daemon",
+    "serve": "daemon",
     "StateStore": "state",
     "UpsEntry": "state",
     "UpsSnapshot": "state",

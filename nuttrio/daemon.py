@@ -77,6 +77,7 @@ __all__ = [
     "WebSettings",
     "open_daemon",
     "run_daemon",
+    "serve",
 ]
 
 log = logging.getLogger("nuttrio")
@@ -955,6 +956,12 @@ async def run_daemon(
             )
         task_status.started(daemon)
         await trio.sleep(math.inf)
+
+
+#: ``await nursery.start(nuttrio.serve, options)``: nuttrio in any role inside another Trio
+#: program, started once serving (the :class:`Daemon` is the start value); the same
+#: function as :func:`run_daemon`.
+serve = run_daemon
 
 
 async def _run_manager_then(

@@ -520,3 +520,31 @@ def test_options_before_a_subcommand_are_kept(tmp_path):
     )
     result = run_cli("--nut-config", str(conf), "notify-test")
     assert "syslog: ok" in result.stdout, result.stderr
+
+
+def test_syslog_sends_each_record_to_the_socket_as_one_datagram(tmp_path):
+    """``--syslog SOCKET``: one syslog datagram per record (daemon facility), none on stderr."""
+    import socket
+
+    path = tmp_path / "log"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sink:
+        sink.bind(str(path))
+        sink.settimeout(20)
+        with NuttrioProcess(["-v", "--syslog", str(path), "--listen", "127.0.0.1:0"]) as proc:
+            assert proc.stop(signal.SIGTERM) == 0
+            assert "SIGTERM" not in proc.stderr
+        record = sink.recv(4096).decode()
+    # <30> = facility daemon (3) * 8 + info (6)
+    assert re.match(r"<30>nuttrio\[\d+\]: nuttrio INFO: SIGTERM: stopping", record), record
+
+
+def test_syslog_without_a_socket_is_an_error(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "nuttrio", "--syslog", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"--syslog {tmp_path / 'none'}" in result.stderr

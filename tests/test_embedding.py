@@ -33,6 +33,21 @@ async def test_a_str_confdir_runs_the_daemon(tmp_path):
         assert daemon.store.get("a").snapshot().status == "OB"
 
 
+async def test_serve_starts_in_a_nursery(nursery):
+    """``await nursery.start(nuttrio.serve, options)`` returns once serving, with the Daemon.
+
+    The fixture's nursery is cancelled when the test ends, which stops it.
+    """
+    import trio
+
+    daemon = await nursery.start(nuttrio.serve, nuttrio.DaemonOptions(listen=[("127.0.0.1", 0)]))
+    host, port = daemon.addresses[0]
+    async with await trio.open_tcp_stream(host, port) as stream:
+        await stream.send_all(b"GET VAR sim ups.status\n")
+        assert await stream.receive_some(100) == b'VAR sim ups.status "OL"\n'
+    assert nuttrio.serve is nuttrio.run_daemon
+
+
 async def test_a_configuration_error_from_open_daemon_is_the_error_itself(tmp_path):
     (tmp_path / "ups.conf").write_text("[a]\n driver = dummy-ups\n port = a.dev\n")
     (tmp_path / "upsd.conf").write_text("MAXAGE soon\n")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import logging.handlers
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,6 +112,15 @@ def _add_config_options(parser: argparse.ArgumentParser, *, subcommand: bool) ->
         action="count",
         help="log more",
         default=argparse.SUPPRESS if subcommand else 0,
+    )
+    parser.add_argument(
+        "--syslog",
+        metavar="SOCKET",
+        nargs="?",
+        const="/dev/log",
+        help="log to syslog (the local socket, /dev/log unless given) instead of stderr, "
+        "as 'nuttrio[PID]: ...' with the daemon facility",
+        default=argparse.SUPPRESS if subcommand else None,
     )
 
 
@@ -347,6 +358,41 @@ async def _daemon_then_stop(
     stop.cancel()
 
 
+def _check_syslog(path: str) -> None:
+    """Raise the OSError of connecting to the syslog socket at ``path``, if it fails."""
+    error: OSError | None = None
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_UNIX, kind) as sock:
+            try:
+                sock.connect(path)
+            except OSError as exc:
+                error = exc
+            else:
+                return
+    assert error is not None
+    raise error
+
+
+def _configure_logging(verbose: int, syslog: str | None) -> None:
+    """WARNING and up (INFO with -v, DEBUG with -vv), one line per record, to stderr or syslog.
+
+    Raises:
+        OSError: If the syslog socket cannot be reached.
+    """
+    level = logging.WARNING - 10 * min(verbose, 2)
+    if syslog is None:
+        logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+        return
+    handler = logging.handlers.SysLogHandler(
+        address=syslog, facility=logging.handlers.SysLogHandler.LOG_DAEMON
+    )
+    _check_syslog(syslog)  # the handler would wait for a missing socket, silently
+    handler.setFormatter(
+        logging.Formatter(f"nuttrio[{os.getpid()}]: %(name)s %(levelname)s: %(message)s")
+    )
+    logging.basicConfig(level=level, handlers=[handler])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``nuttrio`` command line; returns the exit status.
 
@@ -358,10 +404,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(words)
     if args.command in ("hid-record", "hid-explore"):
         return run_hid_command(args)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
-        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
-    )
+    try:
+        _configure_logging(args.verbose, getattr(args, "syslog", None))
+    except OSError as problem:
+        print(f"nuttrio: --syslog {args.syslog}: {problem.strerror or problem}", file=sys.stderr)
+        return 2
     confdir: Path | None = args.nut_config
     if confdir is None and os.environ.get("NUT_CONFPATH"):
         confdir = Path(os.environ["NUT_CONFPATH"])
