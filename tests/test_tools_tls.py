@@ -10,6 +10,7 @@ the handshake. upscmd and upsrw never try TLS.
 from __future__ import annotations
 
 import functools
+import hashlib
 import shutil
 import ssl
 import threading
@@ -25,17 +26,29 @@ from nuttrio.state import StateStore, Variable
 from .helpers import NoDescriptions, ScriptedDriver, SimpleUser
 from .realnut import HOST
 from .test_tools_diff import run_nut, run_ours
+from .test_tools_diff import server as server  # a fixture
+from .test_tools_diff import servers as servers  # a fixture
 
 pytestmark = pytest.mark.realnut
 
+#: The test CA's file and the server certificate's SHA-256, once tls_port made them.
+MATERIAL: dict[str, str] = {}
+
 
 @pytest.fixture(scope="module")
-def tls_port() -> Iterator[int]:
+def tls_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     if shutil.which("upsc") is None:
         pytest.skip("upsc missing (Debian package nut-client)")
     trustme = pytest.importorskip("trustme")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    trustme.CA().issue_cert("localhost", HOST).configure_cert(context)
+    ca = trustme.CA()
+    leaf = ca.issue_cert("localhost", HOST)
+    leaf.configure_cert(context)
+    ca_file = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    MATERIAL["ca"] = str(ca_file)
+    der = ssl.PEM_cert_to_DER_cert(leaf.cert_chain_pems[0].bytes().decode())
+    MATERIAL["pin"] = hashlib.sha256(der).hexdigest()
     ports: list[int] = []
     ready = threading.Event()
     token: list[trio.lowlevel.TrioToken] = []
@@ -100,3 +113,54 @@ def test_upscmd_never_tries_tls(tls_port: int) -> None:
     theirs, ours = run_nut("upscmd", args), run_ours("upscmd", args)
     assert theirs.err == b""
     assert ours == theirs
+
+
+# -- nuttrio's --tls, --tls-verify, --ca, --pin: STARTTLS required, certificate checked ----
+
+
+@pytest.mark.parametrize("tool", ["upsc", "upscmd", "upsrw"])
+def test_ca_or_pin_makes_every_tool_use_checked_tls(tls_port: int, tool: str) -> None:
+    target = [f"u@{HOST}:{tls_port}"] if tool == "upsc" else ["-l", f"u@{HOST}:{tls_port}"]
+    plain = run_ours(tool, target)
+    for flags in (["--ca", MATERIAL["ca"]], ["--pin", MATERIAL["pin"]], ["--tls"]):
+        ours = run_ours(tool, [*flags, *target])
+        assert ours.rc == 0, ours
+        assert ours.out == plain.out
+        assert b"SSL" not in ours.err  # libupsclient's banner is for its own attempt only
+
+
+@pytest.mark.parametrize(
+    ("flags", "why"),
+    [
+        (["--pin", "00" * 32], b"is not the pinned"),
+        (["--tls-verify"], b"CERTIFICATE_VERIFY_FAILED"),
+    ],
+    ids=["wrong-pin", "untrusted-ca"],
+)
+def test_a_failed_check_is_an_error_and_nothing_is_sent_in_clear(
+    tls_port: int, flags: list[str], why: bytes
+) -> None:
+    ours = run_ours("upsc", [*flags, f"u@{HOST}:{tls_port}", "ups.status"])
+    assert ours.rc == 1
+    assert ours.out == b""
+    assert b"Error: TLS required, but STARTTLS failed" in ours.err
+    assert why in ours.err
+
+
+def test_tls_required_from_a_server_without_it_fails(server: int) -> None:
+    """The real upsd and nuttrio without a certificate refuse STARTTLS: --tls stops there."""
+    plain = run_ours("upsc", ["-l", f"{HOST}:{server}"])
+    assert plain.rc == 0
+    ours = run_ours("upsc", ["--tls", "-l", f"{HOST}:{server}"])
+    assert (ours.rc, ours.out) == (1, b"")
+    assert ours.err.startswith(b"Error: TLS required, but STARTTLS failed")
+
+
+def test_a_bad_pin_or_ca_argument_is_an_error(tls_port: int) -> None:
+    target = f"u@{HOST}:{tls_port}"
+    bad_pin = run_ours("upsc", ["--pin", "xyz", target])
+    assert (bad_pin.rc, bad_pin.out) == (1, b"")
+    assert bad_pin.err.startswith(b"Error: --pin xyz: ")
+    missing = run_ours("upsc", ["--ca", "/nonexistent/ca.pem", target])
+    assert (missing.rc, missing.out) == (1, b"")
+    assert missing.err.startswith(b"Error: --ca /nonexistent/ca.pem: ")

@@ -13,6 +13,7 @@ is written (NUT's ``fatalx``); :func:`run` turns it into the exit status.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import os
 import pwd
@@ -27,16 +28,19 @@ from typing import BinaryIO, NoReturn, TypeVar
 import attrs
 import trio
 
-from ...client import NutClient, NutError, wrap_nut_stream
+from ...client import NutClient, NutError, tls_from_flags, wrap_nut_stream
 from ...protocol import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
     "DEFAULT_PORT",
     "NETWORK_TIMEOUT",
     "NUT_VERSION",
+    "TLS_LONG",
+    "TLS_USAGE",
     "Exit",
     "GetOpt",
     "Stdio",
+    "TlsOptions",
     "UpscliError",
     "c_atoi",
     "connect",
@@ -180,11 +184,15 @@ class Stdio:
 
 
 def run(tool: Callable[[Stdio, list[str]], int], argv: list[str], stdio: Stdio) -> int:
-    """Run a tool; returns its exit status (standard output flushed)."""
+    """Run a tool; returns its exit status (standard output flushed).
+
+    The tool runs in a context of its own, so what one run sets (the TLS it requires)
+    never reaches the next run in the same process.
+    """
     status = 0
     _SSL.initialised = False
     try:
-        status = tool(stdio, argv)
+        status = contextvars.copy_context().run(tool, stdio, argv)
     except* Exit as group:
         status = _first_exit(group)
     with contextlib.suppress(BrokenPipeError):
@@ -551,8 +559,104 @@ class _Watched(trio.abc.Stream):
         await self.stream.aclose()
 
 
+#: nuttrio's TLS options, the same on every tool (name -> whether it takes an argument).
+TLS_LONG: Mapping[str, bool] = {"tls": False, "tls-verify": False, "ca": True, "pin": True}
+
+#: The usage lines of :data:`TLS_LONG`.
+TLS_USAGE = """\
+  --tls                   require STARTTLS (encrypted; the certificate is not checked)
+  --tls-verify            require STARTTLS and check the certificate (system CAs)
+  --ca <file|dir>         require STARTTLS and check the certificate against these CAs
+  --pin <sha256>          require STARTTLS and this SHA-256 certificate fingerprint
+"""
+
+#: The TLS a tool run requires (context and pin), set by :meth:`TlsOptions.require`.
+_REQUIRED_TLS: contextvars.ContextVar[tuple[ssl.SSLContext, bytes | None] | None] = (
+    contextvars.ContextVar("nuttrio_tool_tls", default=None)
+)
+
+
+@attrs.define
+class TlsOptions:
+    """``--tls``, ``--tls-verify``, ``--ca`` and ``--pin`` as given.
+
+    Any of them makes STARTTLS required (NUT's tools only try it, and go on in clear text
+    when it is refused).
+    """
+
+    tls: bool = False
+    verify: bool = False
+    ca: str | None = None
+    pin: str | None = None
+
+    def take(self, letter: str, value: str | None) -> bool:
+        """Record one option if it is a TLS one; returns whether it was."""
+        match letter:
+            case "tls":
+                self.tls = True
+            case "tls-verify":
+                self.verify = True
+            case "ca":
+                self.ca = value
+            case "pin":
+                self.pin = value
+            case _:
+                return False
+        return True
+
+    def require(self, io: Stdio) -> None:
+        """Make every :func:`connect` of this run (this context) require that TLS.
+
+        A bad pin or an unreadable CA ends the tool: ``Error: ...``, exit 1.
+        """
+        try:
+            context, pin = tls_from_flags(
+                tls=self.tls, verify=self.verify, ca=self.ca, pin=self.pin
+            )
+        except ValueError as exc:
+            io.fatal(f"Error: --pin {self.pin}: {exc}")
+        except OSError as exc:
+            io.fatal(f"Error: --ca {self.ca}: {exc.strerror or exc}")
+        if context is not None:
+            _REQUIRED_TLS.set((context, pin))
+
+
+async def _required_starttls(
+    client: NutClient, watched: _Watched, host: str, required: tuple[ssl.SSLContext, bytes | None]
+) -> NutClient:
+    """STARTTLS that must succeed: a refusal or a failed check closes the connection.
+
+    Raises:
+        UpscliError: ``TLS required, but STARTTLS failed: <why>`` (the server's error
+            token, the certificate check that failed, or the broken connection).
+    """
+    context, pin = required
+    watched.active = False  # what follows the reply to STARTTLS is TLS, not text
+    try:
+        with trio.fail_after(NETWORK_TIMEOUT):
+            await client.starttls(context, pin=pin, server_hostname=host)
+    except NutError as exc:
+        why = upsd_message(exc.code)
+    except ssl.SSLError as exc:  # CertificatePinError included
+        why = str(exc)
+    except (trio.TooSlowError, trio.BrokenResourceError, RemoteProtocolError, OSError) as exc:
+        why = str(exc) or type(exc).__name__
+    except trio.Cancelled:
+        await client.aclose()
+        raise
+    else:
+        watched.active = True
+        return client
+    await client.aclose()
+    raise UpscliError(f"TLS required, but STARTTLS failed: {why}")
+
+
 async def connect(io: Stdio, host: str, port: int, *, tryssl: bool) -> NutClient:
     """``upscli_connect``: a connected client, after STARTTLS if ``tryssl`` and offered.
+
+    When the run requires TLS (:meth:`TlsOptions.require`), STARTTLS is sent whatever
+    ``tryssl`` says, with that context and pin, and any refusal or failed check fails the
+    connection (nothing is sent in clear text after it).
 
     With ``tryssl`` (upsc, upslog) the SSL banner is printed once per process, as
     libupsclient does, then ``STARTTLS`` is sent; a refusal continues in clear text. A
@@ -564,6 +668,9 @@ async def connect(io: Stdio, host: str, port: int, *, tryssl: bool) -> NutClient
     sock = await _open_socket(host, port)
     watched = _Watched(trio.SocketStream(sock), io)
     client = wrap_nut_stream(watched, host=host)
+    required = _REQUIRED_TLS.get()
+    if required is not None:
+        return await _required_starttls(client, watched, host, required)
     if not tryssl:
         return client
     if not _SSL.initialised:

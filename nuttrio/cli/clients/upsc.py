@@ -10,9 +10,12 @@ from ... import jsonshapes as js
 from ...client import NutClient
 from ._base import (
     NUT_VERSION,
+    TLS_LONG,
+    TLS_USAGE,
     Exit,
     GetOpt,
     Stdio,
+    TlsOptions,
     UpscliError,
     nut_call,
     session,
@@ -49,7 +52,7 @@ Third form (lists clients connected to a device):
 
 nuttrio additions:
   -j, --json - display output in JSON format (the shapes of NUT 2.8.5's upsc -j)
-"""
+{TLS_USAGE}"""
 
 OLD_UPSD = "upsd is too old to support this query"
 
@@ -128,8 +131,11 @@ class _Upsc:
 def main(io: Stdio, argv: list[str]) -> int:
     """Run upsc with the arguments after its name; returns the exit status."""
     varlist = clientlist = verbose = json = False
-    opts = GetOpt(io, PROG, argv, "+hlLcVj", {"json": False})
-    for letter, _ in opts:
+    tls = TlsOptions()
+    opts = GetOpt(io, PROG, argv, "+hlLcVj", {"json": False, **TLS_LONG})
+    for letter, value in opts:
+        if tls.take(letter, value):
+            continue
         if letter in ("l", "L"):
             varlist = True
             verbose = verbose or letter == "L"
@@ -155,6 +161,7 @@ def main(io: Stdio, argv: list[str]) -> int:
             io.fatal("Error: invalid UPS definition.\nRequired format: upsname[@hostname[:port]]")
         ups, host, port = name
     run = _Upsc(io, json=json)
+    tls.require(io)
     trio.run(
         _session,
         run,

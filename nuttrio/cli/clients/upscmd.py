@@ -9,9 +9,12 @@ from ...client import NutClient
 from ._admin import Credentials, Tracking, login, parse_timeout, send_action
 from ._base import (
     NUT_VERSION,
+    TLS_LONG,
+    TLS_USAGE,
     Exit,
     GetOpt,
     Stdio,
+    TlsOptions,
     UpscliError,
     nut_call,
     session,
@@ -46,7 +49,7 @@ Administration program to initiate instant commands on UPS hardware.
 nuttrio additions:
   --password-file <file>  read the password from the first line of <file>
   --json                  with -l: the commands as a JSON object name -> description
-"""
+{TLS_USAGE}"""
 
 
 def _usage(io: Stdio) -> None:
@@ -81,9 +84,11 @@ def main(io: Stdio, argv: list[str]) -> int:
     cmdlist = json = False
     credentials = Credentials()
     tracking = Tracking("command")
-    opts = GetOpt(io, PROG, argv, "+lhu:p:t:wV", {"json": False, "password-file": True})
+    tls = TlsOptions()
+    long = {"json": False, "password-file": True, **TLS_LONG}
+    opts = GetOpt(io, PROG, argv, "+lhu:p:t:wV", long)
     for letter, value in opts:
-        if credentials.take(io, letter, value):
+        if credentials.take(io, letter, value) or tls.take(letter, value):
             continue
         if letter == "l":
             cmdlist = True
@@ -103,6 +108,7 @@ def main(io: Stdio, argv: list[str]) -> int:
     name = splitname(io, rest[0])
     if name is None:
         io.fatal("Error: invalid UPS definition.  Required format: upsname[@hostname[:port]]")
+    tls.require(io)
     trio.run(_session, io, name, rest[1:], cmdlist, json, credentials, tracking)
     return 0
 

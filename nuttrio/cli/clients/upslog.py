@@ -26,9 +26,12 @@ from ... import jsonshapes as js
 from ...client import NutClient
 from ._base import (
     NUT_VERSION,
+    TLS_LONG,
+    TLS_USAGE,
     Exit,
     GetOpt,
     Stdio,
+    TlsOptions,
     UpscliError,
     c_atoi,
     connect,
@@ -84,7 +87,7 @@ nuttrio additions:
   -m <ups,logfile>\t- Monitor UPS <ups> into <logfile> (repeatable, as NUT 2.8.1)
   --json\t- log one JSON object per line (see docs/json.md)
 \t%ETIME% insert the time in seconds since the epoch
-"""
+{TLS_USAGE}"""
 
 _TUPLE_ERROR = "Argument '-m upsspec,logfile' requires exactly 2 components in the tuple"
 _BAD_UPS = "Error: invalid UPS definition.  Required format: upsname[@hostname[:port]]\n"
@@ -223,8 +226,11 @@ def _parse(io: Stdio, argv: list[str]) -> Options:
         "p": lambda v: setattr(options, "pidbase", v),
         "m": lambda v: _add_tuple(io, options, v),
     }
-    opts = GetOpt(io, PROG, argv, "+hs:l:i:f:u:Vp:FBm:", {"json": False})
+    tls = TlsOptions()
+    opts = GetOpt(io, PROG, argv, "+hs:l:i:f:u:Vp:FBm:", {"json": False, **TLS_LONG})
     for letter, value in opts:
+        if tls.take(letter, value):
+            continue
         if letter in setters:
             setters[letter](value or "")
         elif letter in ("F", "B"):
@@ -250,6 +256,7 @@ def _parse(io: Stdio, argv: list[str]) -> Options:
         if options.logfn is None:
             io.fatal("No filename defined for logging - use -l <file>")
         options.targets.append(Monitored(options.spec, options.logfn))
+    tls.require(io)
     return options
 
 

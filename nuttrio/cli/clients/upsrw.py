@@ -12,9 +12,12 @@ from ...client import NutClient
 from ._admin import Credentials, Tracking, login, parse_timeout, send_action
 from ._base import (
     NUT_VERSION,
+    TLS_LONG,
+    TLS_USAGE,
     Exit,
     GetOpt,
     Stdio,
+    TlsOptions,
     UpscliError,
     c_atoi,
     c_strtol,
@@ -54,7 +57,7 @@ Call without -s to show all possible read/write variables (same as -l).
 nuttrio additions:
   --password-file <file>  read the password from the first line of <file>
   --json                  list the variables as a JSON object (see docs/json.md)
-"""
+{TLS_USAGE}"""
 
 
 class _Lister:
@@ -239,9 +242,11 @@ def main(io: Stdio, argv: list[str]) -> int:
     json = False
     credentials = Credentials()
     tracking = Tracking("set variable")
-    opts = GetOpt(io, PROG, argv, "+hls:p:t:u:wV", {"json": False, "password-file": True})
+    tls = TlsOptions()
+    long = {"json": False, "password-file": True, **TLS_LONG}
+    opts = GetOpt(io, PROG, argv, "+hls:p:t:u:wV", long)
     for letter, value in opts:
-        if credentials.take(io, letter, value):
+        if credentials.take(io, letter, value) or tls.take(letter, value):
             continue
         if letter == "s":
             setvar = value
@@ -267,6 +272,7 @@ def main(io: Stdio, argv: list[str]) -> int:
     name = splitname(io, opts.rest[0])
     if name is None:
         io.fatal("Error: invalid UPS definition.  Required format: upsname[@hostname[:port]]")
+    tls.require(io)
     trio.run(_session, io, name, setvar, json, credentials, tracking)
     return 0
 
