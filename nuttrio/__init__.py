@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
+    from .broadcast import Notification as Notification
     from .daemon import Daemon as Daemon
     from .daemon import DaemonOptions as DaemonOptions
     from .daemon import Role as Role
@@ -38,6 +39,7 @@ _LAZY = {
     "open_daemon": "daemon",
     "run_daemon": "daemon",
     "serve": "daemon",
+    "Notification": "broadcast",
     "StateStore": "state",
     "UpsEntry": "state",
     "UpsSnapshot": "state",

@@ -32,6 +32,7 @@ from pathlib import Path
 import attrs
 import trio
 
+from .broadcast import Broadcast, Notification, Subscription
 from .descriptions import Descriptions
 from .hw import Driver, DriverContext, DriverFailed, create_driver, dummy
 from .jsonshapes import JsonValue
@@ -176,6 +177,8 @@ class Daemon:
         #: The manager and its notifier, in the primary and secondary roles.
         self.manager: Manager | None = None
         self.notifier: Notifier | None = None
+        #: Every notification of the manager, for :meth:`notifications`.
+        self.published: Broadcast[Notification] = Broadcast()
         #: The web server, when ``--web`` asked for one.
         self.web: WebApp | None = None
         self._nursery = nursery
@@ -190,6 +193,17 @@ class Daemon:
     def web_addresses(self) -> list[tuple[str, int]]:
         """The ``(host, port)`` of every web listener (none without a web server)."""
         return _addresses(self.web.listeners) if self.web is not None else []
+
+    def notifications(self) -> Subscription[Notification]:
+        """The manager's notifications (ONLINE, ONBATT, FSD...) from this call on.
+
+        An async iterator, subscribed at once; ``async with`` it (or ``aclose()``) to stop.
+
+        Each reader gets every notification, as NOTIFYCMD would, whatever NOTIFYFLAG says;
+        one that falls 256 behind loses the newest (counted in ``published.dropped``). In
+        the attach role there is no manager, and nothing comes.
+        """
+        return self.published.subscribe()
 
     def verdict(self) -> JsonValue:
         """The manager's verdict now (``nuttrio why``), or ``None`` if no manager runs."""
@@ -355,20 +369,31 @@ _STATUS_TYPES = frozenset(
 
 
 class _NotifyTee:
-    """The manager's notifier that also writes each notification to the web's event log.
+    """The manager's notifier that also publishes each notification.
 
-    For a MONITOR served in-process (``local``: system -> the store's entry), a status
+    To :meth:`Daemon.notifications` readers, and, with a web server, to its event log; for
+    a MONITOR served in-process (``local``: system -> the store's entry), a status
     notification is also timed from the status change in the store (the web's
     ``nuttrio_event_to_notify_seconds`` histogram).
     """
 
-    def __init__(self, sink: Notifier, web: WebApp, local: Mapping[str, UpsEntry]) -> None:
+    def __init__(
+        self,
+        sink: Notifier,
+        published: Broadcast[Notification],
+        web: WebApp | None,
+        local: Mapping[str, UpsEntry],
+    ) -> None:
         self._sink = sink
+        self._published = published
         self._web = web
         self._local = local
 
     def send(self, type: str, system: str | None, detail: str = "") -> None:
         self._sink.send(type, system, detail)
+        self._published.publish(Notification(type, system, detail, trio.current_time()))
+        if self._web is None:
+            return
         self._web.events.add("notify", " ".join(w for w in (type, detail) if w), system)
         entry = self._local.get(system or "")
         if entry is not None and type in _STATUS_TYPES:
@@ -948,9 +973,8 @@ async def run_daemon(
             await nursery.start(notifier.run)
             maxage = daemon.config.upsd.maxage if daemon.config is not None else 15.0
             store = daemon.store if options.role is Role.PRIMARY else None
-            sink: NotifySink = notifier
-            if daemon.web is not None:
-                sink = _NotifyTee(notifier, daemon.web, _local_entries(upsmon, daemon))
+            local = _local_entries(upsmon, daemon)
+            sink = _NotifyTee(notifier, daemon.published, daemon.web, local)
             daemon.manager = await nursery.start(
                 _run_manager_then, upsmon, notifier, sink, store, maxage, daemon, nursery
             )

@@ -84,3 +84,23 @@ def test_the_embedding_example_shows_a_status_change():
         "store:    ups.status is now 'OB DISCHRG'",
         'protocol: VAR sim ups.status "OB DISCHRG"',
     ]
+
+
+async def test_the_managers_notifications_are_an_async_iterator(tmp_path):
+    """``daemon.notifications()``: each notification as NOTIFYCMD would get it, pushed."""
+    import trio
+
+    from nuttrio.state import CommandKind, DriverCommand
+
+    from .test_mgmt_local import confdir, port_of
+
+    d = confdir(tmp_path, "u@localhost:{port} 1 admin adminpass primary")
+    options = nuttrio.DaemonOptions(confdir=d, role=nuttrio.Role.PRIMARY)
+    async with nuttrio.open_daemon(options) as daemon, daemon.notifications() as notes:
+        command = DriverCommand(CommandKind.SET, "ups.status", "OB")
+        assert daemon.store.get("u").submit(command)
+        with trio.fail_after(20):
+            note = await notes.__anext__()
+    assert isinstance(note, nuttrio.Notification)
+    assert (note.type, note.system) == ("ONBATT", f"u@localhost:{port_of(d)}")
+    assert daemon.published.dropped == 0
