@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +105,15 @@ async def test_the_managers_notifications_are_an_async_iterator(tmp_path):
     assert isinstance(note, nuttrio.Notification)
     assert (note.type, note.system) == ("ONBATT", f"u@localhost:{port_of(d)}")
     assert daemon.published.dropped == 0
+
+
+def test_the_primary_example_prints_the_onbatt_notification():
+    result = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "primary_in_trio_app.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^manager: ONBATT demo@127\.0\.0\.1:\d+$", result.stdout, re.M), result
