@@ -512,12 +512,7 @@ class ServerCore:
         refused = refuse_value(var, request.value)
         if refused is not None:
             return rp.err(ErrCode(refused))
-        result = CommandResult()
-        tid = self._new_tracking(session, result)
-        command = DriverCommand(CommandKind.SET, request.var, request.value, tid, result)
-        if not found.entry.submit(command):
-            return rp.err(ErrCode.SET_FAILED)
-        return rp.ok(f"TRACKING {tid}") if tid else rp.ok()
+        return self._submit(session, found, CommandKind.SET, request.var, request.value)
 
     def _instcmd(self, session: Session, request: ev.InstCmd, found: _Available) -> Reply:
         if not found.snap.has_command(request.cmd):
@@ -525,11 +520,26 @@ class ServerCore:
         password = session.conn.password
         if not self._authorized(session, lambda user: user.allows_instcmd(request.cmd, password)):
             return rp.err(ErrCode.ACCESS_DENIED)
+        return self._submit(session, found, CommandKind.INSTCMD, request.cmd, request.param)
+
+    def _submit(
+        self,
+        session: Session,
+        found: _Available,
+        kind: CommandKind,
+        name: str,
+        value: str | None,
+    ) -> Reply:
+        """Queue a checked SET or INSTCMD for the driver: ``OK`` (``OK TRACKING id``).
+
+        A full or closed queue is upsd's failed write to the driver: ``SET-FAILED`` or
+        ``INSTCMD-FAILED``.
+        """
         result = CommandResult()
         tid = self._new_tracking(session, result)
-        command = DriverCommand(CommandKind.INSTCMD, request.cmd, request.param, tid, result)
-        if not found.entry.submit(command):
-            return rp.err(ErrCode.INSTCMD_FAILED)
+        if not found.entry.submit(DriverCommand(kind, name, value, tid, result)):
+            failed = ErrCode.SET_FAILED if kind is CommandKind.SET else ErrCode.INSTCMD_FAILED
+            return rp.err(failed)
         return rp.ok(f"TRACKING {tid}") if tid else rp.ok()
 
 
