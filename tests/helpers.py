@@ -15,9 +15,18 @@ import trio
 
 from nuttrio.mgmt.process import CommandResult
 from nuttrio.mgmt.upssched import NOTIFY_ENV
+from nuttrio.nutconf import UpsSection
 from nuttrio.protocol import ServerConnection, Signal
 from nuttrio.server import ServerCore, Session
-from nuttrio.state import CommandKind, CommandStatus, DriverCommand, DriverLink, Variable
+from nuttrio.state import (
+    CommandKind,
+    CommandStatus,
+    DriverCommand,
+    DriverLink,
+    UpsEntry,
+    UpsSnapshot,
+    Variable,
+)
 
 #: ../shared next to the repository: data fetched from public repositories, read at test time.
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -201,3 +210,44 @@ def records(out: Path) -> list[dict[str, Any]]:
     if not out.exists():
         return []
     return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+
+
+# -- drivers in-process: a ups.conf section, a snapshot to wait for, a command to run -------
+
+
+def ups_section(
+    name: str, driver: str, port: str = "auto", *, lineno: int = 1, **options: str
+) -> UpsSection:
+    """A ups.conf section as the loader makes it (file /etc/nut/ups.conf, line ``lineno``)."""
+    return UpsSection(
+        name=name,
+        driver=driver,
+        port=port,
+        options={"driver": driver, "port": port, **options},
+        path=Path("/etc/nut/ups.conf"),
+        lineno=lineno,
+    )
+
+
+async def snapshot_where(
+    entry: UpsEntry, check: Callable[[UpsSnapshot], object], limit: float = 60.0
+) -> UpsSnapshot:
+    """The first snapshot of ``entry`` (the current one included) for which ``check`` holds.
+
+    Waits on the store's watch, at most ``limit`` seconds of Trio time (the mock clock's
+    in most tests).
+    """
+    with trio.fail_after(limit):
+        async for snap in entry.watch():
+            if check(snap):
+                return snap
+    raise AssertionError("unreachable: a watch never ends")
+
+
+async def run_command(
+    entry: UpsEntry, kind: CommandKind, name: str, value: str | None = None
+) -> CommandStatus:
+    """Submit a SET or INSTCMD to the UPS's driver and wait for its result."""
+    command = DriverCommand(kind, name, value)
+    assert entry.submit(command)
+    return await command.result.wait()

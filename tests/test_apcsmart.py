@@ -8,7 +8,7 @@ real time for a 1 s one, room for a loaded machine).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -31,18 +31,13 @@ from nuttrio.hw.dstate import DriverArgs
 from nuttrio.hw.sim_apcsmart import DEFAULT_VALUES, ApcModel, ApcSession
 from nuttrio.hw.sim_pty import PtySimulator
 from nuttrio.nutconf import ConfigError, UpsSection
-from nuttrio.state import CommandKind, CommandStatus, DriverCommand, UpsEntry, UpsSnapshot
+from nuttrio.state import CommandKind, CommandStatus, UpsEntry
+
+from .helpers import run_command, snapshot_where, ups_section
 
 
 def section(port: str = "/dev/ttyS0", **options: str) -> UpsSection:
-    return UpsSection(
-        name="apc",
-        driver="apcsmart",
-        port=port,
-        options={"driver": "apcsmart", "port": port, **options},
-        path=Path("/etc/nut/ups.conf"),
-        lineno=3,
-    )
+    return ups_section("apc", "apcsmart", port, lineno=3, **options)
 
 
 def core() -> ApcCore:
@@ -155,20 +150,10 @@ async def on_pty(tmp_path: Path, model: ApcModel) -> AsyncIterator[tuple[PtySimu
                 nursery.cancel_scope.cancel()
 
 
-async def until(
-    entry: UpsEntry, check: Callable[[UpsSnapshot], bool], limit: float = 60
-) -> UpsSnapshot:
-    with trio.fail_after(limit):
-        async for snap in entry.watch():
-            if check(snap):
-                return snap
-    raise AssertionError("unreachable")
+until = snapshot_where
 
 
-async def send(entry: UpsEntry, kind: CommandKind, name: str, value: str | None = None) -> object:
-    command = DriverCommand(kind, name, value)
-    assert entry.submit(command)
-    return await command.result.wait()
+send = run_command
 
 
 async def test_driver_follows_the_simulator(

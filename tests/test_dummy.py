@@ -37,7 +37,6 @@ from nuttrio.protocol.tokenizer import Line, split_text
 from nuttrio.state import (
     CommandKind,
     CommandStatus,
-    DriverCommand,
     UpsEntry,
     UpsSnapshot,
     Variable,
@@ -48,6 +47,8 @@ from tests.realnut import (
     RealNutFactory,
     ddl_dev_files,
 )
+
+from .helpers import run_command
 
 FIXTURES = Path(__file__).parent / "fixtures" / "dummy"
 
@@ -98,10 +99,7 @@ def plain(snap: UpsSnapshot, *, drivers: bool = False) -> dict[str, str]:
     }
 
 
-async def send(entry: UpsEntry, kind: CommandKind, name: str, value: str | None) -> CommandStatus:
-    command = DriverCommand(kind, name, value)
-    assert entry.submit(command)
-    return await command.result.wait()
+send = run_command
 
 
 # ---------------------------------------------------------------------------------------

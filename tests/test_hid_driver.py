@@ -17,20 +17,14 @@ from nuttrio.hw.hid.driver import NoMatchingDevice, UsbhidUps, usbhid_factory
 from nuttrio.hw.hid.fakeusb import FakeHidDevice, ReplayBackend
 from nuttrio.hw.hid.recording import load_recording, parse_explore_log
 from nuttrio.nutconf import ConfigError, UpsSection
-from nuttrio.state import CommandKind, CommandStatus, DriverCommand, UpsEntry
+from nuttrio.state import CommandKind, CommandStatus, UpsEntry
 
+from .helpers import run_command, ups_section
 from .hid_data import BK650, CS500, need
 
 
 def section(port: str, **options: str) -> UpsSection:
-    return UpsSection(
-        name="hid",
-        driver="usbhid-ups",
-        port=port,
-        options={"driver": "usbhid-ups", "port": port, **options},
-        path=Path("/etc/nut/ups.conf"),
-        lineno=12,
-    )
+    return ups_section("hid", "usbhid-ups", port, lineno=12, **options)
 
 
 def settings_for(port: str, **options: str):
@@ -77,10 +71,7 @@ def fake(recording, clock, **kwargs):
     return device, ReplayBackend([device])
 
 
-async def send(entry, kind, name, value=None):
-    command = DriverCommand(kind, name, value)
-    assert entry.submit(command)
-    return await command.result.wait()
+send = run_command
 
 
 async def test_replay_port_publishes_what_nut_printed(clock):

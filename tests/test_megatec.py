@@ -8,7 +8,7 @@ thread still answers well within any timeout (room for a loaded machine).
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -30,9 +30,9 @@ from nuttrio.hw.serial_line import STARTUP_PATIENCE
 from nuttrio.hw.sim_megatec import MegatecModel, MegatecSession, MegatecState
 from nuttrio.hw.sim_pty import PtySimulator
 from nuttrio.nutconf import ConfigError, UpsSection
-from nuttrio.state import CommandKind, CommandStatus, DriverCommand, UpsEntry, UpsSnapshot
+from nuttrio.state import CommandKind, CommandStatus, UpsEntry, UpsSnapshot
 
-from .helpers import wait_until
+from .helpers import run_command, snapshot_where, ups_section, wait_until
 from .nuttrio_proc import NuttrioProcess
 from .realnut import free_port, nut_request, write_nut_config
 
@@ -40,14 +40,7 @@ Q1_OL = b"(230.0 230.0 230.0 021 50.0 27.30 25.0 00001001\r"
 
 
 def section(port: str = "/dev/ttyS0", **options: str) -> UpsSection:
-    return UpsSection(
-        name="q1",
-        driver="blazer_ser",
-        port=port,
-        options={"driver": "blazer_ser", "port": port, **options},
-        path=Path("/etc/nut/ups.conf"),
-        lineno=12,
-    )
+    return ups_section("q1", "blazer_ser", port, lineno=12, **options)
 
 
 def core(**options: str) -> BlazerCore:
@@ -272,14 +265,10 @@ async def on_pty(
                 nursery.cancel_scope.cancel()
 
 
-async def until(entry: UpsEntry, check: object, limit: float = 30.0) -> UpsSnapshot:
-    """Wait (virtual time) until ``check(snapshot)`` holds."""
-    assert callable(check)
-    with trio.fail_after(limit):
-        async for snap in entry.watch():
-            if check(snap):
-                return snap
-    raise AssertionError("unreachable")
+async def until(
+    entry: UpsEntry, check: Callable[[UpsSnapshot], object], limit: float = 30.0
+) -> UpsSnapshot:
+    return await snapshot_where(entry, check, limit)
 
 
 async def test_driver_publishes_and_follows_the_simulator(
@@ -352,10 +341,7 @@ async def test_detection_waits_for_a_silent_ups(
                 nursery.cancel_scope.cancel()
 
 
-async def send(entry: UpsEntry, kind: CommandKind, name: str, value: str | None = None) -> object:
-    command = DriverCommand(kind, name, value)
-    assert entry.submit(command)
-    return await command.result.wait()
+send = run_command
 
 
 async def test_instcmds_and_their_outcomes(

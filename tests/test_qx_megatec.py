@@ -5,7 +5,7 @@ The driver runs on ``MockClock(rate=4)`` (see tests/test_megatec.py).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -26,20 +26,15 @@ from nuttrio.hw.qx_megatec import (
 from nuttrio.hw.sim_megatec import MegatecModel, MegatecSession
 from nuttrio.hw.sim_pty import PtySimulator
 from nuttrio.nutconf import ConfigError, UpsSection
-from nuttrio.state import CommandKind, CommandStatus, DriverCommand, UpsEntry, UpsSnapshot
+from nuttrio.state import CommandKind, CommandStatus, DriverCommand, UpsEntry
+
+from .helpers import snapshot_where, ups_section
 
 Q1 = b"(230.0 195.0 231.0 021 50.0 27.30 25.0 00001001\r"
 
 
 def section(port: str = "/dev/ttyS0", **options: str) -> UpsSection:
-    return UpsSection(
-        name="qx",
-        driver="nutdrv_qx",
-        port=port,
-        options={"driver": "nutdrv_qx", "port": port, **options},
-        path=Path("/etc/nut/ups.conf"),
-        lineno=4,
-    )
+    return ups_section("qx", "nutdrv_qx", port, lineno=4, **options)
 
 
 def core(**options: str) -> QxMegatecCore:
@@ -175,14 +170,7 @@ async def on_pty(
                 nursery.cancel_scope.cancel()
 
 
-async def until(
-    entry: UpsEntry, check: Callable[[UpsSnapshot], bool], limit: float = 60
-) -> UpsSnapshot:
-    with trio.fail_after(limit):
-        async for snap in entry.watch():
-            if check(snap):
-                return snap
-    raise AssertionError("unreachable")
+until = snapshot_where
 
 
 async def test_quick_and_full_updates(fast_clock: trio.testing.MockClock, tmp_path: Path) -> None:
