@@ -288,3 +288,27 @@ def test_flags_and_parameters():
     assert params["driver.parameter.pollfreq"] == "40"
     assert params["driver.parameter.vendorid"] == "051d"
     assert params["driver.flag.pollonly"] == "enabled"
+
+
+async def test_scan_lists_the_usb_ups_with_a_section_that_finds_it(clock):
+    """``nuttrio scan``'s USB half reads descriptors only, and its section picks the UPS."""
+    from nuttrio.hw.hid.scan import usb_upses
+    from nuttrio.hw.scan import report
+
+    rec = load_recording(need(BK650))
+    device, backend = fake(rec, clock)
+    [(where, found)] = usb_upses(backend)
+    assert (device.reads, device.writes) == ([], [])  # no report asked for, nothing written
+    assert where.startswith(f"USB {rec.vendorid:04x}:{rec.productid:04x} bus ")
+    text, count = report([(where, found)])
+    assert count == 1
+    keys = dict(line.strip().split(" = ", 1) for line in text.splitlines() if " = " in line)
+    assert (keys["driver"], keys["port"], keys["vendorid"]) == ("usbhid-ups", '"auto"', '"051d"')
+    options = {k: v.strip('"') for k, v in keys.items() if k not in ("driver", "port", "desc")}
+    driver = UsbhidUps(settings_for("auto", **options), backend)
+    async with running(driver) as entry:
+        await wait_until(entry, lambda snap: "ups.status" in plain(snap))
+    assert device.opened == 2  # once by the scan, for the strings; once by the driver
+    other, _ = fake(rec, clock)
+    assert usb_upses(ReplayBackend([])) == []
+    assert len(usb_upses(ReplayBackend([device, other]))) == 2

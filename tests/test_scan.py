@@ -78,5 +78,5 @@ async def test_probe_and_sections_in_process(tmp_path: Path) -> None:
         f'\tport = "{tmp_path / "ttyA"}"',
         '\tdesc = "Smart-UPS 1000 NS0123456789"',
     ]
-    text, count = report([None], ["/dev/ttyS9"])
+    text, count = report([("/dev/ttyS9", None)])
     assert (text, count) == ("# /dev/ttyS9: no UPS answered\n", 0)

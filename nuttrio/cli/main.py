@@ -141,11 +141,12 @@ def _parser() -> argparse.ArgumentParser:
         _add_config_options(sub, subcommand=True)
     scan = commands.add_parser(
         "scan",
-        help="list the serial ports where an APC Smart or Megatec/Q1 UPS answers",
+        help="list the serial and USB UPSes that answer, with their ups.conf sections",
         description="Probe serial ports (the given ones, else /dev/ttyS*, /dev/ttyUSB*, "
         "/dev/ttyACM*, /dev/serial/by-id/*) with read-only requests only (APC Smart: Y, "
-        "^A, n; Megatec: Q1, I) and print, for each UPS that answers, the ups.conf section "
-        "to paste. Exit 0 if a UPS was found, 1 if none.",
+        "^A, n; Megatec: Q1, I) and, when no port is given, the USB bus (descriptors only: "
+        "the UPSes a usbhid-ups subdriver claims), and print, for each UPS found, the "
+        "ups.conf section to paste. Exit 0 if a UPS was found, 1 if none.",
     )
     scan.add_argument("ports", nargs="*", metavar="PORT", help="serial port to probe")
     add_hid_commands(commands)

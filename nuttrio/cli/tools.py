@@ -150,18 +150,26 @@ async def notify_test(options: DaemonOptions) -> int:
 
 
 async def scan(ports: list[str]) -> int:
-    """``nuttrio scan``: print each port where a UPS answers, with its ups.conf section.
+    """``nuttrio scan``: print each UPS that answers, with its ups.conf section.
 
-    Only read-only requests are sent (see :mod:`nuttrio.hw.scan`). With no ``ports``,
-    the machine's serial ports are probed.
+    Only read-only requests are sent (see :mod:`nuttrio.hw.scan` and
+    :mod:`nuttrio.hw.hid.scan`). With no ``ports``, the machine's serial ports and its
+    USB bus are probed; with ports, only those.
 
     Returns:
         0 if a UPS was found, 1 if none.
     """
-    ports = ports or hw_scan.candidate_ports()
-    if not ports:
+    results: list[tuple[str, hw_scan.Found | None]] = []
+    targets = ports or hw_scan.candidate_ports()
+    if targets:
+        results.extend(zip(targets, await hw_scan.scan(targets), strict=True))
+    else:
         print("# no serial ports found")
-        return 1
-    text, count = hw_scan.report(await hw_scan.scan(ports), ports)
+    if not ports:
+        from ..hw.hid.scan import usb_upses  # pyusb, only when USB is looked at
+
+        usb = await trio.to_thread.run_sync(usb_upses)
+        results.extend(usb or [("USB", None)])
+    text, count = hw_scan.report(results)
     print(text, end="")
     return 0 if count else 1

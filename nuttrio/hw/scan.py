@@ -44,6 +44,7 @@ class Found:
         model: The model the UPS gave, if any.
         serial: Its serial number, if it gave one.
         error: Why the port could not be probed (then ``driver`` is empty).
+        match: More ups.conf keys that pick this UPS (a USB one's ``vendorid``...).
     """
 
     port: str
@@ -52,6 +53,7 @@ class Found:
     model: str | None = None
     serial: str | None = None
     error: str | None = None
+    match: tuple[tuple[str, str], ...] = ()
 
 
 def candidate_ports() -> list[str]:
@@ -135,17 +137,22 @@ def ups_conf_section(name: str, found: Found) -> str:
     lines = [f"[{name}]", f"\tdriver = {found.driver}", f"\tport = {_quote(found.port)}"]
     if found.driver == "nutdrv_qx":
         lines.append("\tprotocol = megatec")
+    lines.extend(f"\t{key} = {_quote(value)}" for key, value in found.match)
     desc = " ".join(part for part in (found.model, found.serial) if part)
     if desc:
         lines.append(f"\tdesc = {_quote(desc)}")
     return "\n".join(lines) + "\n"
 
 
-def report(results: Iterable[Found | None], ports: Sequence[str]) -> tuple[str, int]:
-    """The text ``nuttrio scan`` prints and how many UPSes were found."""
+def report(results: Iterable[tuple[str, Found | None]]) -> tuple[str, int]:
+    """The text ``nuttrio scan`` prints and how many UPSes were found.
+
+    Args:
+        results: Where each probe looked (a port, a USB device) and what answered there.
+    """
     out: list[str] = []
     count = 0
-    for port, found in zip(ports, results, strict=True):
+    for port, found in results:
         if found is None:
             out.append(f"# {port}: no UPS answered")
         elif found.error is not None:
