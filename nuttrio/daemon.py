@@ -300,7 +300,8 @@ class Daemon:
         """Re-read ups.conf and upsd.users as upsd does on SIGHUP, and upsmon.conf as upsmon does.
 
         Connections stay open. New UPSes start, removed ones stop, changed ones restart
-        their driver; users take effect at each connection's next action. If the new
+        their driver (all of them when ups.conf's global settings changed: every driver
+        reads them); users take effect at each connection's next action. If the new
         configuration is bad, it is logged and the running one stays in force. upsmon.conf
         is read last, so that its MONITOR lines are checked against the new upsd.users.
         """
@@ -319,6 +320,9 @@ class Daemon:
             return
         for warning in new.warnings:
             log.warning("%s", warning)
+        globals_changed = new.ups_globals != self.config.ups_globals
+        if globals_changed:
+            log.info("ups.conf's global settings changed; restarting every driver")
         self.config = new
         if self.core is not None:
             self.core.users = new.users
@@ -340,7 +344,11 @@ class Daemon:
             entry = self.store.get(name)
             if entry is not None:
                 entry.desc = section.desc
-            if running is not None and _same_driver(running.section, section):
+            if (
+                running is not None
+                and not globals_changed
+                and _same_driver(running.section, section)
+            ):
                 running.section = section
                 continue
             if running is not None:

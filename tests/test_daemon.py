@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import attrs
@@ -112,6 +113,30 @@ async def test_reload_adds_removes_and_restarts_and_keeps_the_rest(tmp_path):
         assert exchange(daemon.core, session, b"GET VAR drop ups.status\n") == (
             b"ERR UNKNOWN-UPS\n"
         )
+
+
+async def test_a_change_of_the_ups_conf_globals_restarts_every_driver(tmp_path, caplog):
+    sections = "[a]\n driver = dummy-ups\n port = a.dev\n[b]\n driver = dummy-ups\n port = a.dev\n"
+    confdir = write_conf(tmp_path / "c", sections)
+    caplog.set_level(logging.INFO, logger="nuttrio")
+    async with nuttrio.open_daemon(options(confdir)) as daemon:
+        session = new_session()
+        ask = b"GET VAR a driver.parameter.pollinterval\nGET VAR b driver.parameter.pollinterval\n"
+        before = exchange(daemon.core, session, ask)
+        await daemon.reload()  # nothing changed: nothing restarts
+        assert "restarting every driver" not in caplog.text
+        (confdir / "ups.conf").write_text("pollinterval = 7\n" + sections)
+        await daemon.reload()
+        assert "global settings changed; restarting every driver" in caplog.text
+        with trio.fail_after(5):
+            for name in ("a", "b"):
+                async for snap in daemon.store.get(name).watch():
+                    if snap.value("driver.parameter.pollinterval") == "7":
+                        break
+        assert exchange(daemon.core, session, ask) == (
+            b'VAR a driver.parameter.pollinterval "7"\nVAR b driver.parameter.pollinterval "7"\n'
+        )
+        assert before != exchange(daemon.core, session, ask)
 
 
 async def test_a_bad_reload_keeps_the_running_configuration(tmp_path, caplog):
