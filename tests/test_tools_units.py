@@ -15,11 +15,13 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import trio
 
+import nuttrio
 from nuttrio import jsonshapes as js
 from nuttrio.cli import clients
-from nuttrio.cli.clients._base import GetOpt, Stdio, c_atoi, splitaddr, splitname
-from nuttrio.cli.clients.upslog import DEFAULT_LOGFORMAT, compile_format
+from nuttrio.cli.clients._base import GetOpt, Stdio, c_atoi, disconnect, splitaddr, splitname
+from nuttrio.cli.clients.upslog import DEFAULT_LOGFORMAT, Monitored, Options, _Loop, compile_format
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -191,3 +193,46 @@ def test_nuttrio_help_lists_the_tools_and_dispatches() -> None:
     )
     assert bad.returncode == 1
     assert bad.stderr.endswith(b"Error: invalid hostname.\nRequired format: [hostname[:port]]\n")
+
+
+async def _count_connections(target_port: int, accepted: list[int], task_status) -> None:
+    """A TCP relay to the server on ``target_port`` that counts the connections it takes."""
+
+    async def relay(client: trio.SocketStream) -> None:
+        accepted.append(1)
+        server = await trio.open_tcp_stream("127.0.0.1", target_port)
+        async with client, server, trio.open_nursery() as nursery:
+
+            async def pipe(src: trio.SocketStream, dst: trio.SocketStream) -> None:
+                async for chunk in src:
+                    await dst.send_all(chunk)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(pipe, client, server)
+            nursery.start_soon(pipe, server, client)
+
+    await trio.serve_tcp(relay, 0, host="127.0.0.1", task_status=task_status)
+
+
+@pytest.mark.parametrize(("interval", "connections"), [(30, 1), (31, 3)])
+async def test_upslog_keeps_its_connection_only_up_to_30_seconds(interval, connections) -> None:
+    # upslog.c: above 30 s between lines it disconnects after each line, and connects again.
+    options = nuttrio.DaemonOptions(listen=(("127.0.0.1", 0),))
+    async with nuttrio.open_daemon(options) as daemon, trio.open_nursery() as nursery:
+        accepted: list[int] = []
+        listeners = await nursery.start(_count_connections, daemon.addresses[0][1], accepted)
+        port = listeners[0].socket.getsockname()[1]
+        target = Monitored(f"sim@127.0.0.1:{port}", "-", "sim", "127.0.0.1", port)
+        target.logfile = io.BytesIO()
+        loop = _Loop(
+            _stdio(),
+            Options([target], interval=interval),
+            print,
+            compile_format("%VAR ups.status%"),
+        )
+        for _ in range(3):
+            await loop.one_pass()
+        assert target.logfile.getvalue() == b"OL\nOL\nOL\n"
+        assert len(accepted) == connections
+        await disconnect(target.client)
+        nursery.cancel_scope.cancel()
