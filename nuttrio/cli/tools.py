@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 
 from ..daemon import DaemonOptions, driver_context, load_manager_config, run_as_user
-from ..hw import create_driver
+from ..hw import DriverFailed, create_driver
 from ..hw import scan as hw_scan
 from ..mgmt.notify import Notifier
 from ..mgmt.runner import check_powerdown_flag, read_once
@@ -49,8 +49,9 @@ def killpower_check(options: DaemonOptions) -> int:
 async def shutdown_ups(options: DaemonOptions, name: str) -> int:
     """``upsdrvctl shutdown NAME``: start the UPS's driver and send it the shutdown command.
 
-    The first of :data:`SHUTDOWN_COMMANDS` the driver offers is sent, after printing what
-    it does. A driver without a shutdown (dummy-ups) is refused with NUT's message.
+    A driver with a ``shutdown()`` (NUT's ``upsdrv_shutdown``, the driver's ``-k``) runs
+    it, without starting the driver first. Otherwise the driver is started and the first
+    of :data:`SHUTDOWN_COMMANDS` it offers is sent, after printing what it does. A driver without a shutdown (dummy-ups) is refused with NUT's message.
 
     Returns:
         0 if the driver reported success.
@@ -69,6 +70,14 @@ async def shutdown_ups(options: DaemonOptions, name: str) -> int:
     if refused is not None:
         raise ToolError(f"UPS {section.name}: {refused} (driver {section.driver})")
     driver = create_driver(section, driver_context(config))
+    own = getattr(driver, "shutdown", None)
+    if own is not None:
+        print(f"nuttrio: UPS {section.name}: the {section.driver} shutdown sequence", flush=True)
+        try:
+            await own()
+        except DriverFailed as exc:
+            raise ToolError(f"UPS {section.name}: {exc}") from exc
+        return 0
     entry = StateStore().add(section.name, section.desc)
     async with trio.open_nursery() as nursery:
         with entry.connect() as link:

@@ -51,7 +51,7 @@ import trio
 
 from ..nutconf import ConfigError, UpsSection
 from ..state import CommandKind, CommandStatus, DriverCommand, DriverLink, Variable
-from .base import DriverContext
+from .base import DriverContext, DriverFailed
 from .dstate import DriverArgs, DState, VarKind
 from .dummy_table import StFlag
 from .kit import DeviceSilent
@@ -222,6 +222,10 @@ _STATUS_WORDS = ("CAL", "TRIM", "BOOST", "OL", "OB", "OVER", "LB", "RB")
 MINCMDTIME, MAXCMDTIME = 3.0, 15.0
 #: Once the data is stale, the UPS is left alone until this poll, which tries smart mode.
 STALE_PAUSE = 10
+#: ups_status bits (apcsmart.h's APC_STAT_*) the shutdown looks at.
+_OL, _OB, _LB = 1 << 3, 1 << 4, 1 << 6
+#: ``sdtype`` -> its ``sdlist`` method (1, S then @, and 0, by the status, are apart).
+_SDTYPE_METHOD = {2: 3, 3: 2, 4: 4, 5: 1}
 
 
 def _hex(text: str) -> int:
@@ -713,6 +717,73 @@ class ApcSmart:
             task_status=task_status,
         )
 
+    # -- the driver's -k -------------------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        """``apcsmart -k`` (``upsdrv_shutdown``): smart mode, status, then ``sdtype``/``advorder``.
+
+        As NUT, the port is opened for this alone (no detection), the status ``Q`` is
+        taken only if its answer is one character long (else LB+OB is assumed, as
+        apcsmart.c does), and the outcome is not checked: ``-k`` always ends well.
+        Cancellation closes the port.
+
+        Raises:
+            DriverFailed: If the port cannot be opened or fails.
+        """
+        core = ApcCore(self.args)
+        line = self.line()
+        apc = ApcLine(line, core)
+        try:
+            if not await self.smartmode(apc, 1):
+                log.warning("UPS %s: setting SmartMode failed", self.args.name)
+            await apc.write("Q")
+            reply = await apc.read(wait=1.5)
+            core.ups_status = _hex(reply.text) if reply.count == 1 else _LB | _OB
+            advorder = self.args.getval("advorder")
+            if advorder and advorder[0].upper() != "N":
+                for method in advorder:
+                    if await self._sd_method(apc, core, int(method)) is CommandStatus.SUCCESS:
+                        break
+            else:
+                await self._sd_simple(apc, core, int(self.args.getval("sdtype") or "0"))
+        except DeviceSilent as exc:
+            raise DriverFailed(f"UPS {self.args.name}: {exc}") from exc
+        finally:
+            with trio.CancelScope(shield=True):
+                await line.aclose()
+
+    async def _sd_method(self, apc: ApcLine, core: ApcCore, method: int) -> CommandStatus:
+        """One of apcsmart's ``sdlist``: 0 S, 1 @nnn, 2 K K, 3 Z Z, 4 the CS hack."""
+        if method == 1:
+            return await self._at(apc, self.args.getval("awd") or "000")
+        if method == 2:
+            return await self._repeat_then_ok(apc, "K", ignore_silence=False)
+        if method == 3:
+            return await self._repeat_then_ok(apc, "Z", ignore_silence=True)
+        if method == 4:
+            return await self._cs_hack(apc, core)
+        return await self._soft(apc)
+
+    async def _sd_simple(self, apc: ApcLine, core: ApcCore, sdtype: int) -> CommandStatus:
+        """``upsdrv_shutdown_simple``: ``sdtype`` 0..5 as a method, or S-then-@ for 1."""
+        if sdtype == 1:
+            if core.ups_status & _OB and await self._soft(apc) is CommandStatus.SUCCESS:
+                return CommandStatus.SUCCESS
+            return await self._sd_method(apc, core, 1)
+        if sdtype == 0:
+            return await self._sd_method(apc, core, 1 if core.ups_status & _OL else 0)
+        return await self._sd_method(apc, core, _SDTYPE_METHOD.get(sdtype, 0))
+
+    async def _cs_hack(self, apc: ApcLine, core: ApcCore) -> CommandStatus:
+        """``sdcmd_CS``: on line, simulate a power failure (``U``), wait ``cshdelay``, ``S``."""
+        if core.ups_status & _OL:
+            await apc.flush()
+            await apc.write("U")
+            if (await apc.read(wait=1.5)).count < 0:
+                return CommandStatus.FAILED
+            await trio.sleep(float(self.args.getval("cshdelay") or "3.5"))
+        return await self._soft(apc)
+
     # -- commands ----------------------------------------------------------------------------
 
     async def _sdok(self, apc: ApcLine, *, ignore_silence: bool) -> CommandStatus:
@@ -809,13 +880,7 @@ class ApcSmart:
             return await self._soft(apc)
         if ext[0].upper() == "A":
             return await self._at(apc, ext[3:])
-        if core.ups_status & (1 << 3):  # cs: on line, simulate a power failure first
-            await apc.flush()
-            await apc.write("U")
-            if (await apc.read(wait=1.5)).count < 0:
-                return CommandStatus.FAILED
-            await trio.sleep(float(self.args.getval("cshdelay") or "3.5"))
-        return await self._soft(apc)
+        return await self._cs_hack(apc, core)
 
     async def _simple(self, apc: ApcLine, ct: ApcCmd) -> CommandStatus:
         await apc.flush(alerts=True)

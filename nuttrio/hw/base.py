@@ -44,7 +44,13 @@ class DriverFailed(Exception):
 
 
 class Driver(Protocol):
-    """A running driver for one UPS."""
+    """A running driver for one UPS.
+
+    A driver may also have ``async def shutdown(self) -> None``: its own shutdown
+    sequence (NUT's ``upsdrv_shutdown``, what ``DRIVER -k`` sends), run by ``nuttrio
+    --shutdown-ups`` without :meth:`run`. It raises :class:`DriverFailed` with the reason
+    if the device could not be told. A driver without one gets the instant commands.
+    """
 
     async def run(
         self, link: DriverLink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
