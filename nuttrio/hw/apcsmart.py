@@ -724,7 +724,8 @@ class ApcSmart:
 
         As NUT, the port is opened for this alone (no detection), the status ``Q`` is
         taken only if its answer is one character long (else LB+OB is assumed, as
-        apcsmart.c does), and the outcome is not checked: ``-k`` always ends well.
+        apcsmart.c does), the outcome is not checked (``-k`` always ends well), and the
+        UPS is sent back to dumb mode (``R``) as the driver's exit does.
         Cancellation closes the port.
 
         Raises:
@@ -746,6 +747,9 @@ class ApcSmart:
                         break
             else:
                 await self._sd_simple(apc, core, int(self.args.getval("sdtype") or "0"))
+            await apc.flush()
+            await apc.write("R")  # upsdrv_cleanup at the driver's exit: back to dumb mode
+            await apc.read()
         except DeviceSilent as exc:
             raise DriverFailed(f"UPS {self.args.name}: {exc}") from exc
         finally:
