@@ -22,7 +22,7 @@ from nuttrio.state import CommandStatus, Variable
 
 from .helpers import ScriptedDriver, wait_until
 from .nuttrio_proc import NuttrioProcess
-from .realnut import free_port
+from .realnut import free_port, require_real_nut
 
 
 def ask(port: int, data: bytes, *, end: bytes = b"\n", sock: socket.socket | None = None) -> bytes:
@@ -324,6 +324,17 @@ def test_shutdown_ups_reports_what_the_driver_answers(tmp_path):
     missing = run_cli("--shutdown-ups", "zz", "--nut-config", str(d))
     assert missing.returncode == 2
     assert "no UPS named 'zz'" in missing.stderr
+
+
+def test_shutdown_ups_runs_a_nut_driver_with_minus_k(tmp_path):
+    require_real_nut()
+    d = write_conf(tmp_path / "conf", "[a]\n driver = dummy-ups\n port = a.dev\n")
+    (d / "a.dev").write_text("ups.status: OL\n")
+    # upsdrvctl shutdown runs ``dummy-ups -a a -k``: it prints this and exits 1.
+    result = run_cli("--shutdown-ups", "a", "--nut-driver", "a", "--nut-config", str(d))
+    assert result.returncode == 1
+    assert "the dummy-ups shutdown sequence" in result.stdout
+    assert "UPS a: dummy-ups -k exited with 1: shutdown not supported" in result.stderr
 
 
 def test_notify_test_through_an_upssched_file(tmp_path):

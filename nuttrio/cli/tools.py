@@ -50,8 +50,9 @@ async def shutdown_ups(options: DaemonOptions, name: str) -> int:
     """``upsdrvctl shutdown NAME``: start the UPS's driver and send it the shutdown command.
 
     A driver with a ``shutdown()`` (NUT's ``upsdrv_shutdown``, the driver's ``-k``) runs
-    it, without starting the driver first. Otherwise the driver is started and the first
-    of :data:`SHUTDOWN_COMMANDS` it offers is sent, after printing what it does. A driver without a shutdown (dummy-ups) is refused with NUT's message.
+    it without starting the driver first (a NUT binary: ``DRIVER -a UPS -k``). Otherwise
+    the driver is started and the first of :data:`SHUTDOWN_COMMANDS` it offers is sent,
+    after printing what it does. nuttrio's dummy-ups is refused with NUT's message.
 
     Returns:
         0 if the driver reported success.
@@ -66,10 +67,7 @@ async def shutdown_ups(options: DaemonOptions, name: str) -> int:
     section = next((s for s in config.ups if s.name.lower() == name.lower()), None)
     if section is None:
         raise ConfigError(f"no UPS named {name!r} in ups.conf", config.confdir / "ups.conf")
-    refused = NO_SHUTDOWN.get(section.driver)
-    if refused is not None:
-        raise ToolError(f"UPS {section.name}: {refused} (driver {section.driver})")
-    driver = create_driver(section, driver_context(config))
+    driver = create_driver(section, driver_context(config, options))
     own = getattr(driver, "shutdown", None)
     if own is not None:
         print(f"nuttrio: UPS {section.name}: the {section.driver} shutdown sequence", flush=True)
@@ -78,6 +76,9 @@ async def shutdown_ups(options: DaemonOptions, name: str) -> int:
         except DriverFailed as exc:
             raise ToolError(f"UPS {section.name}: {exc}") from exc
         return 0
+    refused = NO_SHUTDOWN.get(section.driver)
+    if refused is not None:
+        raise ToolError(f"UPS {section.name}: {refused} (driver {section.driver})")
     entry = StateStore().add(section.name, section.desc)
     async with trio.open_nursery() as nursery:
         with entry.connect() as link:

@@ -142,11 +142,11 @@ class NutDriverSettings:
         """Whether the driver is started by someone else (nuttrio only connects)."""
         return self.binary is None
 
-    def argv(self) -> list[str]:
-        """The command line upsdrvctl -F would run."""
+    def argv(self, mode: str = "-F") -> list[str]:
+        """The command line upsdrvctl would run: ``-F`` to start, ``-k`` to shut down."""
         assert self.binary is not None
         user = ["-u", self.user] if self.user else []
-        return [str(self.binary), "-a", self.ups, "-F", *user]
+        return [str(self.binary), "-a", self.ups, mode, *user]
 
     def environment(self) -> dict[str, str]:
         """The driver's environment: ours, with NUT_CONFPATH and NUT_STATEPATH set."""
@@ -363,6 +363,36 @@ class NutDriverBridge:
             await self._serve(link, stream, task_status, self.settings.start_timeout)
             raise DriverGone(f"the driver socket {self.settings.socket_path} closed")
         await self._start_and_serve(link, task_status)
+
+    async def shutdown(self) -> None:
+        """``upsdrvctl shutdown``: run ``DRIVER -a UPS -k`` as the driver is started, wait.
+
+        Cancellation kills the driver.
+
+        Raises:
+            DriverFailed: If the driver is external (nuttrio does not start it), cannot
+                be started, or exits other than 0 (with the last line it wrote to stderr).
+        """
+        if self.settings.binary is None:
+            raise DriverFailed(f"UPS {self.settings.ups}: the driver is external, not started")
+        argv = self.settings.argv("-k")
+        log.info("UPS %s: running %s", self.settings.ups, " ".join(argv))
+        try:
+            done = await trio.run_process(
+                argv,
+                env=self.settings.environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,  # the banner
+                capture_stderr=True,
+                cwd=self.settings.confdir,
+                check=False,
+            )
+        except OSError as exc:
+            raise DriverFailed(f"cannot run {argv[0]}: {exc}") from exc
+        output = done.stderr.decode(errors="replace").strip().splitlines()
+        if done.returncode != 0:
+            last = output[-1] if output else "no output"
+            raise DriverFailed(f"{self.settings.driver} -k exited with {done.returncode}: {last}")
 
     async def _serve(
         self,
