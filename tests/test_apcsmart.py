@@ -236,7 +236,7 @@ async def test_sets(fast_clock: trio.testing.MockClock, tmp_path: Path) -> None:
         assert await send(entry, CommandKind.SET, "ups.load", "5") is CommandStatus.UNKNOWN
 
 
-async def test_shutdown_ups_confirms_the_nasty_command(
+async def test_shutdown_ups_sends_the_minus_k_sequence(
     fast_clock: trio.testing.MockClock, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model = ApcModel()
@@ -249,8 +249,8 @@ async def test_shutdown_ups_confirms_the_nasty_command(
     (confdir / "upsd.users").write_text("")
     with PtySimulator(model.session, [link]):
         assert await tools.shutdown_ups(DaemonOptions(confdir=confdir), "apc") == 0
-    assert model.shutdowns == ["S"]  # soft shutdown, on battery: sent once, confirmed
-    assert "shutdown.return" in capsys.readouterr().out
+    assert model.shutdowns == ["S"]  # sdtype 0 on battery: the soft shutdown, sent once
+    assert "the apcsmart shutdown sequence" in capsys.readouterr().out
 
 
 async def test_an_old_model_is_set_up_from_the_firmware_table(

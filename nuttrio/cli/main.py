@@ -186,8 +186,10 @@ def _parser() -> argparse.ArgumentParser:
     role.add_argument(
         "--shutdown-ups",
         metavar="NAME",
-        help="ask the driver of UPS NAME to cut the load after ups.delay.shutdown and come "
-        "back when power returns (upsdrvctl shutdown); nuttrio must not be serving it",
+        help="send UPS NAME its driver's shutdown sequence (upsdrvctl shutdown, the "
+        "driver's -k: apcsmart's sdtype/advorder, a NUT binary's -k), else the first "
+        "of shutdown.return, load.off.delay, shutdown.stayoff, load.off it offers; "
+        "nuttrio must not be serving it",
     )
     _add_config_options(parser, subcommand=False)
     parser.add_argument(

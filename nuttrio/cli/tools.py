@@ -83,19 +83,15 @@ async def shutdown_ups(options: DaemonOptions, name: str) -> int:
     async with trio.open_nursery() as nursery:
         with entry.connect() as link:
             await nursery.start(driver.run, link)
-            outcome = await _send_shutdown(entry, getattr(driver, "CONFIRM_AFTER", None))
+            outcome = await _send_shutdown(entry)
             nursery.cancel_scope.cancel()
     if outcome is not None:
         raise ToolError(f"UPS {section.name}: {outcome}")
     return 0
 
 
-async def _send_shutdown(entry: UpsEntry, confirm_after: float | None = None) -> str | None:
+async def _send_shutdown(entry: UpsEntry) -> str | None:
     """Send the best shutdown command the driver offers; ``None`` on success, else why not.
-
-    A driver whose dangerous commands only run when sent twice (apcsmart's "nasty"
-    commands) says so with a ``CONFIRM_AFTER`` attribute: the command is sent again
-    that many seconds after the first was taken.
 
     Cancellation leaves the command queued at the driver (the caller stops the driver).
     """
@@ -107,19 +103,16 @@ async def _send_shutdown(entry: UpsEntry, confirm_after: float | None = None) ->
     when = f"{delay} s (ups.delay.shutdown)" if delay else "the UPS's own delay"
     what = SHUTDOWN_TEXT[command].format(delay=when)
     print(f"nuttrio: UPS {entry.name}: {command}: {what}", flush=True)
-    for attempt in range(2 if confirm_after is not None else 1):
-        if attempt:
-            await trio.sleep(confirm_after or 0)
-        request = DriverCommand(CommandKind.INSTCMD, command)
-        if not entry.submit(request):
-            return "the driver did not take the command"
-        status: CommandStatus | None = None
-        with trio.move_on_after(SHUTDOWN_TIMEOUT):
-            status = await request.result.wait()
-        if status is None:
-            return f"no answer from the driver in {SHUTDOWN_TIMEOUT:g} s"
-        if status is not CommandStatus.SUCCESS:
-            return f"{command} failed: {_ANSWERS[status]}"
+    request = DriverCommand(CommandKind.INSTCMD, command)
+    if not entry.submit(request):
+        return "the driver did not take the command"
+    status: CommandStatus | None = None
+    with trio.move_on_after(SHUTDOWN_TIMEOUT):
+        status = await request.result.wait()
+    if status is None:
+        return f"no answer from the driver in {SHUTDOWN_TIMEOUT:g} s"
+    if status is not CommandStatus.SUCCESS:
+        return f"{command} failed: {_ANSWERS[status]}"
     return None
 
 

@@ -473,10 +473,6 @@ class ApcSmart:
         args: The section as main.c leaves it.
     """
 
-    #: The nasty commands (load.off, shutdown.*) run only when sent again this many
-    #: seconds later (inside apcsmart's 3..15 s window); ``--shutdown-ups`` does so.
-    CONFIRM_AFTER = 5.0
-
     def __init__(self, args: DriverArgs) -> None:
         self.args = args
         self._last_nasty = -1e9
