@@ -9,6 +9,7 @@ must print the same, ``driver.*`` lines aside.
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -33,7 +34,7 @@ from .realnut import (
     write_nut_config,
 )
 
-__all__ = ["Pair", "differential_pair", "require_driver", "upsc_values"]
+__all__ = ["Pair", "differential_pair", "require_driver", "run_minus_k", "upsc_values"]
 
 UPS = "ups"
 
@@ -194,3 +195,19 @@ def differential_pair(
                 "nuttrio's first status",
             )
             yield pair
+
+
+def run_minus_k(driver: str, confdir: Path) -> subprocess.CompletedProcess[str]:
+    """Run Debian's ``DRIVER -a ups -k`` on ``confdir``'s ups.conf (upsdrvctl shutdown)."""
+    binary = driver_binary(driver)
+    assert binary is not None
+    env = {**os.environ, "NUT_CONFPATH": str(confdir), "NUT_STATEPATH": str(confdir / "state")}
+    user = ["-u", "root"] if os.geteuid() == 0 else []
+    return subprocess.run(
+        [str(binary), "-a", UPS, "-k", *user],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

@@ -8,8 +8,6 @@ The requests each port received must be the same, in the same order.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,8 +19,8 @@ from nuttrio.hw.sim_apcsmart import ApcModel
 from nuttrio.hw.sim_pty import PtySimulator
 from nuttrio.nutconf import load_nut_config
 
-from .realnut import driver_binary, free_port, write_nut_config
-from .serialdiff import require_driver
+from .realnut import free_port, write_nut_config
+from .serialdiff import require_driver, run_minus_k
 
 pytestmark = pytest.mark.realnut
 
@@ -39,21 +37,6 @@ CASES = [
     pytest.param(ON_BATTERY, {"advorder": "40", "cshdelay": "0.5"}, id="battery-advorder"),
     pytest.param({}, {"advorder": "no", "sdtype": "2"}, id="advorder-no"),
 ]
-
-
-def _real_k(confdir: Path) -> subprocess.CompletedProcess[str]:
-    binary = driver_binary("apcsmart")
-    assert binary is not None
-    env = {**os.environ, "NUT_CONFPATH": str(confdir), "NUT_STATEPATH": str(confdir / "state")}
-    user = ["-u", "root"] if os.geteuid() == 0 else []
-    return subprocess.run(
-        [str(binary), "-a", "ups", "-k", *user],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def _ours_k(confdir: Path) -> None:
@@ -79,7 +62,7 @@ def test_minus_k_sends_the_same_bytes(
             )
             for name, link in zip(("real", "ours"), links, strict=True)
         ]
-        done = _real_k(dirs[0])
+        done = run_minus_k("apcsmart", dirs[0])
         assert done.returncode == 0, done.stderr
         _ours_k(dirs[1])
         real, ours = sim.session(0).received, sim.session(1).received

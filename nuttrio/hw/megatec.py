@@ -52,7 +52,7 @@ import trio
 
 from ..nutconf import ConfigError, UpsSection
 from ..state import CommandKind, CommandStatus, DriverCommand, DriverLink
-from .base import DriverContext
+from .base import DriverContext, DriverFailed
 from .dstate import DriverArgs, DState, VarKind
 from .kit import DeviceSilent
 from .serial_line import SerialLine, run_serial_driver
@@ -634,6 +634,39 @@ class BlazerSer:
             stale_after=MAXTRIES + 2,
             task_status=task_status,
         )
+
+    async def shutdown(self) -> None:
+        """``blazer_ser -k`` (``upsdrv_shutdown``): shutdown.stop, then shutdown.return.
+
+        Each is tried up to MAXTRIES times until it is answered well (no answer or
+        ``ACK``), as blazer.c does; ``offdelay``/``ondelay`` make the ``S..R....``.
+        Cancellation closes the port.
+
+        Raises:
+            DriverFailed: If shutdown.return never got a good answer ("Shutdown
+                failed!", blazer's exit 1) or the port failed.
+        """
+        core = BlazerCore(self.args, self.settings)
+        line = self.line()
+        try:
+            if not await self._command_tries(line, core, "shutdown.stop"):
+                log.info("UPS %s: no shutdown pending", self.args.name)
+            if not await self._command_tries(line, core, "shutdown.return"):
+                raise DriverFailed(f"UPS {self.args.name}: shutdown failed")
+            log.info("UPS %s: shutting down in %d s", self.args.name, self.settings.offdelay)
+        except DeviceSilent as exc:
+            raise DriverFailed(f"UPS {self.args.name}: {exc}") from exc
+        finally:
+            with trio.CancelScope(shield=True):
+                await line.aclose()
+
+    async def _command_tries(self, line: SerialLine, core: BlazerCore, name: str) -> bool:
+        request = core.instcmd_request(name, None)
+        assert isinstance(request, bytes)
+        for _ in range(MAXTRIES):
+            if core.command_status(await self._ask(line, request)) is CommandStatus.SUCCESS:
+                return True
+        return False
 
 
 def blazer_ser_factory(section: UpsSection, context: DriverContext) -> BlazerSer:

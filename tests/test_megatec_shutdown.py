@@ -1,0 +1,68 @@
+"""Differential: ``blazer_ser -k`` (Debian's) and nuttrio's blazer_ser shutdown send the same.
+
+One simulated Megatec unit (:mod:`nuttrio.hw.sim_megatec`) on two ptys: the real driver's
+``-a ups -k`` on one, :meth:`nuttrio.hw.megatec.BlazerSer.shutdown` on the other, with
+the same ``offdelay``/``ondelay`` and the same answers (``(ACK``, a refusal, silence).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from nuttrio.hw import DriverFailed
+from nuttrio.hw.base import DriverContext
+from nuttrio.hw.megatec import blazer_ser_factory
+from nuttrio.hw.sim_megatec import MegatecModel, MegatecState
+from nuttrio.hw.sim_pty import PtySimulator
+from nuttrio.nutconf import load_nut_config
+
+from .realnut import free_port, write_nut_config
+from .serialdiff import require_driver, run_minus_k
+
+pytestmark = pytest.mark.realnut
+
+CASES = [
+    pytest.param(b"(ACK\r", {}, 0, id="ack-defaults"),
+    pytest.param(b"(ACK\r", {"offdelay": "20", "ondelay": "0"}, 0, id="ack-short-no-return"),
+    pytest.param(b"(ACK\r", {"offdelay": "130", "ondelay": "7"}, 0, id="ack-minutes"),
+    pytest.param(b"(NAK\r", {}, 1, id="refused"),
+    pytest.param(b"", {"offdelay": "12"}, 0, id="silent"),
+]
+
+
+def _ours_k(confdir: Path) -> str | None:
+    config = load_nut_config(confdir)
+    driver = blazer_ser_factory(config.ups[0], DriverContext(confdir))
+    try:
+        trio.run(driver.shutdown)
+    except DriverFailed as exc:
+        return str(exc)
+    return None
+
+
+@pytest.mark.parametrize(("ack", "options", "code"), CASES)
+def test_minus_k_sends_the_same_lines(
+    tmp_path: Path, ack: bytes, options: dict[str, str], code: int
+) -> None:
+    require_driver("blazer_ser")
+    model = MegatecModel(MegatecState(ack=ack))
+    links = [tmp_path / "ttyReal", tmp_path / "ttyOurs"]
+    with PtySimulator(model.session, links) as sim:
+        dirs = [
+            write_nut_config(
+                tmp_path / name,
+                port=free_port(),
+                ups={"ups": {"driver": "blazer_ser", "port": str(link), **options}},
+            )
+            for name, link in zip(("real", "ours"), links, strict=True)
+        ]
+        done = run_minus_k("blazer_ser", dirs[0])
+        failed = _ours_k(dirs[1])
+        real, ours = sim.session(0).received, sim.session(1).received
+    print(f"real -k sent {real!r}, exit {done.returncode}: {done.stderr.strip()!r}")
+    assert done.returncode == code, done.stderr
+    assert (failed is not None) == bool(code), failed
+    assert ours == real
