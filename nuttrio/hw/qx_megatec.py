@@ -41,7 +41,7 @@ import trio
 
 from ..nutconf import ConfigError, UpsSection
 from ..state import CommandKind, CommandStatus, DriverCommand, DriverLink, Variable
-from .base import DriverContext
+from .base import DriverContext, DriverFailed
 from .dstate import DriverArgs, DState, VarKind
 from .dummy_table import StFlag
 from .kit import DeviceSilent
@@ -661,13 +661,65 @@ class QxMegatec:
         core.setinfo("driver.version.data", "Megatec 0.06")
         await self._walk(core, line, Walk.INIT)
         core.init_battery(now)
-        for option, name in (("ondelay", "ups.delay.start"), ("offdelay", "ups.delay.shutdown")):
-            value = self.args.getval(option)
-            if value is not None and core.setvar(name, value) is not CommandStatus.SUCCESS:
-                raise self.args.error(f"{option} '{value}' out of range")
+        self._apply_delays(core)
         core.setinfo("driver.parameter.pollfreq", str(self.settings.pollfreq))
         core.lastpoll = now
         core.data_changed = False
+
+    def _apply_delays(self, core: QxMegatecCore) -> None:
+        """ups.delay.start/shutdown: their defaults if unset, then ``ondelay``/``offdelay``.
+
+        Raises:
+            ConfigError: If an option is out of range (NUT exits then).
+        """
+        for option, name in (("ondelay", "ups.delay.start"), ("offdelay", "ups.delay.shutdown")):
+            item = _find(name, QxFlag.SETVAR)
+            if item is not None and item.dfl is not None and core.getinfo(name) is None:
+                core.setinfo(name, item.dfl)
+            value = self.args.getval(option)
+            if value is not None and core.setvar(name, value) is not CommandStatus.SUCCESS:
+                raise self.args.error(f"{option} '{value}' out of range")
+
+    def line(self) -> SerialLine:
+        """The port, with nutdrv_qx's line settings (2400 8N1, DTR/RTS from cablepower)."""
+        serial = SerialSettings(
+            baudrate=2400, dtr=self.settings.dtr, rts=self.settings.rts, exclusive=self.args.lock
+        )
+        return SerialLine(self.args.port, serial, settle=0.1)
+
+    async def shutdown(self) -> None:
+        """``nutdrv_qx -k``: claim the UPS, the delays, shutdown.stop, then the shutdown.
+
+        As nutdrv_qx.c: the megatec claim (``upsdrv_initups``), ups.delay.* from their
+        defaults and ``ondelay``/``offdelay``, shutdown.stop up to MAXTRIES times until
+        it is taken, then shutdown.stayoff (with the ``stayoff`` flag) or
+        shutdown.return up to MAXTRIES times. Cancellation closes the port.
+
+        Raises:
+            DriverFailed: If no megatec UPS answers, or the shutdown was never taken.
+        """
+        core = QxMegatecCore(self.args, self.settings)
+        core.start()
+        line = self.line()
+        final = "shutdown.stayoff" if self.args.testvar("stayoff") else "shutdown.return"
+        try:
+            await self._claim(core, line)
+            self._apply_delays(core)
+            if not await self._tries(core, line, "shutdown.stop"):
+                log.info("UPS %s: no shutdown pending", self.args.name)
+            if not await self._tries(core, line, final):
+                raise DriverFailed(f"UPS {self.args.name}: shutdown failed")
+        except DeviceSilent as exc:
+            raise DriverFailed(f"UPS {self.args.name}: {exc}") from exc
+        finally:
+            with trio.CancelScope(shield=True):
+                await line.aclose()
+
+    async def _tries(self, core: QxMegatecCore, line: SerialLine, name: str) -> bool:
+        for _ in range(MAXTRIES):
+            if await self.instcmd(core, line, name, None) is CommandStatus.SUCCESS:
+                return True
+        return False
 
     async def update(self, core: QxMegatecCore, line: SerialLine, now: float) -> None:
         """``upsdrv_updateinfo``: a full or a quick walk, then the status."""
@@ -695,10 +747,7 @@ class QxMegatec:
         """
         core = QxMegatecCore(self.args, self.settings)
         core.start()
-        serial = SerialSettings(
-            baudrate=2400, dtr=self.settings.dtr, rts=self.settings.rts, exclusive=self.args.lock
-        )
-        line = SerialLine(self.args.port, serial, settle=0.1)
+        line = self.line()
         ready = False
 
         async def poll(planned: float) -> None:
