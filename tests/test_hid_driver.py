@@ -12,8 +12,9 @@ import pytest
 import trio
 import trio.testing
 
+from nuttrio.hw import DriverFailed
 from nuttrio.hw.base import DriverContext
-from nuttrio.hw.hid.driver import NoMatchingDevice, UsbhidUps, usbhid_factory
+from nuttrio.hw.hid.driver import SHUTDOWN_ORDER, NoMatchingDevice, UsbhidUps, usbhid_factory
 from nuttrio.hw.hid.fakeusb import FakeHidDevice, ReplayBackend
 from nuttrio.hw.hid.recording import load_recording, parse_explore_log
 from nuttrio.nutconf import ConfigError, UpsSection
@@ -312,3 +313,25 @@ async def test_scan_lists_the_usb_ups_with_a_section_that_finds_it(clock):
     other, _ = fake(rec, clock)
     assert usb_upses(ReplayBackend([])) == []
     assert len(usb_upses(ReplayBackend([device, other]))) == 2
+
+
+@pytest.mark.parametrize("recording", [BK650, CS500])
+async def test_minus_k_sends_the_first_shutdown_the_device_has(recording, clock):
+    # usbhid-ups -k tries shutdown.return, then shutdown.reboot, then load.off.delay.
+    rec = load_recording(need(recording))
+    device, backend = fake(rec, clock)
+    driver = UsbhidUps(settings_for("auto", offdelay="60", ondelay="120"), backend)
+    async with running(driver) as entry:
+        offered = entry.snapshot().commands
+        first = next(c for c in SHUTDOWN_ORDER if c in offered)
+        assert await send(entry, CommandKind.INSTCMD, first) is CommandStatus.SUCCESS
+    expected = list(device.writes)
+    assert expected
+    fresh, backend = fake(rec, clock)
+    await UsbhidUps(settings_for("auto", offdelay="60", ondelay="120"), backend).shutdown()
+    assert fresh.writes == expected
+
+
+async def test_minus_k_without_a_device_fails(clock):
+    with pytest.raises(DriverFailed, match="no matching HID UPS"):
+        await UsbhidUps(settings_for("auto"), ReplayBackend([])).shutdown()

@@ -41,7 +41,7 @@ import usb.backend
 
 from ...nutconf import ConfigError, UpsSection
 from ...state import CommandKind, CommandStatus, DriverCommand, DriverLink, Variable
-from ..base import DriverContext
+from ..base import DriverContext, DriverFailed
 from ..kit import DeviceSilent, every, publish_difference, run_polling_driver
 from ..transport import BlockingDevice
 from .core import HidCore, HidSettings, ReportFailure, WalkMode
@@ -69,6 +69,8 @@ DRIVER_VERSION = "2.8.0"
 DRIVER_VERSION_INTERNAL = "0.47"
 #: Seconds an interrupt read may wait (NUT: 750 ms).
 INTERRUPT_TIMEOUT = 0.75
+#: What ``-k`` tries, in usbhid-ups.c's order: the first the device takes ends it.
+SHUTDOWN_ORDER = ("shutdown.return", "shutdown.reboot", "load.off.delay")
 #: Bytes asked for when ``max_report_size`` is on (APC Back-UPS CS/ES firmware).
 MAX_REPORT_SIZE = 64
 
@@ -523,10 +525,35 @@ class UsbhidUps:
                     task_status=task_status,
                 )
         finally:
-            device, self.device = self.device, None
-            if device is not None:
-                with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(device.close)
+            await self._close()
+
+    async def shutdown(self) -> None:
+        """``usbhid-ups -k``: shutdown.return, else shutdown.reboot, else load.off.delay.
+
+        As usbhid-ups.c: the device is opened and walked once (``upsdrv_initups``, which
+        applies ``offdelay``/``ondelay``), then the first of :data:`SHUTDOWN_ORDER` that
+        the device takes ends it. Cancellation closes the device.
+
+        Raises:
+            DriverFailed: If no device matches, or none of the three was taken.
+        """
+        try:
+            await self.poll(trio.current_time())
+            for name in SHUTDOWN_ORDER:
+                command = DriverCommand(CommandKind.INSTCMD, name)
+                if await self.execute(command) is CommandStatus.SUCCESS:
+                    return
+            raise DriverFailed(f"UPS {self.settings.name}: shutdown failed")
+        except (DeviceSilent, NoMatchingDevice) as exc:
+            raise DriverFailed(str(exc)) from exc
+        finally:
+            await self._close()
+
+    async def _close(self) -> None:
+        device, self.device = self.device, None
+        if device is not None:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(device.close)
 
 
 def usbhid_factory(section: UpsSection, context: DriverContext) -> UsbhidUps:
