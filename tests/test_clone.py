@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from nuttrio.client import open_nut_client
+from nuttrio.client import NutError, open_nut_client
 from nuttrio.daemon import DaemonOptions, open_daemon
 from nuttrio.hw import DriverContext, create_driver
 from nuttrio.hw.clone import CloneUps
@@ -150,7 +150,9 @@ def test_unknown_keys_and_bad_remote_ports_are_refused(tmp_path):
 # -- a local section, on the mock clock --------------------------------------------------------
 
 
-async def test_a_local_section_is_followed_forwarded_and_stale_while_it_is(tmp_path, autojump_clock):
+async def test_a_local_section_is_followed_forwarded_and_stale_while_it_is(
+    tmp_path, autojump_clock
+):
     store = StateStore()
     real = store.add("real")
     clone_entry = store.add("c")
@@ -203,7 +205,7 @@ async def _until_value(nut, ups: str, name: str, value: str) -> None:  # type: i
     async def check() -> bool:
         try:
             return bool(await nut.get_var(ups, name) == value)
-        except Exception:  # noqa: BLE001  # stale or not yet there: try again
+        except NutError:  # stale or not yet there: try again
             return False
 
     await nb.until(check, limit=20)
