@@ -14,6 +14,7 @@ import subprocess
 
 import pytest
 import trio
+import trio.testing
 
 from nuttrio.client import NutError, open_nut_client
 from nuttrio.daemon import DaemonOptions, open_daemon
@@ -207,6 +208,48 @@ async def test_a_local_section_is_followed_forwarded_and_stale_while_it_is(
             assert not snap.stale
         await snapshot_where(clone_entry, lambda s: s.stale)  # the source's driver is gone
         nursery.cancel_scope.cancel()
+
+
+async def test_the_timers_run_on_the_clock_and_send_load_off_then_load_on(tmp_path, autojump_clock):
+    store = StateStore()
+    real, clone_entry = store.add("real"), store.add("c")
+    options = {"offdelay": "6", "ondelay": "4", "load.off": "off.x", "load.on": "on.x"}
+    sections = (ups_section("real", "dummy-ups"), ups_section("c", "clone", "real", **options))
+    driver = create_driver(sections[1], DriverContext(tmp_path, store=store, sections=sections))
+    sent: list[tuple[float, str]] = []
+    async with trio.open_nursery() as nursery:
+        with real.connect() as link:
+            with link.update() as u:
+                u.set("ups.status", "OB")
+                u.dumped = True
+
+            async def serve_real() -> None:
+                async for command in link.commands:
+                    sent.append((trio.current_time(), command.name))
+                    command.result.resolve(CommandStatus.SUCCESS)
+
+            async def run_clone() -> None:
+                with clone_entry.connect() as clink:
+                    await driver.run(clink)
+
+            nursery.start_soon(serve_real)
+            nursery.start_soon(run_clone)
+            await snapshot_where(clone_entry, lambda s: s.value("ups.status") == "OB")
+            start = trio.current_time()
+            assert await run_command(clone_entry, CommandKind.INSTCMD, "shutdown.return") == 0
+            snap = await snapshot_where(clone_entry, lambda s: s.value("ups.timer.shutdown") == "6")
+            assert snap.value("ups.status") == "FSD OB"
+            await snapshot_where(clone_entry, lambda s: s.value("ups.timer.shutdown") == "-1")
+            await trio.testing.wait_all_tasks_blocked()
+            assert [name for _, name in sent] == ["off.x"]
+            assert 6 < sent[0][0] - start <= 10  # below zero at the first poll after 6 s
+            with link.update() as u:
+                u.set("ups.status", "OL")
+            await snapshot_where(clone_entry, lambda s: s.value("ups.status") == "OL")
+            await snapshot_where(clone_entry, lambda s: s.value("ups.timer.start") == "-1")
+            await trio.testing.wait_all_tasks_blocked()
+            assert [name for _, name in sent] == ["off.x", "on.x"]
+            nursery.cancel_scope.cancel()
 
 
 # -- a NUT driver socket and a remote server (real processes, real time) ------------------------
