@@ -205,7 +205,7 @@ def _source(section: UpsSection, context: DriverContext, poll: float) -> _Source
     port = section.port
     if "@" in port:
         try:
-            remote, host, tcp_port = split_remote(port)
+            remote, host, tcp_port = split_remote(port, "the clone")
         except ValueError as exc:
             raise fail(f"port = {port!r}: {exc}") from None
         repeater = RepeaterSettings(

@@ -88,15 +88,17 @@ _OUTCOMES: Mapping[str, CommandStatus] = {
 }
 
 
-def split_remote(port: str) -> tuple[str, str, int]:
+def split_remote(port: str, what: str) -> tuple[str, str, int]:
     """Split ``ups@host[:port]`` into the remote UPS name, the host and the TCP port.
+
+    ``what`` names the reader in the message (``the repeater``).
 
     Raises:
         ValueError: With the reason, if ``port`` is not of that form.
     """
     remote, at, where = port.partition("@")
     if not at or not remote or not where:
-        raise ValueError("needs upsname@hostname[:port]")
+        raise ValueError(f"{what} needs upsname@hostname[:port]")
     host, tcp_port = split_host_port(where)
     return remote, host, tcp_port
 
@@ -149,7 +151,7 @@ class RepeaterSettings:
             if key not in _KEYS and not key.startswith(("default.", "override.")):
                 raise fail(f"{key!r} is not a valid setting for dummy-ups in repeater mode")
         try:
-            remote, host, tcp_port = split_remote(section.port)
+            remote, host, tcp_port = split_remote(section.port, "the repeater")
         except ValueError as exc:
             raise fail(f"port = {section.port!r}: {exc}") from None
         text = section.options.get("pollinterval", ups_globals.get("pollinterval"))
