@@ -314,7 +314,8 @@ class Daemon:
             return
         try:
             new = reload_nut_config(self.config)
-            drivers = {s.name.lower(): (s, d) for s, d in _create_drivers(new, self.options)}
+            made = _create_drivers(new, self.options, self.store)
+            drivers = {s.name.lower(): (s, d) for s, d in made}
         except (ConfigError, OSError) as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             return
@@ -673,13 +674,15 @@ class _FailureLog:
         self._seen = key
 
 
-def _create_drivers(config: NutConfig, options: DaemonOptions) -> list[tuple[UpsSection, Driver]]:
+def _create_drivers(
+    config: NutConfig, options: DaemonOptions, store: StateStore | None = None
+) -> list[tuple[UpsSection, Driver]]:
     """A driver for every section of ``config``, in order; restart settings checked too.
 
     Raises:
         ConfigError: For the first bad section.
     """
-    context = driver_context(config, options)
+    context = driver_context(config, options, store)
     names = {section.name.lower() for section in config.ups}
     unknown = sorted(options.nut_drivers - names - {"*"})
     if unknown:
@@ -694,7 +697,9 @@ def _create_drivers(config: NutConfig, options: DaemonOptions) -> list[tuple[Ups
     return out
 
 
-def driver_context(config: NutConfig, options: DaemonOptions | None = None) -> DriverContext:
+def driver_context(
+    config: NutConfig, options: DaemonOptions | None = None, store: StateStore | None = None
+) -> DriverContext:
     """What the drivers of ``config`` may know: confdir, STATEPATH, ups.conf's globals, MAXAGE.
 
     ``options`` adds which UPSes NUT's driver binaries serve (``--nut-driver``,
@@ -707,6 +712,8 @@ def driver_context(config: NutConfig, options: DaemonOptions | None = None) -> D
         maxage=config.upsd.maxage,
         nut_drivers=options.nut_drivers if options is not None else frozenset(),
         external_drivers=options.external_drivers if options is not None else False,
+        store=store,
+        sections=tuple(config.ups),
     )
 
 
@@ -911,8 +918,9 @@ async def _run_attach(
     nursery: trio.Nursery,
 ) -> Daemon:
     config = load_nut_config(options.confdir) if options.confdir is not None else None
+    store = StateStore(maxage=config.upsd.maxage if config is not None else 15.0)
     if config is not None:
-        sections = _create_drivers(config, options)
+        sections = _create_drivers(config, options, store)
         for warning in config.warnings:
             log.warning("%s", warning)
         descriptions = Descriptions.load(config.upsd.datapath)
@@ -931,7 +939,7 @@ async def _run_attach(
         descriptions = Descriptions.load(None)
         settings = ServerSettings()
         users = {}
-    store = StateStore(maxage=settings.maxage)
+    store.maxage = settings.maxage
     nursery.start_soon(store.run)
     core = ServerCore(store, users, descriptions, settings)
     daemon = Daemon(options, config, store, core, nursery)

@@ -111,8 +111,8 @@ async def test_nut_s_clone_binary_follows_a_bridged_driver_socket(tmp_path):
         tmp_path,
         {"real": {"port": str(dev)}, "outlet": {"driver": "clone", "port": "dummy-ups-real"}},
     )
-    async with open_daemon(nb.options(confdir, nut_drivers=["real"])) as daemon:
-        assert isinstance(daemon.driver("outlet"), NutDriverBridge)  # nuttrio has no clone
+    async with open_daemon(nb.options(confdir, nut_drivers=["real", "outlet"])) as daemon:
+        assert isinstance(daemon.driver("outlet"), NutDriverBridge)  # NUT's, not nuttrio's
         host, port = daemon.addresses[0]
         async with open_nut_client(host, port) as nut:
 

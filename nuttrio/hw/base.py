@@ -22,7 +22,7 @@ import attrs
 import trio
 
 from ..nutconf import ConfigError, UpsSection
-from ..state import DriverLink
+from ..state import DriverLink, StateStore
 
 __all__ = [
     "BUILTIN_DRIVERS",
@@ -82,6 +82,9 @@ class DriverContext:
             nuttrio has a driver of its own; ``"*"`` for every UPS (``--nut-driver``).
         external_drivers: Start no driver: every UPS is served by the NUT driver that
             the system started, found by its socket in STATEPATH (``--external-drivers``).
+        store: The daemon's state store (a clone reads the UPS it follows there), or
+            ``None`` outside a daemon.
+        sections: Every section of ups.conf (a clone finds its source among them).
     """
 
     confdir: Path
@@ -91,6 +94,8 @@ class DriverContext:
     maxage: float = 15.0
     nut_drivers: frozenset[str] = frozenset()
     external_drivers: bool = False
+    store: StateStore | None = attrs.field(default=None, eq=False)
+    sections: tuple[UpsSection, ...] = ()
 
     def uses_nut_binary(self, section: UpsSection) -> bool:
         """Whether ``section`` is served by NUT's driver binary rather than nuttrio's own."""
@@ -113,6 +118,7 @@ BUILTIN_DRIVERS: Mapping[str, str] = MappingProxyType(
         "blazer_ser": "nuttrio.hw.megatec:blazer_ser_factory",
         "nutdrv_qx": "nuttrio.hw.qx_megatec:nutdrv_qx_factory",
         "apcsmart": "nuttrio.hw.apcsmart:apcsmart_factory",
+        "clone": "nuttrio.hw.clone:clone_factory",
     }
 )
 

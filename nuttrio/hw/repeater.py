@@ -41,7 +41,14 @@ from .base import DriverContext
 from .dummy import DEFAULT_POLLINTERVAL, DRIVER_NAME, DRIVER_VERSION
 from .kit import DeviceSilent, every, run_polling_driver
 
-__all__ = ["RepeaterCore", "RepeaterSettings", "RepeaterUps", "is_repeater", "repeater_factory"]
+__all__ = [
+    "RepeaterCore",
+    "RepeaterSettings",
+    "RepeaterUps",
+    "is_repeater",
+    "repeater_factory",
+    "split_remote",
+]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +86,21 @@ _OUTCOMES: Mapping[str, CommandStatus] = {
     "VAR-NOT-SUPPORTED": CommandStatus.INVALID_ARGUMENT,
     "CMD-NOT-SUPPORTED": CommandStatus.INVALID_ARGUMENT,
 }
+
+
+def split_remote(port: str, what: str) -> tuple[str, str, int]:
+    """Split ``ups@host[:port]`` into the remote UPS name, the host and the TCP port.
+
+    ``what`` names the reader in the message (``the repeater``).
+
+    Raises:
+        ValueError: With the reason, if ``port`` is not of that form.
+    """
+    remote, at, where = port.partition("@")
+    if not at or not remote or not where:
+        raise ValueError(f"{what} needs upsname@hostname[:port]")
+    host, tcp_port = split_host_port(where)
+    return remote, host, tcp_port
 
 
 def is_repeater(section: UpsSection) -> bool:
@@ -128,11 +150,8 @@ class RepeaterSettings:
         for key in section.options:
             if key not in _KEYS and not key.startswith(("default.", "override.")):
                 raise fail(f"{key!r} is not a valid setting for dummy-ups in repeater mode")
-        remote, at, where = section.port.partition("@")
-        if not at or not remote or not where:
-            raise fail(f"port = {section.port!r}: the repeater needs upsname@hostname[:port]")
         try:
-            host, tcp_port = split_host_port(where)
+            remote, host, tcp_port = split_remote(section.port, "the repeater")
         except ValueError as exc:
             raise fail(f"port = {section.port!r}: {exc}") from None
         text = section.options.get("pollinterval", ups_globals.get("pollinterval"))
