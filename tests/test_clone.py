@@ -159,6 +159,30 @@ def test_unknown_keys_and_bad_remote_ports_are_refused(tmp_path):
         create_driver(ups_section("c", "clone", "u@"), DriverContext(tmp_path))
 
 
+def test_default_and_override_keys_as_nut_s_main_applies_them(tmp_path):
+    section = ups_section(
+        "c",
+        "clone",
+        "real",
+        **{
+            "default.ups.mfr": "Acme",
+            "override.battery.charge": "55",
+            "default.battery.runtime": "1",
+        },
+    )
+    driver = create_driver(section, DriverContext(tmp_path))
+    assert isinstance(driver, CloneUps)
+    core = CloneCore(driver.settings)
+    assert _view(core)["ups.mfr"] == "Acme"  # before the source has it
+    core.feed(_vars(**{"ups.mfr": "Real"}))
+    view = _view(core)
+    assert (view["ups.mfr"], view["battery.charge"], view["battery.runtime"]) == (
+        "Real",
+        "55",
+        "900",
+    )
+
+
 # -- a local section, on the mock clock --------------------------------------------------------
 
 

@@ -178,15 +178,19 @@ async def _forward(entry: UpsEntry, command: DriverCommand) -> CommandStatus:
 def _settings(section: UpsSection, fail: Callable[[str], ConfigError]) -> CloneSettings:
     values: dict[str, object] = {}
     own = [("driver.parameter.port", section.port)]
+    preset: dict[str, list[tuple[str, str]]] = {"default": [], "override": []}
     for key, value in section.options.items():
-        if key in _NUMBERS:
+        kind, dot, name = key.partition(".")
+        if dot and name and kind in preset:
+            preset[kind].append((name, value))
+        elif key in _NUMBERS:
             pattern, convert, field = _NUMBERS[key]
             if not pattern.fullmatch(value):
                 raise fail(f"{key} = {value!r} is not a number")
             values[field] = convert(value)
         elif key in _NAMES:
             values[_NAMES[key]] = value
-        elif key not in _COMMON_KEYS and not key.startswith(("default.", "override.")):
+        elif key not in _COMMON_KEYS:
             raise fail(f"{key!r} is not a valid setting for driver clone")
         if key in _NUMBERS or key in _NAMES:
             own.append((f"driver.parameter.{key}", value))
@@ -195,7 +199,12 @@ def _settings(section: UpsSection, fail: Callable[[str], ConfigError]) -> CloneS
         ("driver.version", DRIVER_VERSION),
         ("driver.version.internal", DRIVER_VERSION_INTERNAL),
     ]
-    return CloneSettings(own=tuple(own), **values)  # type: ignore[arg-type]
+    return CloneSettings(
+        own=tuple(own),
+        defaults=tuple(preset["default"]),
+        overrides=tuple(preset["override"]),
+        **values,  # type: ignore[arg-type]
+    )
 
 
 def _source(section: UpsSection, context: DriverContext, poll: float) -> _Source:

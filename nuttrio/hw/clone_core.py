@@ -86,6 +86,8 @@ class CloneSettings:
         load_on: The one that switches it on, or ``None``.
         load_status: The source variable that says whether the outlet is on, or ``None``.
         own: The clone's own ``driver.*`` variables (name, value).
+        defaults: ``default.X`` values (name, value): shown until the source has ``X``.
+        overrides: ``override.X`` values (name, value): shown whatever the source says.
     """
 
     offdelay: int = 120
@@ -96,6 +98,8 @@ class CloneSettings:
     load_on: str | None = None
     load_status: str | None = None
     own: tuple[tuple[str, str], ...] = ()
+    defaults: tuple[tuple[str, str], ...] = ()
+    overrides: tuple[tuple[str, str], ...] = ()
 
 
 def _dropped(name: str) -> bool:
@@ -212,7 +216,7 @@ class CloneCore:
 
     def variables(self) -> list[Variable]:
         """The clone's variables: the source's (as clone.c copies them) and its own."""
-        out: dict[str, Variable] = {}
+        out = {name.lower(): Variable(name, value) for name, value in self.settings.defaults}
         for key, var in self._source.items():
             out[key] = var if self.typed else Variable(var.name, var.value)
             marked = _LOW_MARKS.get(key)
@@ -228,6 +232,7 @@ class CloneCore:
             "ups.timer.shutdown": _timer(self.timer_shutdown),
             "ups.timer.start": _timer(self.timer_start),
             **dict(s.own),
+            **dict(s.overrides),
         }
         for name, value in own.items():
             out[name.lower()] = Variable(name, value)
