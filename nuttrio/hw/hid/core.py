@@ -278,6 +278,7 @@ class HidCore:
         self._commands: list[str] = []
         self._bound: list[tuple[Row, Field]] | None = None
         self._candidates = self._resolve()
+        self._model_fields = self._resolve_paths(subdriver.model_paths)
         self.changed = False  # a SET was done: the next walk is a full one
         self._identity()
 
@@ -349,6 +350,31 @@ class HidCore:
             out.append((row, None if field is not None and field.report_id == skip else field))
         return out
 
+    def _resolve_paths(self, paths: Sequence[str]) -> list[Field | None]:
+        out: list[Field | None] = []
+        for text in paths:
+            path = self.subdriver.usages.parse_path(text)
+            out.append(None if path is None else self.desc.find(path, ItemType.FEATURE))
+        return out
+
+    def _model_string_index(self) -> int:
+        field = self._model_fields[0] if self._model_fields else None
+        value = None if field is None else self._read(field)
+        return int(value) if value else 0
+
+    def _format_model(self) -> None:
+        """The subdriver's model formatter (mge: iProduct + iModel, and the family)."""
+        imodel = self.string(self._model_string_index())
+        if not imodel and len(self._model_fields) > 1 and self._model_fields[1] is not None:
+            power = self._read(self._model_fields[1])
+            imodel = "" if power is None else str(int(power))
+        found = self.subdriver.format_model(self.ids, imodel)
+        if found is not None:
+            name, family = found
+            self._quirks["mge_type"] = family
+            self.setinfo("ups.model", name)
+            self.setinfo("device.model", name)
+
     def _identity(self) -> None:
         for name, value in self.subdriver.identity(self.ids).items():
             self.setinfo(name, value)
@@ -385,6 +411,10 @@ class HidCore:
         if self.settings.interruptonly:
             return []
         wanted: dict[int, None] = {}
+        if mode is WalkMode.INIT:
+            for model_field in self._model_fields:
+                if model_field is not None:
+                    wanted[model_field.report_id] = None
         for row, field in self._rows_for(mode):
             if row.absent and mode is WalkMode.INIT:
                 continue
@@ -395,6 +425,9 @@ class HidCore:
     def strings_to_read(self, mode: WalkMode) -> list[int]:
         """USB string indexes the walk's ``stringid`` rows will print, not read yet."""
         wanted: dict[int, None] = {}
+        index = self._model_string_index() if mode is WalkMode.INIT else 0
+        if index and index not in self.strings:
+            wanted[index] = None
         for row, field in self._rows_for(mode):
             name = row.lookup.name if row.lookup else ""
             if name in ("stringid_conversion", "tripplite_chemistry"):
@@ -415,6 +448,7 @@ class HidCore:
         rows = self._rows_for(mode)
         if mode is WalkMode.INIT:
             self._bound = []
+            self._format_model()
         if mode is WalkMode.FULL:
             self.alarms = []  # NUT's alarm_init: the walk's ups.alarm rows refill it
         for row, field in rows:
@@ -468,7 +502,7 @@ class HidCore:
         var.string = "string" in row.flags
         var.aux = row.length if var.string else 0
         if "enum" in row.flags and var.rw and row.lookup is not None:
-            var.enums = row.lookup.enum_values
+            var.enums = row.lookup.enum_values(self)
 
     def _set_value(self, row: Row, value: float) -> bool:
         """NUT's ups_infoval_set: returns whether a variable (not a bit) was set."""
