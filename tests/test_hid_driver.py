@@ -312,3 +312,10 @@ async def test_scan_lists_the_usb_ups_with_a_section_that_finds_it(clock):
     other, _ = fake(rec, clock)
     assert usb_upses(ReplayBackend([])) == []
     assert len(usb_upses(ReplayBackend([device, other]))) == 2
+
+
+def test_ignorelb_reaches_the_core_and_is_published():
+    settings = settings_for("auto", ignorelb="")
+    assert settings.core.ignorelb
+    assert dict(settings.parameters)["driver.flag.ignorelb"] == "enabled"
+    assert not settings_for("auto").core.ignorelb

@@ -36,6 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import attrs
 
 from ...state import Variable
+from ..dstate import ignorelb_words
 from .codec import decode, encode
 from .descriptor import ATTR_CONSTANT, Field, ItemType, ReportDescriptor
 from .subdrivers import DeviceIds, Row, Subdriver
@@ -124,6 +125,8 @@ class HidSettings:
         lowbatt: ``battery.charge.low`` override.
         onlinedischarge: Treat OL+DISCHRG as OB.
         onlinedischarge_calibration: Treat OL+DISCHRG as calibrating (CAL).
+        ignorelb: NUT's driver-wide ``ignorelb``: the device's LB is dropped and LB comes
+            from ``battery.charge`` < ``battery.charge.low`` (or the runtime's) only.
         interruptonly: Read Input fields, never poll.
         pollinterval: The report cache's age limit (seconds).
         pollfreq: Seconds between full walks.
@@ -134,6 +137,7 @@ class HidSettings:
     lowbatt: int | None = None
     onlinedischarge: bool = False
     onlinedischarge_calibration: bool = False
+    ignorelb: bool = False
     interruptonly: bool = False
     pollinterval: float = 2.0
     pollfreq: float = 30.0
@@ -561,14 +565,14 @@ class HidCore:
             self.setinfo("input.transfer.reason", "input frequency out of range")
         else:
             self.delinfo("input.transfer.reason")
-        self.setinfo(
-            "ups.status",
-            status_line(
-                self.bits,
-                onlinedischarge=self.settings.onlinedischarge,
-                calibration=self.settings.onlinedischarge_calibration,
-            ),
+        line = status_line(
+            self.bits,
+            onlinedischarge=self.settings.onlinedischarge,
+            calibration=self.settings.onlinedischarge_calibration,
         )
+        if self.settings.ignorelb:
+            line = " ".join(ignorelb_words(line.split(), self.info))
+        self.setinfo("ups.status", line)
 
     def _publish_alarm(self) -> None:
         text = " ".join(self.alarms)

@@ -192,6 +192,7 @@ class UsbhidSettings:
             lowbatt=numbers.get("lowbatt"),
             onlinedischarge=flags["onlinedischarge"] or flags["onlinedischarge_onbattery"],
             onlinedischarge_calibration=flags["onlinedischarge_calibration"],
+            ignorelb="ignorelb" in opts,
             interruptonly=flags["interruptonly"],
             pollinterval=float(numbers.get("pollinterval", 2)),
             pollfreq=float(numbers.get("pollfreq", 30)),
@@ -203,6 +204,7 @@ class UsbhidSettings:
         ]
         params += [(f"driver.parameter.{k}", opts[k]) for k in (*_MATCH, "subdriver") if k in opts]
         params += [(f"driver.flag.{k}", "enabled") for k, on in flags.items() if on]
+        params += [("driver.flag.ignorelb", "enabled")] if "ignorelb" in opts else []
         return cls(
             name=section.name,
             port=section.port,
