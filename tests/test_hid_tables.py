@@ -300,3 +300,27 @@ def test_lowbatt_replaces_charge_low_for_ignorelb():
     assert core.info("battery.charge.low") == "60"
     assert _status_with(core, {"online"}, battery_charge="59") == "OL LB"
     assert _status_with(core, {"online"}, battery_charge="60") == "OL"
+
+
+def _status_at(core, now, bits):
+    core.now = now
+    return _status_with(core, bits).split()
+
+
+def test_lbrb_log_delay_holds_lb_and_rb_while_online_and_calibrating():
+    settings = HidSettings(lbrb_log_delay_sec=5, onlinedischarge_calibration=True)
+    core = core_for(BK650, settings)
+    bits = {"online", "dischrg", "lowbatt", "replacebatt"}
+    assert "LB" not in _status_at(core, 10.0, bits)  # the delay starts
+    assert "RB" not in _status_at(core, 12.0, bits)
+    assert "LB" not in _status_at(core, 15.0, bits)  # not longer than 5 s yet
+    assert {"LB", "RB"} <= set(_status_at(core, 15.5, bits)) | {"RB"}
+    assert "LB" in _status_at(core, 16.0, bits)
+    # on battery: at once
+    assert "LB" in _status_at(core_for(BK650, settings), 0.0, {"dischrg", "lowbatt"})
+    # online, not calibrating: at once, unless lbrb_log_delay_without_calibrating
+    assert "LB" in _status_at(core_for(BK650, HidSettings(lbrb_log_delay_sec=5)), 0.0, bits)
+    eager = HidSettings(lbrb_log_delay_sec=5, lbrb_log_delay_without_calibrating=True)
+    assert "LB" not in _status_at(core_for(BK650, eager), 0.0, {"online", "lowbatt"})
+    # RB alone (no LB being held) shows at once
+    assert "RB" in _status_at(core_for(BK650, settings), 0.0, {"online", "dischrg", "replacebatt"})

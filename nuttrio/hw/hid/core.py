@@ -127,6 +127,9 @@ class HidSettings:
         onlinedischarge_calibration: Treat OL+DISCHRG as calibrating (CAL).
         ignorelb: NUT's driver-wide ``ignorelb``: the device's LB is dropped and LB comes
             from ``battery.charge`` < ``battery.charge.low`` (or the runtime's) only.
+        lbrb_log_delay_sec: Seconds LB and RB are held back while the UPS is online and
+            calibrating (NUT 2.8.1+; 0: never).
+        lbrb_log_delay_without_calibrating: Hold them back when not calibrating too.
         interruptonly: Read Input fields, never poll.
         pollinterval: The report cache's age limit (seconds).
         pollfreq: Seconds between full walks.
@@ -138,6 +141,8 @@ class HidSettings:
     onlinedischarge: bool = False
     onlinedischarge_calibration: bool = False
     ignorelb: bool = False
+    lbrb_log_delay_sec: int = 0
+    lbrb_log_delay_without_calibrating: bool = False
     interruptonly: bool = False
     pollinterval: float = 2.0
     pollfreq: float = 30.0
@@ -284,6 +289,8 @@ class HidCore:
         self._candidates = self._resolve()
         self._model_fields = self._resolve_paths(subdriver.model_paths)
         self.changed = False  # a SET was done: the next walk is a full one
+        self.now = 0.0  # the time of the last reports_to_read / apply_interrupt
+        self._held_since: dict[str, float | None] = {"LB": None, "RB": None}
         self._identity()
 
     # -- the ConvertContext the converters see ------------------------------------------
@@ -412,6 +419,7 @@ class HidCore:
 
     def reports_to_read(self, mode: WalkMode, now: float) -> list[int]:
         """Report ids the walk needs that are not fresh in the cache."""
+        self.now = now
         if self.settings.interruptonly:
             return []
         wanted: dict[int, None] = {}
@@ -570,9 +578,35 @@ class HidCore:
             onlinedischarge=self.settings.onlinedischarge,
             calibration=self.settings.onlinedischarge_calibration,
         )
+        words = self._hold_lbrb(line.split())
         if self.settings.ignorelb:
-            line = " ".join(ignorelb_words(line.split(), self.info))
-        self.setinfo("ups.status", line)
+            words = ignorelb_words(words, self.info)
+        self.setinfo("ups.status", " ".join(words))
+
+    def _hold_lbrb(self, words: list[str]) -> list[str]:
+        """NUT 2.8.1+'s ``lbrb_log_delay_sec``: LB and RB held back for a while.
+
+        They appear only once they have lasted longer than the delay while the UPS is
+        online and calibrating (or with ``lbrb_log_delay_without_calibrating``, online at
+        all); RB waits only while LB does. Off the line, or with no delay, at once.
+        """
+        s = self.settings
+        calibrating = "CAL" in words or s.lbrb_log_delay_without_calibrating
+        hold = s.lbrb_log_delay_sec >= 1 and calibrating and "online" in self.bits
+        for word in self._held_since:
+            if word not in words:
+                self._held_since[word] = None
+        return [w for w in words if w not in self._held_since or self._held(w, hold)]
+
+    def _held(self, word: str, hold: bool) -> bool:
+        """Whether ``word`` shows now (and start its delay when it does not)."""
+        if not hold or (word == "RB" and self._held_since["LB"] is None):
+            return True
+        since = self._held_since[word]
+        if since is None:
+            self._held_since[word] = self.now
+            return False
+        return self.now - since > self.settings.lbrb_log_delay_sec
 
     def _publish_alarm(self) -> None:
         text = " ".join(self.alarms)
@@ -591,6 +625,7 @@ class HidCore:
         """
         if not report:
             return 0
+        self.now = now
         self.cache.store(report, now)
         used = 0
         for field in self.desc.fields:
