@@ -358,7 +358,7 @@ async def test_no_interrupt_events_beyond_the_tolerance_reconnects(clock):
     async with running(driver):
         start = trio.current_time()
         with trio.fail_after(60):
-            while device.opened < 2:  # the same data after the reopen: no new snapshot
+            while device.opened < 2:  # noqa: ASYNC110  (the same data after a reopen: no snapshot)
                 await trio.sleep(0.25)
         # 4 empty reads of 0.75 s (the first after the connect) pass before the reconnect
         assert trio.current_time() - start >= 3 * 0.75
