@@ -371,3 +371,19 @@ async def test_no_interrupt_events_are_tolerated_by_default(clock):
     async with running(driver):
         await trio.sleep(60)
         assert device.opened == 1
+
+
+def test_matching_is_nuts_usb_common_c():
+    """Whole-string, case-insensitive, the device's strings cut of blanks at both ends,
+    POSIX bracket classes (NUT compiles REG_EXTENDED | REG_ICASE)."""
+    from nuttrio.hw.hid.pyusb_io import UsbMatch
+
+    match = UsbMatch.from_options(
+        {"vendorid": "051D", "product": "Back-UPS [[:alpha:]]+ [[:digit:]]+", "serial": "ab c"}
+    )
+    facts = {"vendorid": "051d", "product": "  Back-UPS CS 500 \n", "serial": "AB C\t"}
+    assert match.accepts(facts)
+    assert not match.accepts({**facts, "product": "Back-UPS CS 500x"})  # whole string
+    assert not match.accepts({**facts, "product": "x Back-UPS CS 500"})
+    assert not match.accepts({**facts, "serial": "a b c"})
+    assert UsbMatch.from_options({"serial": ""}).accepts({})  # a missing string is ""
