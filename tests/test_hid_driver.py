@@ -335,3 +335,78 @@ async def test_minus_k_sends_the_first_shutdown_the_device_has(recording, clock)
 async def test_minus_k_without_a_device_fails(clock):
     with pytest.raises(DriverFailed, match="no matching HID UPS"):
         await UsbhidUps(settings_for("auto"), ReplayBackend([])).shutdown()
+
+
+def test_ignorelb_reaches_the_core_and_is_published():
+    settings = settings_for("auto", ignorelb="")
+    assert settings.core.ignorelb
+    assert dict(settings.parameters)["driver.flag.ignorelb"] == "enabled"
+    assert not settings_for("auto").core.ignorelb
+
+
+def test_later_options_are_checked_and_published_as_nut():
+    settings = settings_for(
+        "auto",
+        onlinedischarge_log_throttle_sec="-5",
+        onlinedischarge_log_throttle_hovercharge="90",
+        lbrb_log_delay_sec="7",
+        lbrb_log_delay_without_calibrating="",
+        interrupt_pipe_no_events_tolerance="4",
+    )
+    params = dict(settings.parameters)
+    assert params["driver.parameter.onlinedischarge_log_throttle_sec"] == "-5"
+    assert params["driver.parameter.onlinedischarge_log_throttle_hovercharge"] == "90"
+    assert params["driver.parameter.lbrb_log_delay_sec"] == "7"
+    assert params["driver.flag.lbrb_log_delay_without_calibrating"] == "enabled"
+    assert params["driver.parameter.interrupt_pipe_no_events_tolerance"] == "4"
+    assert settings.no_events_tolerance == 4
+    assert settings.core.lbrb_log_delay_sec == 7
+    assert settings.core.lbrb_log_delay_without_calibrating
+    plain_settings = settings_for("auto")
+    tolerance = dict(plain_settings.parameters)[
+        "driver.parameter.interrupt_pipe_no_events_tolerance"
+    ]
+    assert tolerance == "-1"  # usbhid-ups publishes the tolerance it took, always
+    assert plain_settings.core.lbrb_log_delay_sec == 0
+    # bad values: usbhid-ups logs and takes its default
+    bad = settings_for("auto", lbrb_log_delay_sec="x", interrupt_pipe_no_events_tolerance="y")
+    assert bad.core.lbrb_log_delay_sec == 3
+    assert bad.no_events_tolerance == -1
+
+
+async def test_no_interrupt_events_beyond_the_tolerance_reconnects(clock):
+    rec = attrs.evolve(load_recording(need(BK650)), interrupts=())
+    device, backend = fake(rec, clock)
+    driver = UsbhidUps(settings_for("auto", interrupt_pipe_no_events_tolerance="3"), backend)
+    async with running(driver):
+        start = trio.current_time()
+        with trio.fail_after(60):
+            while device.opened < 2:  # noqa: ASYNC110  (the same data after a reopen: no snapshot)
+                await trio.sleep(0.25)
+        # 4 empty reads of 0.75 s (the first after the connect) pass before the reconnect
+        assert trio.current_time() - start >= 3 * 0.75
+
+
+async def test_no_interrupt_events_are_tolerated_by_default(clock):
+    rec = attrs.evolve(load_recording(need(BK650)), interrupts=())
+    device, backend = fake(rec, clock)
+    driver = UsbhidUps(settings_for("auto"), backend)
+    async with running(driver):
+        await trio.sleep(60)
+        assert device.opened == 1
+
+
+def test_matching_is_nuts_usb_common_c():
+    """Whole-string, case-insensitive, the device's strings cut of blanks at both ends,
+    POSIX bracket classes (NUT compiles REG_EXTENDED | REG_ICASE)."""
+    from nuttrio.hw.hid.pyusb_io import UsbMatch
+
+    match = UsbMatch.from_options(
+        {"vendorid": "051D", "product": "Back-UPS [[:alpha:]]+ [[:digit:]]+", "serial": "ab c"}
+    )
+    facts = {"vendorid": "051d", "product": "  Back-UPS CS 500 \n", "serial": "AB C\t"}
+    assert match.accepts(facts)
+    assert not match.accepts({**facts, "product": "Back-UPS CS 500x"})  # whole string
+    assert not match.accepts({**facts, "product": "x Back-UPS CS 500"})
+    assert not match.accepts({**facts, "serial": "a b c"})
+    assert UsbMatch.from_options({"serial": ""}).accepts({})  # a missing string is ""

@@ -26,6 +26,8 @@ NUT_DIFFERS = {
     "ups.delay.shutdown": "20",
     # mge-hid: round(load % * ups.power.nominal * 0.80) = round(0.05 * 700 * 0.8)
     "ups.realpower": "28",
+    # mge-hid's format_model: no iModel string recorded, so iProduct + ConfigApparentPower
+    "ups.model": "Eaton 3S 700",
     # no UPS.Flow.[1] in this descriptor: mge-hid has no row that gives them
     "input.voltage.nominal": None,
     "input.frequency.nominal": None,

@@ -267,3 +267,60 @@ def test_smart_ups_x750_paths_give_exactly_the_variables_nut_printed():
     }
     assert resolved == printed & {row.var for row in apc.rows}
     assert len(resolved) == 13
+
+
+def _status_with(core, bits, **values):
+    core.bits = set(bits)
+    for name, value in values.items():
+        core.setinfo(name.replace("_", "."), value)
+    core._publish_status()  # the walk's last step, on these values (a walk re-reads them)
+    return core.info("ups.status")
+
+
+def test_ignorelb_drops_the_device_lb_and_takes_the_thresholds():
+    """dstate.c's ignorelb: LB only when charge < charge.low, else runtime < runtime.low."""
+    plain = core_for(BK650)
+    low = core_for(BK650, HidSettings(ignorelb=True))
+    charge_low = low.info("battery.charge.low")
+    assert charge_low is not None
+    high = str(int(charge_low) + 1)
+    assert _status_with(plain, {"online", "lowbatt"}, battery_charge=high) == "OL LB"
+    assert _status_with(low, {"online", "lowbatt"}, battery_charge=high) == "OL"
+    assert _status_with(low, {"online"}, battery_charge=charge_low) == "OL"  # not below
+    below = str(int(charge_low) - 1)
+    assert _status_with(low, {"online"}, battery_charge=below) == "OL LB"
+    # without ignorelb NUT derives nothing from the charge
+    assert _status_with(plain, {"online"}, battery_charge=below) == "OL"
+    low.setinfo("battery.runtime.low", "120")
+    assert _status_with(low, {"online"}, battery_charge=high, battery_runtime="119") == "OL LB"
+
+
+def test_lowbatt_replaces_charge_low_for_ignorelb():
+    core = core_for(BK650, HidSettings(ignorelb=True, lowbatt=60))
+    assert core.info("battery.charge.low") == "60"
+    assert _status_with(core, {"online"}, battery_charge="59") == "OL LB"
+    assert _status_with(core, {"online"}, battery_charge="60") == "OL"
+
+
+def _status_at(core, now, bits):
+    core.now = now
+    return _status_with(core, bits).split()
+
+
+def test_lbrb_log_delay_holds_lb_and_rb_while_online_and_calibrating():
+    settings = HidSettings(lbrb_log_delay_sec=5, onlinedischarge_calibration=True)
+    core = core_for(BK650, settings)
+    bits = {"online", "dischrg", "lowbatt", "replacebatt"}
+    assert "LB" not in _status_at(core, 10.0, bits)  # the delay starts
+    assert "RB" not in _status_at(core, 12.0, bits)
+    assert "LB" not in _status_at(core, 15.0, bits)  # not longer than 5 s yet
+    assert {"LB", "RB"} <= set(_status_at(core, 15.5, bits)) | {"RB"}
+    assert "LB" in _status_at(core, 16.0, bits)
+    # on battery: at once
+    assert "LB" in _status_at(core_for(BK650, settings), 0.0, {"dischrg", "lowbatt"})
+    # online, not calibrating: at once, unless lbrb_log_delay_without_calibrating
+    assert "LB" in _status_at(core_for(BK650, HidSettings(lbrb_log_delay_sec=5)), 0.0, bits)
+    eager = HidSettings(lbrb_log_delay_sec=5, lbrb_log_delay_without_calibrating=True)
+    assert "LB" not in _status_at(core_for(BK650, eager), 0.0, {"online", "lowbatt"})
+    # RB alone (no LB being held) shows at once
+    assert "RB" in _status_at(core_for(BK650, settings), 0.0, {"online", "dischrg", "replacebatt"})

@@ -17,7 +17,7 @@ the driver's own code runs: ``default.*``/``override.*`` values, ``driver.parame
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
@@ -28,11 +28,28 @@ from ..nutconf.common import atoi, fold, strtol
 from ..state import Variable
 from .dummy_table import StFlag
 
-__all__ = ["VALUE_MAX", "DState", "DriverArgs", "VarKind", "encode"]
+__all__ = ["VALUE_MAX", "DState", "DriverArgs", "VarKind", "encode", "ignorelb_words"]
 
 #: ``dstate_setinfo`` formats into ST_MAX_VALUE_LEN (256) bytes.
 VALUE_MAX = 255
 _ESCAPED = frozenset('#\\"')
+
+
+def ignorelb_words(words: Iterable[str], getinfo: Callable[[str], str | None]) -> list[str]:
+    """NUT's ``ignorelb`` (dstate.c): the device's LB dropped, LB added by the thresholds.
+
+    LB is appended when ``battery.charge`` < ``battery.charge.low``, else when
+    ``battery.runtime`` < ``battery.runtime.low`` (strtol of each, strictly below).
+    """
+    out = [word for word in words if fold(word) != "lb"]
+    for value_name, low_name in (
+        ("battery.charge", "battery.charge.low"),
+        ("battery.runtime", "battery.runtime.low"),
+    ):
+        value, low = getinfo(value_name), getinfo(low_name)
+        if value is not None and low is not None and strtol(value) < strtol(low):
+            return [*out, "LB"]
+    return out
 
 
 def encode(raw: str) -> tuple[str, int]:
@@ -133,20 +150,11 @@ class DState:
         """
         if self.getinfo("driver.flag.ignorelb") is not None:
             self._ignorelb = True
+        if self._ignorelb:
+            words = ignorelb_words(words, self.getinfo)
         buf = ""
         for word in words:
-            if self._ignorelb and fold(word) == "lb":
-                continue
             buf = (buf + " " + word if buf else word)[:VALUE_MAX]
-        if self._ignorelb:
-            for value_name, low_name in (
-                ("battery.charge", "battery.charge.low"),
-                ("battery.runtime", "battery.runtime.low"),
-            ):
-                value, low = self.getinfo(value_name), self.getinfo(low_name)
-                if value is not None and low is not None and strtol(value) < strtol(low):
-                    buf = (buf + " LB")[:VALUE_MAX]
-                    break
         self.setinfo("ups.status", "ALARM " + buf if self._alarm_active else buf)
 
     def alarm_commit(self, alarms: Iterable[str]) -> None:

@@ -36,6 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import attrs
 
 from ...state import Variable
+from ..dstate import ignorelb_words
 from .codec import decode, encode
 from .descriptor import ATTR_CONSTANT, Field, ItemType, ReportDescriptor
 from .subdrivers import DeviceIds, Row, Subdriver
@@ -124,6 +125,11 @@ class HidSettings:
         lowbatt: ``battery.charge.low`` override.
         onlinedischarge: Treat OL+DISCHRG as OB.
         onlinedischarge_calibration: Treat OL+DISCHRG as calibrating (CAL).
+        ignorelb: NUT's driver-wide ``ignorelb``: the device's LB is dropped and LB comes
+            from ``battery.charge`` < ``battery.charge.low`` (or the runtime's) only.
+        lbrb_log_delay_sec: Seconds LB and RB are held back while the UPS is online and
+            calibrating (NUT 2.8.1+; 0: never).
+        lbrb_log_delay_without_calibrating: Hold them back when not calibrating too.
         interruptonly: Read Input fields, never poll.
         pollinterval: The report cache's age limit (seconds).
         pollfreq: Seconds between full walks.
@@ -134,6 +140,9 @@ class HidSettings:
     lowbatt: int | None = None
     onlinedischarge: bool = False
     onlinedischarge_calibration: bool = False
+    ignorelb: bool = False
+    lbrb_log_delay_sec: int = 0
+    lbrb_log_delay_without_calibrating: bool = False
     interruptonly: bool = False
     pollinterval: float = 2.0
     pollfreq: float = 30.0
@@ -278,7 +287,10 @@ class HidCore:
         self._commands: list[str] = []
         self._bound: list[tuple[Row, Field]] | None = None
         self._candidates = self._resolve()
+        self._model_fields = self._resolve_paths(subdriver.model_paths)
         self.changed = False  # a SET was done: the next walk is a full one
+        self.now = 0.0  # the time of the last reports_to_read / apply_interrupt
+        self._held_since: dict[str, float | None] = {"LB": None, "RB": None}
         self._identity()
 
     # -- the ConvertContext the converters see ------------------------------------------
@@ -349,6 +361,31 @@ class HidCore:
             out.append((row, None if field is not None and field.report_id == skip else field))
         return out
 
+    def _resolve_paths(self, paths: Sequence[str]) -> list[Field | None]:
+        out: list[Field | None] = []
+        for text in paths:
+            path = self.subdriver.usages.parse_path(text)
+            out.append(None if path is None else self.desc.find(path, ItemType.FEATURE))
+        return out
+
+    def _model_string_index(self) -> int:
+        field = self._model_fields[0] if self._model_fields else None
+        value = None if field is None else self._read(field)
+        return int(value) if value else 0
+
+    def _format_model(self) -> None:
+        """The subdriver's model formatter (mge: iProduct + iModel, and the family)."""
+        imodel = self.string(self._model_string_index())
+        if not imodel and len(self._model_fields) > 1 and self._model_fields[1] is not None:
+            power = self._read(self._model_fields[1])
+            imodel = "" if power is None else str(int(power))
+        found = self.subdriver.format_model(self.ids, imodel)
+        if found is not None:
+            name, family = found
+            self._quirks["mge_type"] = family
+            self.setinfo("ups.model", name)
+            self.setinfo("device.model", name)
+
     def _identity(self) -> None:
         for name, value in self.subdriver.identity(self.ids).items():
             self.setinfo(name, value)
@@ -382,9 +419,14 @@ class HidCore:
 
     def reports_to_read(self, mode: WalkMode, now: float) -> list[int]:
         """Report ids the walk needs that are not fresh in the cache."""
+        self.now = now
         if self.settings.interruptonly:
             return []
         wanted: dict[int, None] = {}
+        if mode is WalkMode.INIT:
+            for model_field in self._model_fields:
+                if model_field is not None:
+                    wanted[model_field.report_id] = None
         for row, field in self._rows_for(mode):
             if row.absent and mode is WalkMode.INIT:
                 continue
@@ -395,6 +437,9 @@ class HidCore:
     def strings_to_read(self, mode: WalkMode) -> list[int]:
         """USB string indexes the walk's ``stringid`` rows will print, not read yet."""
         wanted: dict[int, None] = {}
+        index = self._model_string_index() if mode is WalkMode.INIT else 0
+        if index and index not in self.strings:
+            wanted[index] = None
         for row, field in self._rows_for(mode):
             name = row.lookup.name if row.lookup else ""
             if name in ("stringid_conversion", "tripplite_chemistry"):
@@ -415,6 +460,7 @@ class HidCore:
         rows = self._rows_for(mode)
         if mode is WalkMode.INIT:
             self._bound = []
+            self._format_model()
         if mode is WalkMode.FULL:
             self.alarms = []  # NUT's alarm_init: the walk's ups.alarm rows refill it
         for row, field in rows:
@@ -468,7 +514,7 @@ class HidCore:
         var.string = "string" in row.flags
         var.aux = row.length if var.string else 0
         if "enum" in row.flags and var.rw and row.lookup is not None:
-            var.enums = row.lookup.enum_values
+            var.enums = row.lookup.enum_values(self)
 
     def _set_value(self, row: Row, value: float) -> bool:
         """NUT's ups_infoval_set: returns whether a variable (not a bit) was set."""
@@ -527,14 +573,40 @@ class HidCore:
             self.setinfo("input.transfer.reason", "input frequency out of range")
         else:
             self.delinfo("input.transfer.reason")
-        self.setinfo(
-            "ups.status",
-            status_line(
-                self.bits,
-                onlinedischarge=self.settings.onlinedischarge,
-                calibration=self.settings.onlinedischarge_calibration,
-            ),
+        line = status_line(
+            self.bits,
+            onlinedischarge=self.settings.onlinedischarge,
+            calibration=self.settings.onlinedischarge_calibration,
         )
+        words = self._hold_lbrb(line.split())
+        if self.settings.ignorelb:
+            words = ignorelb_words(words, self.info)
+        self.setinfo("ups.status", " ".join(words))
+
+    def _hold_lbrb(self, words: list[str]) -> list[str]:
+        """NUT 2.8.1+'s ``lbrb_log_delay_sec``: LB and RB held back for a while.
+
+        They appear only once they have lasted longer than the delay while the UPS is
+        online and calibrating (or with ``lbrb_log_delay_without_calibrating``, online at
+        all); RB waits only while LB does. Off the line, or with no delay, at once.
+        """
+        s = self.settings
+        calibrating = "CAL" in words or s.lbrb_log_delay_without_calibrating
+        hold = s.lbrb_log_delay_sec >= 1 and calibrating and "online" in self.bits
+        for word in self._held_since:
+            if word not in words:
+                self._held_since[word] = None
+        return [w for w in words if w not in self._held_since or self._held(w, hold)]
+
+    def _held(self, word: str, hold: bool) -> bool:
+        """Whether ``word`` shows now (and start its delay when it does not)."""
+        if not hold or (word == "RB" and self._held_since["LB"] is None):
+            return True
+        since = self._held_since[word]
+        if since is None:
+            self._held_since[word] = self.now
+            return False
+        return self.now - since > self.settings.lbrb_log_delay_sec
 
     def _publish_alarm(self) -> None:
         text = " ".join(self.alarms)
@@ -553,6 +625,7 @@ class HidCore:
         """
         if not report:
             return 0
+        self.now = now
         self.cache.store(report, now)
         used = 0
         for field in self.desc.fields:

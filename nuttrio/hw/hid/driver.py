@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -40,6 +40,7 @@ import usb
 import usb.backend
 
 from ...nutconf import ConfigError, UpsSection
+from ...nutconf.common import atoi
 from ...state import CommandKind, CommandStatus, DriverCommand, DriverLink, Variable
 from ..base import DriverContext, DriverFailed
 from ..kit import DeviceSilent, every, publish_difference, run_polling_driver
@@ -88,7 +89,15 @@ _FLAGS = (
     "onlinedischarge_calibration",
     "maxreport",
     "disable_fix_report_desc",
+    "lbrb_log_delay_without_calibrating",
 )
+#: NUT 2.8.1+ values: (default, whether the value is fine) as usbhid-ups checks them.
+_LATER: dict[str, tuple[int, Callable[[int], bool]]] = {
+    "onlinedischarge_log_throttle_sec": (30, lambda v: True),
+    "onlinedischarge_log_throttle_hovercharge": (100, lambda v: 1 <= v <= 100),
+    "lbrb_log_delay_sec": (3, lambda v: v >= 0),
+    "interrupt_pipe_no_events_tolerance": (-1, lambda v: True),
+}
 _MATCH = tuple(f.name for f in attrs.fields(UsbMatch))
 _ANY = DeviceIds(0, 0)
 #: Keys every NUT driver takes (main.c), accepted and not used by this driver.
@@ -114,7 +123,25 @@ _GENERAL = frozenset(
         "allow_killpower",
     }
 )
-_KNOWN = _GENERAL | set(_NUMBERS) | set(_FLAGS) | set(_MATCH) | {"subdriver"}
+_KNOWN = _GENERAL | set(_NUMBERS) | set(_FLAGS) | set(_MATCH) | set(_LATER) | {"subdriver"}
+
+
+def _later_value(name: str, raw: str, ups: str) -> int:
+    """A 2.8.1+ option as usbhid-ups reads it: atoi, with its default (logged) if bad."""
+    default, fine = _LATER[name]
+    value = atoi(raw)
+    garbage = value == 0 and raw.strip() != "0"
+    if name == "interrupt_pipe_no_events_tolerance":
+        try:
+            value, garbage = int(raw.strip(), 10), False
+        except ValueError:
+            garbage = True
+    if garbage or not fine(value):
+        log.warning("UPS %s: invalid value for %s: %s, defaulting to %d", ups, name, raw, default)
+        return default
+    if name == "onlinedischarge_log_throttle_sec" and value < 0:
+        return -1
+    return value
 
 
 @attrs.frozen
@@ -133,6 +160,8 @@ class UsbhidSettings:
         maxreport: Ask for whole buffers and accept short replies (APC).
         fix_report_desc: Apply the subdriver's descriptor fixes.
         parameters: ``driver.parameter.*`` / ``driver.flag.*`` to publish.
+        no_events_tolerance: ``interrupt_pipe_no_events_tolerance``: reconnect after more
+            interrupt reads than this in a row bring nothing (-1: never).
         overrides: ``override.X`` values (replace what the device says).
         defaults: ``default.X`` values (used while the device gives no X).
     """
@@ -148,6 +177,7 @@ class UsbhidSettings:
     maxreport: bool = False
     fix_report_desc: bool = True
     parameters: tuple[tuple[str, str], ...] = ()
+    no_events_tolerance: int = -1
     overrides: tuple[tuple[str, str], ...] = ()
     defaults: tuple[tuple[str, str], ...] = ()
 
@@ -188,12 +218,16 @@ class UsbhidSettings:
             except (OSError, RecordingError) as exc:
                 raise fail(f"port {section.port}: {exc}") from None
         flags = {key: key in opts for key in _FLAGS}
+        later = {k: _later_value(k, opts[k], section.name) for k in _LATER if k in opts}
         core = HidSettings(
             offdelay=numbers.get("offdelay"),
             ondelay=numbers.get("ondelay"),
             lowbatt=numbers.get("lowbatt"),
             onlinedischarge=flags["onlinedischarge"] or flags["onlinedischarge_onbattery"],
             onlinedischarge_calibration=flags["onlinedischarge_calibration"],
+            ignorelb="ignorelb" in opts,
+            lbrb_log_delay_sec=later.get("lbrb_log_delay_sec", 0),
+            lbrb_log_delay_without_calibrating=flags["lbrb_log_delay_without_calibrating"],
             interruptonly=flags["interruptonly"],
             pollinterval=float(numbers.get("pollinterval", 2)),
             pollfreq=float(numbers.get("pollfreq", 30)),
@@ -205,6 +239,11 @@ class UsbhidSettings:
         ]
         params += [(f"driver.parameter.{k}", opts[k]) for k in (*_MATCH, "subdriver") if k in opts]
         params += [(f"driver.flag.{k}", "enabled") for k, on in flags.items() if on]
+        params += [("driver.flag.ignorelb", "enabled")] if "ignorelb" in opts else []
+        tolerance = later.pop("interrupt_pipe_no_events_tolerance", -1)
+        params += [(f"driver.parameter.{k}", opts[k]) for k in later]
+        # usbhid-ups publishes the tolerance it took, given or not
+        params += [("driver.parameter.interrupt_pipe_no_events_tolerance", str(tolerance))]
         return cls(
             name=section.name,
             port=section.port,
@@ -217,6 +256,7 @@ class UsbhidSettings:
             maxreport=flags["maxreport"],
             fix_report_desc=not flags["disable_fix_report_desc"],
             parameters=tuple(params),
+            no_events_tolerance=tolerance,
             overrides=_prefixed(opts, "override."),
             defaults=_prefixed(opts, "default."),
         )
@@ -432,10 +472,13 @@ class UsbhidUps:
     async def read_interrupts(self, link: DriverLink) -> None:
         """Read the interrupt pipe forever and apply each report at once.
 
-        Cancellation stops it between reads (a read in its thread finishes first).
+        Cancellation stops it between reads (a read in its thread finishes first). After
+        more than ``interrupt_pipe_no_events_tolerance`` empty reads in a row the device
+        is dropped as lost, and the next poll opens it again (NUT's reconnect).
         """
         size = self.settings.interruptsize or 64
         timeout_ms = int(self.interrupt_timeout * 1000)
+        quiet = 0  # reads in a row that brought no report
         while True:
             start = trio.current_time()
             device, blocking, core = self.device, self.usb, self.core
@@ -454,8 +497,14 @@ class UsbhidUps:
                 log.debug("UPS %s: interrupt read: %s", self.settings.name, exc)
                 report = None
             if report is None:
+                quiet += 1
+                if 0 <= self.settings.no_events_tolerance < quiet and self.device is device:
+                    quiet = 0
+                    await self._lost(UsbGone("no interrupt events"))
+                    continue
                 await trio.sleep_until(start + self.interrupt_timeout)
                 continue
+            quiet = 0
             if self.core is core and core.apply_interrupt(report, trio.current_time()):
                 publish_difference(link, self, stale=link.snapshot().stale)
 

@@ -97,13 +97,16 @@ class UsbMatch:
         for name, value in values.items():
             if value is not None:
                 try:
-                    re.compile(value)
+                    re.compile(posix_regex(value))
                 except re.error as exc:
                     raise re.error(f"{name} = {value!r}: {exc}") from exc
         return cls(**values)
 
     def accepts(self, facts: Mapping[str, str], keys: Iterable[str] | None = None) -> bool:
         """Whether every given expression matches its fact (missing facts match "").
+
+        As NUT's usb-common.c: case-insensitive, the whole fact (with its leading and
+        trailing spaces, tabs and newlines cut) must match, POSIX classes allowed.
 
         With ``keys``, only those options are checked (the ids, before the strings are
         read: a device of another vendor is then never opened).
@@ -113,11 +116,31 @@ class UsbMatch:
             if f.name not in names:
                 continue
             pattern = getattr(self, f.name)
-            if pattern is not None and not re.fullmatch(
-                pattern, facts.get(f.name, ""), re.IGNORECASE
-            ):
+            fact = facts.get(f.name, "").strip(" \t\n")
+            if pattern is not None and not re.fullmatch(posix_regex(pattern), fact, re.IGNORECASE):
                 return False
         return True
+
+
+#: POSIX bracket classes (NUT compiles REG_EXTENDED) as Python ranges.
+_POSIX_CLASSES = {
+    "[:alpha:]": "a-zA-Z",
+    "[:digit:]": "0-9",
+    "[:alnum:]": "a-zA-Z0-9",
+    "[:upper:]": "A-Z",
+    "[:lower:]": "a-z",
+    "[:space:]": " \\t\\n\\r\\f\\v",
+    "[:blank:]": " \\t",
+    "[:xdigit:]": "0-9A-Fa-f",
+    "[:punct:]": re.escape("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"),
+}
+
+
+def posix_regex(pattern: str) -> str:
+    """A POSIX extended expression's bracket classes (``[[:digit:]]``) in Python's syntax."""
+    for posix, python in _POSIX_CLASSES.items():
+        pattern = pattern.replace(posix, python)
+    return pattern
 
 
 def _string(dev: usb.core.Device, index: int) -> str:

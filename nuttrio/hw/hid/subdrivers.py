@@ -218,24 +218,95 @@ def _eaton_country(value: float, ctx: ConvertContext) -> str | None:
     return None
 
 
+#: mge-hid.c's model families (``mge_type``): the high byte is the family.
+MGE_OFFLINE, MGE_PEGASUS, MGE_3S, MGE_DEFAULT = 0x000, 0x100, 0x110, 0x200
+MGE_EVOLUTION, MGE_EVOLUTION_650, MGE_PULSAR_M, EATON_5P = 0x300, 0x301, 0x400, 0x500
+
+
+def _mge_family(ctx: ConvertContext) -> int:
+    return int(ctx.quirks.get("mge_type", MGE_DEFAULT)) & 0xFF00
+
+
+def _mge_battery_voltage(value: float, ctx: ConvertContext) -> str | None:
+    """battery.voltage from UPS.PowerSummary: Evolution, Pulsar M and 5P only."""
+    return f"{value:.1f}" if _mge_family(ctx) in (MGE_EVOLUTION, MGE_PULSAR_M, EATON_5P) else None
+
+
+def _mge_battery_voltage_nominal(value: float, ctx: ConvertContext) -> str | None:
+    """battery.voltage.nominal from UPS.PowerSummary (the Evolution 650 says 12 V)."""
+    if _mge_family(ctx) not in (MGE_EVOLUTION, MGE_PULSAR_M, EATON_5P):
+        return None
+    if int(ctx.quirks.get("mge_type", MGE_DEFAULT)) == MGE_EVOLUTION_650:
+        value = 12.0
+    return f"{value:.0f}"
+
+
+def _pegasus(ctx: ConvertContext) -> bool:
+    """Protection Station, Ellipse ECO and 3S 700/750.
+
+    mge-hid.c meant the 3S only outside Europe, but it tests ``mge_type & 0xFF00``, which
+    is MGE_PEGASUS's 0x100 for MGE_3S's 0x110: its country test is never reached, and
+    every 3S 700/750 gets the rows. nuttrio does what NUT does.
+    """
+    return _mge_family(ctx) == MGE_PEGASUS
+
+
+def _pegasus_threshold(value: float, ctx: ConvertContext) -> str | None:
+    return f"{value:.0f}" if _pegasus(ctx) else None
+
+
+def _pegasus_yes_no(value: float, ctx: ConvertContext) -> str | None:
+    return ("no" if value == 0 else "yes") if _pegasus(ctx) else None
+
+
 _LV = frozenset({100, 110, 120, 127})
 _HV208 = frozenset({200, 208})
 _HV230 = frozenset({220, 230, 240})
 
 
-def _mge_nominal_output_voltage(value: float, ctx: ConvertContext) -> str | None:
-    """output.voltage.nominal, kept within the voltage class of the first value read.
+def _crossing_allowed(nominal: int, v: int, ctx: ConvertContext) -> bool:
+    """A 208 V unit offering 230 V or a 230 V one offering 208 V (mge-hid.c's rules)."""
+    line_interactive = _mge_family(ctx) >= MGE_DEFAULT
+    if nominal in _HV208 and v in _HV230:
+        return line_interactive
+    if nominal in _HV230 and v in _HV208:
+        return line_interactive  # COUNTRY_EUROPE_208 or not, NUT accepts them then
+    return False
 
-    NUT also lets a 230 V unit offer 200/208 V (and a 208 V unit 230 V) depending on the
-    model family it detects (``mge_type``); nuttrio does not detect families and refuses
-    those crossings, as NUT does for the offline models.
+
+def _mge_nominal_output_voltage(value: float, ctx: ConvertContext) -> str | None:
+    """output.voltage.nominal within the voltage class of the first value read.
+
+    Line-interactive and online families (``mge_type`` >= MGE_DEFAULT) may also cross
+    between 200/208 V and 220/230/240 V; offline ones may not; low-voltage units stay low.
     """
     nominal = int(ctx.quirks.setdefault("nominal_output_voltage", float(int(value))))
     v = int(value)
     for group in (_LV, _HV208, _HV230):
         if nominal in group:
-            return f"{value:.0f}" if v in group else None
+            ok = v in group or _crossing_allowed(nominal, v, ctx)
+            return f"{value:.0f}" if ok else None
     return f"{value:.0f}"
+
+
+def mge_model(iproduct: str, imodel: str) -> tuple[str, int]:
+    """mge-hid.c's get_model_name: the model name and family (``mge_type``).
+
+    The first entry of the table whose iProduct and iModel equal the strings gives the
+    family (MGE_DEFAULT when none does) and the name, or "<iProduct> <iModel>" when it
+    names none.
+    """
+    for product, model, family, name in _mge_models():
+        if product == iproduct and model == imodel:
+            return (name or f"{iproduct} {imodel}"), family
+    return f"{iproduct} {imodel}", MGE_DEFAULT
+
+
+@cache
+def _mge_models() -> tuple[tuple[str, str, int, str | None], ...]:
+    raw = load_table_file("mge")["models"]
+    assert isinstance(raw, list)
+    return tuple((p, m, int(t, 16), n) for p, m, t, n in raw)
 
 
 #: Converters by the name of NUT's lookup that uses them.
@@ -266,12 +337,17 @@ CONVERTERS: Mapping[str, Converter] = {
     "eaton_converter_online_info": _eaton_converter_online,
     "eaton_check_country_info": _eaton_country,
     "nominal_output_voltage_info": _mge_nominal_output_voltage,
+    "mge_battery_voltage": _mge_battery_voltage,
+    "mge_battery_voltage_nominal": _mge_battery_voltage_nominal,
+    "pegasus_threshold_info": _pegasus_threshold,
+    "pegasus_yes_no_info": _pegasus_yes_no,
 }
 
 #: NUT value -> HID value for the converters that can be written.
 REVERSES: Mapping[str, Reverse] = {
     "date_conversion": _date_reverse,
     "apc_date_conversion": _apc_date_reverse,
+    "pegasus_yes_no_info": lambda text: 1.0 if text.startswith("yes") else 0.0,
 }
 
 #: Claim hooks: what they set in the device's quirks.
@@ -314,17 +390,19 @@ class Lookup:
         """The HID value for a NUT value (``None``: no entry)."""
         if self.reverse is not None:
             return self.reverse(text)
-        if self.converter is not None:
-            return None
         for hid, nut in self.values:
             if nut == text:
                 return float(hid)
         return None
 
-    @property
-    def enum_values(self) -> tuple[str, ...]:
-        """The NUT values it lists (for ENUM variables)."""
-        return tuple(nut for _, nut in self.values)
+    def enum_values(self, ctx: ConvertContext) -> tuple[str, ...]:
+        """The NUT values it lists (for ENUM variables).
+
+        With a converter, those it accepts now (usbhid-ups asks it for each HID value).
+        """
+        return tuple(
+            nut for hid, nut in self.values if self.converter is None or self.to_nut(hid, ctx)
+        )
 
 
 @attrs.frozen
@@ -375,6 +453,7 @@ class Subdriver:
     rows: tuple[Row, ...]
     devices: tuple[tuple[int, int, str | None], ...] = ()
     skipped: tuple[str, ...] = ()
+    model_paths: tuple[str, ...] = ()
 
     @property
     def vendors(self) -> frozenset[int]:
@@ -421,6 +500,17 @@ class Subdriver:
                 out["ups.firmware.aux"] = usb
         return {k: v for k, v in out.items() if v or k != "ups.serial"}
 
+    def format_model(self, ids: DeviceIds, imodel: str) -> tuple[str, int] | None:
+        """mge-hid.c's format_model: (ups.model, mge_type) from iProduct and ``imodel``.
+
+        ``imodel`` is the UPS.PowerSummary.iModel string, else the ConfigApparentPower
+        number (the driver reads :attr:`model_paths` for it). ``None``: keep iProduct
+        (not mge, no model string, or a Dell unit, whose iProduct is already the name).
+        """
+        if not self.model_paths or not imodel or ids.vendorid in _MODEL_AS_IS:
+            return None
+        return mge_model(ids.product or "unknown", imodel)
+
     def fix_report_desc(self, desc: ReportDescriptor, ids: DeviceIds) -> ReportDescriptor:
         """The descriptor with this subdriver's fixes applied (NUT's ``fix_report_desc``)."""
         fix = _FIXES.get(self.name)
@@ -430,6 +520,9 @@ class Subdriver:
 #: (subdriver, vendor id) -> text the USB strings must hold for the claim: mge-hid takes
 #: Phoenixtec's 06da only for AEG-branded units (liebert-hid, not in nuttrio, has the rest).
 _CLAIM_NEEDS = {("mge", 0x06DA): "AEG"}
+
+#: Vendors whose iProduct is the full model name already (mge-hid.c: Dell).
+_MODEL_AS_IS = frozenset({0x047C})
 
 _DEFAULT_MFR = {"apc": "APC", "cps": "CPS", "mge": "Eaton"}
 
@@ -488,11 +581,11 @@ def _lookups(raw: object, common: Mapping[str, Lookup]) -> dict[str, Lookup]:
     assert isinstance(raw, dict)
     out = dict(common)
     for name, spec in raw.items():
-        if "values" in spec:
-            values = tuple((int(v), str(t)) for v, t in spec["values"])
+        values = tuple((int(v), str(t)) for v, t in spec.get("values", ()))
+        if name in CONVERTERS:
+            out[name] = Lookup(name, values, CONVERTERS[name], REVERSES.get(name))
+        elif values:
             out[name] = Lookup(name, values=values)
-        elif name in CONVERTERS:
-            out[name] = Lookup(name, converter=CONVERTERS[name], reverse=REVERSES.get(name))
     return out
 
 
@@ -523,6 +616,11 @@ def _rows(raw: object, lookups: Mapping[str, Lookup]) -> tuple[tuple[Row, ...], 
     return tuple(rows), tuple(skipped)
 
 
+def _list(raw: object) -> list[object]:
+    assert isinstance(raw, list)
+    return raw
+
+
 def _load(name: str) -> Subdriver:
     data = load_table_file(name)
     lookups = _lookups(data["lookups"], _common_lookups())
@@ -536,6 +634,7 @@ def _load(name: str) -> Subdriver:
         rows=rows,
         devices=tuple((int(v, 16), int(p, 16), h) for v, p, h in devices),
         skipped=skipped,
+        model_paths=tuple(str(p) for p in _list(data.get("model_paths", []))),
     )
 
 
