@@ -65,7 +65,7 @@ from .server import (
     open_listeners,
     serve_nut,
 )
-from .server.tls import expiry_warning, load_server_context
+from .server.tls import expiry_warning, load_server_context, plaintext_allowed
 from .state import StateStore, UpsEntry
 from .web import DEFAULT_WEB_PORT, WebApp, WebSettings, WebSource, serve_web
 
@@ -455,9 +455,16 @@ async def _start_web(daemon: Daemon, nursery: trio.Nursery) -> None:
         stats=lambda: daemon.core.stats if daemon.core is not None else None,
         verdict=daemon.verdict,
         describe=daemon.core.descriptions.var if daemon.core is not None else lambda name: None,
+        plaintext_ok=functools.partial(_plaintext_ok, daemon),
     )
     serve = functools.partial(serve_web, tls_context=tls)
     daemon.web = await nursery.start(serve, source, listeners, options.web_settings)
+
+
+def _plaintext_ok(daemon: Daemon, address: str) -> bool:
+    """The NUT port's TLS rule now (a reload may change it), for the plain-HTTP web."""
+    settings = daemon.core.settings if daemon.core is not None else None
+    return settings is None or plaintext_allowed(address, settings.plaintext_from)
 
 
 async def _start_advertising(daemon: Daemon, nursery: trio.Nursery) -> None:

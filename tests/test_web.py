@@ -235,7 +235,7 @@ async def login(port: int, user: str, password: str):
 
 
 async def test_login_and_actions_use_upsd_users_rights_and_csrf(daemon, caplog):
-    caplog.set_level(logging.INFO, logger="nuttrio.web")
+    caplog.set_level(logging.INFO, logger="nuttrio.audit")
     port = web_port(daemon)
     url = "/api/v1/ups/a/instcmd"
     refused, _ = await login(port, "admin", "wrong")
@@ -275,7 +275,6 @@ async def test_login_and_actions_use_upsd_users_rights_and_csrf(daemon, caplog):
     ran = await request(port, url, method="POST", body={"command": "load.off"}, headers=good)
     # dummy-ups runs no command: the driver's answer is UNKNOWN, as upscmd -w shows.
     assert (ran.status, ran.json()) == (200, {"ups": "a", "result": "UNKNOWN"})
-    assert any(r.getMessage() == "admin@127.0.0.1 ran load.off on a (web)" for r in caplog.records)
 
     set_url = "/api/v1/ups/a/set"
     changed = await request(
@@ -299,6 +298,17 @@ async def test_login_and_actions_use_upsd_users_rights_and_csrf(daemon, caplog):
         headers=headers,
     )
     assert viewer_set.json()["error"] == "ACCESS-DENIED"
+    audit = [r.getMessage() for r in caplog.records if r.name == "nuttrio.audit"]
+    line = "user={} peer=127.0.0.1 ups={} request='{}' result={} tracking=- via=web"
+    assert audit == [
+        line.format("admin", "-", "LOGIN", "ACCESS-DENIED"),
+        line.format("viewer", "a", "INSTCMD a load.off", "ACCESS-DENIED"),
+        line.format("admin", "a", "INSTCMD a no.such", "CMD-NOT-SUPPORTED"),
+        line.format("admin", "a", "INSTCMD a load.off", "UNKNOWN"),
+        line.format("admin", "a", "SET VAR a battery.charge 42", "SUCCESS"),
+        line.format("admin", "a", "SET VAR a no.such 1", "VAR-NOT-SUPPORTED"),
+        line.format("viewer", "a", "SET VAR a battery.charge 1", "ACCESS-DENIED"),
+    ]
     events = (await request(port, "/api/v1/events")).json()
     assert [e["message"] for e in events if e["kind"] == "action"] == [
         "admin@127.0.0.1 ran load.off",
@@ -393,6 +403,33 @@ async def test_web_tls_uses_the_nut_certificate(tmp_path):
         with pytest.raises(h11.RemoteProtocolError):
             await request(port, "/api/v1/ups")
         assert (await request(port, "/api/v1/ups", ssl_context=client)).status == 200
+
+
+async def test_plain_http_logins_and_actions_follow_the_nut_port_s_tls_rule(tmp_path):
+    trustme = pytest.importorskip("trustme")
+    confdir = write_confdir(tmp_path / "conf")
+    pem = confdir / "upsd.pem"
+    trustme.CA().issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    upsd_conf = "LISTEN 127.0.0.1 3493\nCERTFILE {}\nNUTTRIO_PLAINTEXT_FROM {}\n"
+    (confdir / "upsd.conf").write_text(upsd_conf.format(pem, "127.0.0.2/32"))
+    options = nuttrio.DaemonOptions(
+        confdir=confdir, listen=(("127.0.0.1", 0),), web=(("127.0.0.1", 0),)
+    )
+    async with nuttrio.open_daemon(options) as daemon:
+        port = web_port(daemon)
+        assert (await request(port, "/api/v1/ups")).json() == {"a": "Rack A"}  # read-only
+        refused, _ = await login(port, "admin", "pw")
+        assert (refused.status, refused.json()["error"]) == (403, "TLS-REQUIRED")
+        (confdir / "upsd.conf").write_text(upsd_conf.format(pem, "127.0.0.0/8"))
+        await daemon.reload()
+        admin, cookie = await login(port, "admin", "pw")
+        assert admin.status == 200
+        good = {"cookie": cookie, "x-csrf-token": admin.json()["csrf"]}
+        (confdir / "upsd.conf").write_text(upsd_conf.format(pem, "127.0.0.2/32"))
+        await daemon.reload()
+        url = "/api/v1/ups/a/instcmd"
+        late = await request(port, url, method="POST", body={"command": "load.off"}, headers=good)
+        assert (late.status, late.json()["error"]) == (403, "TLS-REQUIRED")
 
 
 async def test_web_tls_without_certfile_is_a_config_error(tmp_path):

@@ -101,7 +101,7 @@ def artifacts(tmp_path) -> Path:
 
 
 async def test_dashboard_follows_the_ups_and_runs_a_command(tmp_path, browser, artifacts, caplog):
-    caplog.set_level(logging.INFO, logger="nuttrio.web")
+    caplog.set_level(logging.INFO, logger="nuttrio.audit")
     options = nuttrio.DaemonOptions(
         confdir=write_confdir(tmp_path / "conf"),
         listen=(("127.0.0.1", 0),),
@@ -139,7 +139,10 @@ async def test_dashboard_follows_the_ups_and_runs_a_command(tmp_path, browser, a
 
         await run(log_in_and_run)
         assert any(
-            r.getMessage() == "admin@127.0.0.1 ran load.off on a (web)" for r in caplog.records
+            r.getMessage()
+            == "user=admin peer=127.0.0.1 ups=a request='INSTCMD a load.off' result=UNKNOWN"
+            " tracking=- via=web"
+            for r in caplog.records
         )
         shot = artifacts / "dashboard.png"
         await run(browser.save_screenshot, str(shot))

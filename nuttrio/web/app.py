@@ -47,6 +47,8 @@ from .stream import StreamSource, serve_stream
 __all__ = ["WebApp", "WebSource", "WebUser"]
 
 log = logging.getLogger("nuttrio.web")
+#: The protocol server's audit logger (the same lines, marked ``via=web``).
+audit_log = logging.getLogger("nuttrio.audit")
 
 API = "/api/v1"
 #: Seconds each refused login takes (refusals are answered one at a time).
@@ -90,6 +92,9 @@ class WebSource:
         stats: The protocol server's counters now, or ``None``.
         verdict: The manager's verdict now (``nuttrio why``), or ``None`` if no manager.
         describe: A variable's description (upsd's cmdvartab), for /metrics' HELP.
+        plaintext_ok: Whether a peer (its address) may log in and act over plain HTTP:
+            the NUT port's TLS enforcement (``NUTTRIO_PLAINTEXT_FROM``) applied to the web
+            when it serves without ``--web-tls``; everyone by default.
     """
 
     store: StateStore
@@ -97,6 +102,7 @@ class WebSource:
     stats: Callable[[], ServerCounters | None] = lambda: None
     verdict: Callable[[], JsonValue] | None = None
     describe: Callable[[str], str | None] = lambda name: None
+    plaintext_ok: Callable[[str], bool] = lambda address: True
 
 
 @attrs.define
@@ -118,6 +124,19 @@ def _error(status: int, token: str, message: str | None = None) -> Response:
     return _json({"error": token, "message": message or token}, status)
 
 
+def _audit(username: str, peer: str, ups: str, what: str, result: str) -> None:
+    """One ``nuttrio.audit`` line for a web login or action, as the protocol server writes."""
+    audit_log.log(
+        logging.INFO if result in ("SUCCESS", "PENDING") else logging.WARNING,
+        "user=%s peer=%s ups=%s request=%r result=%s tracking=- via=web",
+        username or "-",
+        peer,
+        ups,
+        what,
+        result,
+    )
+
+
 class _Refused(Exception):
     """A request refused with an error response (raised by the checks)."""
 
@@ -132,12 +151,21 @@ class WebApp:
         source: What to serve.
         events: The event log (logins and actions are added to it).
         samples: The chart's points.
+        secure: Whether it is served over HTTPS (then plaintext_ok is not asked).
     """
 
-    def __init__(self, source: WebSource, events: EventLog, samples: RingLog[Sample]) -> None:
+    def __init__(
+        self,
+        source: WebSource,
+        events: EventLog,
+        samples: RingLog[Sample],
+        *,
+        secure: bool = False,
+    ) -> None:
         self.source = source
         self.events = events
         self.samples = samples
+        self.secure = secure
         self.sessions: dict[str, _Session] = {}
         self._refusals = trio.Lock()
         self.websockets = 0
@@ -262,14 +290,23 @@ class WebApp:
             raise _Refused(_error(400, "BAD-JSON", "the body must be a JSON object"))
         return data
 
+    def _check_tls(self, request: Request) -> None:
+        """Refuse a login or an action in plain HTTP from a peer the TLS rule covers."""
+        if not self.secure and not self.source.plaintext_ok(request.peer):
+            log.warning("web request from %s refused: plain HTTP", request.peer)
+            message = "plain HTTP is refused from this address: use the https dashboard"
+            raise _Refused(_error(403, "TLS-REQUIRED", message))
+
     async def _login(self, request: Request) -> Response:
         self._check_origin(request)
+        self._check_tls(request)
         data = self._body(request)
         username, password = str(data.get("username", "")), str(data.get("password", ""))
         user = self.source.users().get(username)
         known = user is not None and user.password is not None
         if not (known and hmac.compare_digest(user.password or "", password)):  # type: ignore[union-attr]
             log.warning("web login as %s from %s refused", username, request.peer)
+            _audit(username, request.peer, "-", "LOGIN", "ACCESS-DENIED")
             self.events.add("login", f"login as {username} from {request.peer} refused")
             # One refusal per FAILED_LOGIN_DELAY for everyone: guessing stays slow however
             # many connections try at once; right passwords never wait.
@@ -291,6 +328,7 @@ class WebApp:
 
     def _authorised(self, request: Request) -> _Session:
         self._check_origin(request)
+        self._check_tls(request)
         found = self.session_of(request)
         if found is None:
             raise _Refused(_error(401, "NOT-LOGGED-IN", "log in first"))
@@ -313,46 +351,59 @@ class WebApp:
         session = self._authorised(request)
         data = self._body(request)
         command, param = str(data.get("command", "")), data.get("param")
+        what = " ".join(("INSTCMD", name, command, *(() if param is None else (str(param),))))
         entry = self._available(name)
-        if not entry.snapshot().has_command(command):
-            return _error(400, "CMD-NOT-SUPPORTED")
         user = self.source.users().get(session.username)
+        if not entry.snapshot().has_command(command):
+            return self._refuse(request, session, name, what, 400, "CMD-NOT-SUPPORTED")
         if user is None or not user.allows_instcmd(command, session.password):
-            return _error(403, "ACCESS-DENIED")
+            return self._refuse(request, session, name, what, 403, "ACCESS-DENIED")
         order = DriverCommand(CommandKind.INSTCMD, command, None if param is None else str(param))
-        return await self._submit(request, session, entry, order, f"ran {command}")
+        return await self._submit(request, session, entry, order, what)
 
     async def _set_var(self, request: Request, name: str) -> Response:
         session = self._authorised(request)
         data = self._body(request)
         variable, value = str(data.get("variable", "")), str(data.get("value", ""))
+        what = f"SET VAR {name} {variable} {value}"
         entry = self._available(name)
         user = self.source.users().get(session.username)
         if user is None or not user.allows("set", session.password):
-            return _error(403, "ACCESS-DENIED")
+            return self._refuse(request, session, name, what, 403, "ACCESS-DENIED")
         var = entry.snapshot().get(variable)
-        if var is None:
-            return _error(400, "VAR-NOT-SUPPORTED")
-        refused = refuse_value(var, value)
+        refused = "VAR-NOT-SUPPORTED" if var is None else refuse_value(var, value)
         if refused is not None:
-            return _error(400, refused)
+            return self._refuse(request, session, name, what, 400, refused)
         order = DriverCommand(CommandKind.SET, variable, value)
-        return await self._submit(request, session, entry, order, f"set {variable}")
+        return await self._submit(request, session, entry, order, what)
+
+    def _refuse(
+        self, request: Request, session: _Session, ups: str, what: str, status: int, token: str
+    ) -> Response:
+        """An action refused: audited as the protocol server audits its refusals."""
+        _audit(session.username, request.peer, ups, what, token)
+        return _error(status, token)
 
     async def _submit(
         self, request: Request, session: _Session, entry: UpsEntry, order: DriverCommand, what: str
     ) -> Response:
-        """Queue ``order``; wait a little for the driver's answer (the page shows it)."""
+        """Queue ``order``; wait a little for the driver's answer (the page shows it).
+
+        The audit line says the driver's answer, or ``PENDING`` if it has not come in 5 s.
+        """
         failed = "INSTCMD-FAILED" if order.kind is CommandKind.INSTCMD else "SET-FAILED"
         if not entry.submit(order):
+            _audit(session.username, request.peer, entry.name, what, failed)
             return _error(503, failed)
-        # The protocol server's audit line, with where it came from.
-        log.info("%s@%s %s on %s (web)", session.username, request.peer, what, entry.name)
-        self.events.add("action", f"{session.username}@{request.peer} {what}", entry.name)
+        done = "ran" if order.kind is CommandKind.INSTCMD else "set"
+        self.events.add(
+            "action", f"{session.username}@{request.peer} {done} {order.name}", entry.name
+        )
         status = None
         with trio.move_on_after(5):
             status = await order.result.wait()
         result = "PENDING" if status is None else status.name
+        _audit(session.username, request.peer, entry.name, what, result)
         return _json({"ups": entry.name, "result": result}, 200 if status is not None else 202)
 
     # -- the stream --------------------------------------------------------------------------------
