@@ -54,6 +54,7 @@ from .nutconf import (
     load_upssched_conf,
     reload_nut_config,
 )
+from .nutconf.common import host_port
 from .nutconf.notify_types import STATUS_NOTIFY_TYPES
 from .nutconf.upsd_conf import LOOPBACK_NETWORKS
 from .server import (
@@ -434,7 +435,7 @@ async def _start_web(daemon: Daemon, nursery: trio.Nursery) -> None:
     if not options.web:
         return
     addresses = [
-        ListenAddress(h, p, f"--web {_host_port(h, p)}", required=not options.web_optional)
+        ListenAddress(h, p, f"--web {host_port(h, p)}", required=not options.web_optional)
         for h, p in options.web
     ]
     tls = web_tls_context(daemon.config) if options.web_tls else None
@@ -774,7 +775,7 @@ def _listen_addresses(options: DaemonOptions, config: NutConfig | None) -> list[
     """
     if options.listen:
         return [
-            ListenAddress(h, p, f"--listen {_host_port(h, p)}", required=True)
+            ListenAddress(h, p, f"--listen {host_port(h, p)}", required=True)
             for h, p in options.listen
         ]
     if config is None:
@@ -788,10 +789,6 @@ def _listen_addresses(options: DaemonOptions, config: NutConfig | None) -> list[
         )
         for item in config.upsd.listen
     ]
-
-
-def _host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _limits(options: DaemonOptions, config: NutConfig | None) -> ConnectionLimits:

@@ -20,7 +20,7 @@ import trio
 import nuttrio
 from nuttrio import jsonshapes as js
 from nuttrio.cli import clients
-from nuttrio.cli.clients._base import GetOpt, Stdio, c_atoi, disconnect, splitaddr, splitname
+from nuttrio.cli.clients._base import GetOpt, Stdio, disconnect, splitaddr, splitname
 from nuttrio.cli.clients.upslog import DEFAULT_LOGFORMAT, Monitored, Options, _Loop, compile_format
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,12 +97,6 @@ def test_splitaddr_messages() -> None:
     assert splitaddr(stdio, "host:") is None
     assert isinstance(stdio.err, io.BytesIO)
     assert stdio.err.getvalue() == b"upscli_splitaddr: no port specified after ':' separator\n"
-
-
-def test_c_atoi() -> None:
-    """C's atoi: a prefix of digits, 0 if none, wrapped to 32 bits."""
-    values = [c_atoi(t) for t in ("12", " -7x", "+3", "x", "", "99999999999")]
-    assert values == [12, -7, 3, 0, 0, 1215752191]
 
 
 def test_upslog_format_compiles_as_nut() -> None:
@@ -236,3 +230,10 @@ async def test_upslog_keeps_its_connection_only_up_to_30_seconds(interval, conne
         assert len(accepted) == connections
         await disconnect(target.client)
         nursery.cancel_scope.cancel()
+
+
+def test_docs_json_md_describes_every_shape() -> None:
+    """docs/json.md is the schema: every class jsonshapes converts has its section there."""
+    doc = (Path(__file__).parent.parent / "docs" / "json.md").read_text()
+    missing = [cls.__name__ for cls in js._CONVERTERS if f"`{cls.__name__}`" not in doc]
+    assert missing == []

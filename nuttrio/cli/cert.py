@@ -19,6 +19,7 @@ from pathlib import Path
 import attrs
 
 from ..client import cert_fingerprint, format_fingerprint
+from ._args import positive_int
 
 __all__ = [
     "CertFiles",
@@ -166,17 +167,6 @@ def report(files: CertFiles, host: str) -> str:
     )
 
 
-def _positive_days(text: str) -> int:
-    """A whole number of days, at least 1 (an argparse type)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def add_cert_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``nuttrio cert`` with the command line's subcommands."""
     sub = commands.add_parser(
@@ -196,7 +186,7 @@ def add_cert_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     sub.add_argument(
         "--days",
         metavar="N",
-        type=_positive_days,
+        type=positive_int,
         default=DEFAULT_DAYS,
         help=f"validity in days (default {DEFAULT_DAYS})",
     )

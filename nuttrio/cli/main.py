@@ -24,11 +24,13 @@ from ..daemon import (
     WebSettings,
     run_daemon,
 )
-from ..nutconf import ConfigError, split_host_port
+from ..nutconf import ConfigError
+from ..nutconf.common import host_port, split_host_port
 from ..protocol import DEFAULT_MAX_LINE
 from ..server import ConnectionLimits, ListenError
 from ..systemd import SystemdNotifier
 from . import clients, tools
+from ._args import positive_int
 from .cert import add_cert_command, run_cert_command
 from .hid import add_hid_commands, run_hid_command
 
@@ -250,7 +252,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-line",
         metavar="BYTES",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_MAX_LINE,
         help=f"longest request line accepted (default {DEFAULT_MAX_LINE})",
     )
@@ -263,35 +265,20 @@ def _bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _host_port(host: str, port: int) -> str:
-    return f"{_bracketed(host)}:{port}"
-
-
-def _positive_int(text: str) -> int:
-    """A whole number of at least 1 (an argparse type)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def _hint(daemon: Daemon) -> str:
     scheme = "https" if daemon.options.web_tls else "http"
-    web = "".join(f"; dashboard: {scheme}://{_host_port(h, p)}/" for h, p in daemon.web_addresses)
+    web = "".join(f"; dashboard: {scheme}://{host_port(h, p)}/" for h, p in daemon.web_addresses)
     if daemon.options.role is Role.SECONDARY:
         assert daemon.manager is not None
         watched = ", ".join(m.system for m in daemon.manager.config.monitors)
         return f"nuttrio: managing (secondary) {watched}{web}"
     names = daemon.store.names()
     addresses = daemon.addresses
-    listening = ", ".join(_host_port(h, p) for h, p in addresses)
+    listening = ", ".join(host_port(h, p) for h, p in addresses)
     if not names:
         return f"nuttrio: listening on {listening}{web} (no UPS configured)"
     host, port = next(((h, p) for h, p in addresses if ":" not in h), addresses[0])
-    where = _bracketed(host) if port == DEFAULT_PORT else _host_port(host, port)
+    where = _bracketed(host) if port == DEFAULT_PORT else host_port(host, port)
     target = f"{names[0]}@{where}"
     served = names[0] if len(names) == 1 else f"{len(names)} UPS ({', '.join(names)})"
     return f"nuttrio: serving {served} on {listening}{web}; query it with: upsc {target}"

@@ -32,6 +32,7 @@ from typing import Any
 
 import trio
 
+from ..nutconf.common import DEFAULT_PORT
 from ..protocol import (
     ClientConnection,
     ClientReply,
@@ -52,8 +53,6 @@ __all__ = [
     "wrap_nut_stream",
 ]
 
-#: The NUT port (IANA ``nut``, RFC 9271).
-DEFAULT_PORT = 3493
 #: Seconds between ``GET TRACKING`` polls while a tracked request is pending.
 TRACKING_POLL_INTERVAL = 0.1
 _RECEIVE_SIZE = 65536

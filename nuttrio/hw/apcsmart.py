@@ -50,12 +50,12 @@ import attrs
 import trio
 
 from ..nutconf import ConfigError, UpsSection
+from ..nutconf.common import strtol
 from ..state import CommandKind, CommandStatus, DriverCommand, DriverLink, Variable
 from .base import DriverContext, DriverFailed
 from .dstate import DriverArgs, DState, VarKind
 from .dummy_table import StFlag
 from .kit import DeviceSilent
-from .megatec import strtol
 from .serial_line import SerialLine, run_serial_driver
 from .transport import SerialSettings
 

@@ -51,6 +51,7 @@ import attrs
 import trio
 
 from ..nutconf import ConfigError, UpsSection
+from ..nutconf.common import strtol
 from ..state import CommandKind, CommandStatus, DriverCommand, DriverLink
 from .base import DriverContext, DriverFailed
 from .dstate import DriverArgs, DState, VarKind
@@ -68,7 +69,6 @@ __all__ = [
     "blazer_ser_factory",
     "c_string",
     "strtod",
-    "strtol",
 ]
 
 log = logging.getLogger(__name__)
@@ -88,12 +88,6 @@ def strtod(text: str) -> float:
     match = _NUMBER.match(text.lstrip())
     digits = match[0] if match else ""
     return float(digits) if any(ch.isdigit() for ch in digits) else 0.0
-
-
-def strtol(text: str) -> int:
-    """C's ``strtol(text, NULL, 10)`` (0 when no number)."""
-    match = re.match(r"\s*([+-]?\d+)", text)
-    return int(match[1]) if match else 0
 
 
 def _tokens(text: str) -> Iterator[str]:

@@ -40,6 +40,7 @@ import attrs
 import trio
 
 from ..nutconf import ConfigError, UpsSection
+from ..nutconf.common import strtol
 from ..state import CommandKind, CommandStatus, DriverCommand, DriverLink, Variable
 from .base import DriverContext, DriverFailed
 from .dstate import DriverArgs, DState, VarKind
@@ -53,7 +54,6 @@ from .megatec import (
     BlazerSettings,
     c_string,
     strtod,
-    strtol,
 )
 from .serial_line import SerialLine, run_serial_driver
 from .transport import SerialSettings

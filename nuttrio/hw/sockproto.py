@@ -40,6 +40,7 @@ from typing import Any
 
 import attrs
 
+from ..nutconf.common import strtol
 from ..protocol.quoting import quote, request_line, request_word
 from ..protocol.tokenizer import Line, LineError, LineTooLong, Tokenizer
 from ..state import CommandStatus, Variable
@@ -243,19 +244,6 @@ DriverEvent = (
 )
 
 
-def _atoi(text: str) -> int:
-    """C's ``atoi``/``strtol(…, 10)``: leading blanks, a sign, digits; anything else is 0."""
-    text = text.lstrip(" \t\n\r\v\f")
-    sign, digits = 1, ""
-    if text[:1] in ("+", "-"):
-        sign, text = (-1 if text[0] == "-" else 1), text[1:]
-    for ch in text:
-        if not ch.isdigit():
-            break
-        digits += ch
-    return sign * int(digits) if digits else 0
-
-
 def _pid(args: Sequence[str]) -> Pid | None:
     return Pid(int(args[0])) if args[0].isdigit() else None
 
@@ -278,10 +266,10 @@ _PARSERS: Mapping[str, tuple[int, Callable[[Sequence[str]], DriverEvent | None]]
     "SETINFO": (2, lambda a: SetInfo(a[0], a[1])),
     "ADDENUM": (2, lambda a: AddEnum(a[0], a[1])),
     "DELENUM": (2, lambda a: DelEnum(a[0], a[1])),
-    "SETAUX": (2, lambda a: SetAux(a[0], _atoi(a[1]))),
+    "SETAUX": (2, lambda a: SetAux(a[0], strtol(a[1]))),
     "TRACKING": (2, lambda a: Tracking(a[0], a[1])),
-    "ADDRANGE": (3, lambda a: AddRange(a[0], _atoi(a[1]), _atoi(a[2]))),
-    "DELRANGE": (3, lambda a: DelRange(a[0], _atoi(a[1]), _atoi(a[2]))),
+    "ADDRANGE": (3, lambda a: AddRange(a[0], strtol(a[1]), strtol(a[2]))),
+    "DELRANGE": (3, lambda a: DelRange(a[0], strtol(a[1]), strtol(a[2]))),
     "PID": (1, _pid),
     "OK": (1, _goodbye),
 }
@@ -503,7 +491,7 @@ _HANDLERS: Mapping[type, Callable[[DriverMirror, Any], None]] = {
 
 def tracking_status(status: str) -> CommandStatus:
     """The outcome a driver's ``TRACKING id status`` word stands for (upsd 2.8.3's mapping)."""
-    number = _atoi(status) if status.strip().lstrip("+-").isdigit() else -1
+    number = strtol(status) if status.strip().lstrip("+-").isdigit() else -1
     if number == 4:  # STAT_*_CONVERSION_FAILED (2.8.3)
         return CommandStatus.INVALID_ARGUMENT
     try:

@@ -47,6 +47,7 @@ __all__ = [
     "dispatch",
     "fold",
     "frozen_map",
+    "host_port",
     "invalid_directive",
     "is_nss_database",
     "load_ca_locations",
@@ -419,6 +420,11 @@ def strtol(text: str, bits: int = 64) -> int:
         return 0
     limit = 1 << (bits - 1)
     return max(-limit, min(limit - 1, int(match.group(1))))
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets (``[::1]:3493``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def atoi(text: str) -> int:

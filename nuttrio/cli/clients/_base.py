@@ -29,6 +29,7 @@ import attrs
 import trio
 
 from ...client import NutClient, NutError, tls_from_flags, wrap_nut_stream
+from ...nutconf.common import DEFAULT_PORT, strtol
 from ...protocol import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
@@ -42,7 +43,6 @@ __all__ = [
     "Stdio",
     "TlsOptions",
     "UpscliError",
-    "c_atoi",
     "connect",
     "disconnect",
     "getpass",
@@ -58,8 +58,6 @@ _T = TypeVar("_T")
 
 #: The NUT release whose tools these mirror (their ``-V`` and usage texts say it).
 NUT_VERSION = "2.8.0"
-#: libupsclient's port when none is given.
-DEFAULT_PORT = 3493
 #: Seconds libupsclient waits for each reply line (``DEFAULT_NETWORK_TIMEOUT``).
 NETWORK_TIMEOUT = 5.0
 #: What libupsclient prints when it first tries STARTTLS (Debian builds it with NSS).
@@ -298,22 +296,6 @@ class GetOpt:
         return index
 
 
-def c_strtol(text: str) -> int:
-    """C's ``strtol(text, NULL, 10)``: leading blanks, a sign, digits; 0 if none."""
-    stripped = text.lstrip(" \t\n\r\f\v")
-    sign = -1 if stripped.startswith("-") else 1
-    if stripped[:1] in "+-":
-        stripped = stripped[1:]
-    digits = len(stripped) - len(stripped.lstrip("0123456789"))
-    return sign * int(stripped[:digits]) if digits else 0
-
-
-def c_atoi(text: str) -> int:
-    """C's ``atoi``: :func:`c_strtol` kept to a 32-bit int."""
-    value = c_strtol(text)
-    return (value + 2**31) % 2**32 - 2**31
-
-
 def str_to_uint(text: str) -> int | None:
     """NUT's ``str_to_uint``: the whole text as an unsigned decimal, else ``None``."""
     stripped = text.lstrip(" \t\n\r\f\v")
@@ -359,7 +341,7 @@ def splitaddr(io: Stdio, text: str) -> tuple[str, int] | None:
         if colon < 0:
             return (host, DEFAULT_PORT) if host is not None else None
         port_text = text[colon + 1 :]
-    port = c_strtol(port_text)
+    port = strtol(port_text)
     if not port_text or not 1 <= port <= 65535:
         io.ewrite("upscli_splitaddr: no port specified after ':' separator\n")
         return None

@@ -24,6 +24,7 @@ import trio
 
 from ... import jsonshapes as js
 from ...client import NutClient
+from ...nutconf.common import atoi
 from ._base import (
     NUT_VERSION,
     TLS_LONG,
@@ -33,7 +34,6 @@ from ._base import (
     Stdio,
     TlsOptions,
     UpscliError,
-    c_atoi,
     connect,
     disconnect,
     nut_call,
@@ -220,7 +220,7 @@ def _parse(io: Stdio, argv: list[str]) -> Options:
     setters: dict[str, Callable[[str], None]] = {
         "s": lambda v: setattr(options, "spec", v),
         "l": lambda v: setattr(options, "logfn", v),
-        "i": lambda v: setattr(options, "interval", c_atoi(v)),
+        "i": lambda v: setattr(options, "interval", atoi(v)),
         "f": lambda v: setattr(options, "logformat", v),
         "u": lambda v: setattr(options, "user", v),
         "p": lambda v: setattr(options, "pidbase", v),
@@ -247,7 +247,7 @@ def _parse(io: Stdio, argv: list[str]) -> Options:
         io.write(HELP)
         raise Exit(0)
     if len(rest) >= 3:
-        options.spec, options.logfn, options.interval = rest[0], rest[1], c_atoi(rest[2])
+        options.spec, options.logfn, options.interval = rest[0], rest[1], atoi(rest[2])
     if len(rest) >= 4:
         options.logformat = "".join(f"{word} " for word in rest[3:])
     if not options.targets:

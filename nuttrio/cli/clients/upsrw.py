@@ -9,6 +9,7 @@ import trio
 
 from ... import jsonshapes as js
 from ...client import NutClient
+from ...nutconf.common import atoi, strtol
 from ._admin import Credentials, Tracking, login, parse_timeout, send_action
 from ._base import (
     NUT_VERSION,
@@ -19,8 +20,6 @@ from ._base import (
     Stdio,
     TlsOptions,
     UpscliError,
-    c_atoi,
-    c_strtol,
     nut_call,
     session,
     splitname,
@@ -101,7 +100,7 @@ class _Lister:
             elif upper == "RANGE":
                 return await self._range(desc, var, unrecognized)
             elif upper.startswith("STRING:"):
-                length = c_strtol(word[7:])
+                length = strtol(word[7:])
                 if is_enum:
                     return await self._enum(desc, var, "STRING", length, unrecognized)
                 value = await self._value("string", var)
@@ -149,7 +148,7 @@ class _Lister:
     async def _range(self, desc: str | None, var: str, unrecognized: list[str]) -> js.RwVariable:
         value = await self._value("range", var)
         ranges = tuple(
-            (c_atoi(low), c_atoi(high))
+            (atoi(low), atoi(high))
             for low, high in await self._listing(self.client.list_range(self.ups, var))
         )
         return js.RwVariable(
@@ -184,7 +183,7 @@ def _plain(item: js.RwVariable) -> str:
             f'Option: "{o}"' + (" SELECTED" if o == item.value else "") for o in item.options or ()
         ]
     elif item.type == "RANGE":
-        current = c_atoi(item.value or "")
+        current = atoi(item.value or "")
         lines.append("Type: RANGE NUMBER")
         lines += [
             f'Option: "{low}-{high}"' + (" SELECTED" if low <= current <= high else "")

@@ -28,6 +28,7 @@ from typing import Protocol
 
 import attrs
 
+from ...nutconf.common import atoi
 from .descriptor import ReportDescriptor
 from .usages import UsageTable, entries_of, load_table_file, standard_usages
 
@@ -183,28 +184,14 @@ def _abm_legacy(token: str) -> Converter:
     return convert
 
 
-def _atoi(text: str | None) -> int:
-    """C's atoi: the leading digits (with a sign), 0 if none."""
-    digits = ""
-    for k, c in enumerate((text or "").strip()):
-        if c.isdigit() or (k == 0 and c in "+-"):
-            digits += c
-        else:
-            break
-    try:
-        return int(digits)
-    except ValueError:
-        return 0
-
-
 def _eaton_realpower(value: float, ctx: ConvertContext) -> str | None:
     """ups.realpower from load, nominal power and power factor (0.80 by default)."""
     load, nominal = ctx.info("ups.load"), ctx.info("ups.power.nominal")
     if load is None or nominal is None:
         return None
     factor_text = ctx.info("output.powerfactor")
-    factor = 0.80 if factor_text is None else _atoi(factor_text)  # NUT's atoi: "0.9" is 0
-    return f"{round(_atoi(load) * 0.01 * _atoi(nominal) * factor):.0f}"
+    factor = 0.80 if factor_text is None else atoi(factor_text)  # NUT's atoi: "0.9" is 0
+    return f"{round(atoi(load) * 0.01 * atoi(nominal) * factor):.0f}"
 
 
 def _eaton_converter_online(value: float, ctx: ConvertContext) -> str | None:
