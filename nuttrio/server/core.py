@@ -37,6 +37,7 @@ from ..nutconf.upsd_conf import IPNetwork
 from ..protocol import ErrCode, Reply, ServerConnection, quote
 from ..protocol import events as ev
 from ..protocol import replies as rp
+from ..protocol.grammar import COMMANDS
 from ..state import (
     CommandKind,
     CommandResult,
@@ -178,33 +179,25 @@ class ServerStats:
             self.errors[reply.error.value] += 1
 
 
-_COMMAND_WORDS: dict[type[ev.Request], str] = {
-    ev.Rejected: "REJECTED",
-    ev.Ver: "VER",
-    ev.NetVer: "NETVER",
-    ev.Help: "HELP",
-    ev.StartTLS: "STARTTLS",
-    ev.Username: "USERNAME",
-    ev.Password: "PASSWORD",
-    ev.Fsd: "FSD",
-    ev.GetNumLogins: "GET",
-    ev.GetUpsDesc: "GET",
-    ev.GetVar: "GET",
-    ev.GetType: "GET",
-    ev.GetDesc: "GET",
-    ev.GetCmdDesc: "GET",
-    ev.GetTracking: "GET",
-    ev.SetVar: "SET",
-    ev.SetTracking: "SET",
-    ev.InstCmd: "INSTCMD",
-    ev.ListUps: "LIST",
-    ev.ListVar: "LIST",
-    ev.ListRw: "LIST",
-    ev.ListCmd: "LIST",
-    ev.ListClient: "LIST",
-    ev.ListEnum: "LIST",
-    ev.ListRange: "LIST",
-}
+#: Events that carry their first word (see :func:`_command_word`).
+_WORD_IN_EVENT = (ev.Login, ev.Logout, ev.Primary)
+
+
+def _first_words() -> dict[type[ev.Request], str]:
+    """Each request type's first word (NUT's where aliases share one, as PROTVER NETVER's).
+
+    Events whose word is one of their fields (LOGIN/ATTACH, PRIMARY/MASTER) are left to
+    :func:`_command_word`.
+    """
+    words: dict[type[ev.Request], str] = {ev.Rejected: "REJECTED"}
+    for command in COMMANDS:
+        if command.event not in _WORD_IN_EVENT:
+            words.setdefault(command.event, command.words[0])
+    return words
+
+
+#: The first word of each request, for the counters (from the grammar's one table).
+_COMMAND_WORDS = _first_words()
 
 
 #: Requests every answer to which is written to the audit log (failed LOGINs are too).
