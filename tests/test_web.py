@@ -107,6 +107,50 @@ def value_of(samples, **labels) -> float:
     return found[0]
 
 
+#: Facts read off nut_exporter v3.2.5 (DRuggeri/nut_exporter), the reference for the names:
+#: the metric names its Grafana dashboard (dashboard/dashboard.json) queries,
+NUT_EXPORTER_DASHBOARD = (
+    "network_ups_tools_battery_charge",
+    "network_ups_tools_battery_runtime",
+    "network_ups_tools_battery_voltage_high",
+    "network_ups_tools_battery_voltage_low",
+    "network_ups_tools_battery_voltage",
+    "network_ups_tools_device_info",
+    "network_ups_tools_input_voltage",
+    "network_ups_tools_ups_load",
+    "network_ups_tools_ups_status",
+)
+#: its device_info labels (collectors/nut_collector.go deviceLabels),
+NUT_EXPORTER_DEVICE_LABELS = (
+    "model", "mfr", "serial", "type", "description", "contact", "location", "part", "macaddr"
+)  # fmt: skip
+#: and its default --nut.statuses (nut_exporter.go).
+NUT_EXPORTER_STATUSES = "OL,OB,LB,HB,RB,CHRG,DISCHRG,BYPASS,CAL,OFF,OVER,TRIM,BOOST,FSD,SD"
+
+
+async def test_metrics_serve_what_nut_exporter_s_grafana_dashboard_queries(tmp_path):
+    confdir = write_confdir(tmp_path / "conf")
+    (confdir / "a.dev").write_text(
+        DEV + "battery.voltage: 13.5\nbattery.voltage.high: 14.2\nbattery.voltage.low: 10.4\n"
+        "outlet.1.current-max: 2.5\n"
+    )
+    options = nuttrio.DaemonOptions(
+        confdir=confdir, listen=(("127.0.0.1", 0),), web=(("127.0.0.1", 0),)
+    )
+    async with nuttrio.open_daemon(options) as running:
+        got = families((await request(web_port(running), "/metrics")).body.decode())
+    assert [name for name in NUT_EXPORTER_DASHBOARD if name not in got] == []
+    assert value_of(got["network_ups_tools_battery_voltage_low"], ups="a") == 10.4
+    # nut_exporter turns "." and "-" into "_"
+    assert value_of(got["network_ups_tools_outlet_1_current_max"], ups="a") == 2.5
+    assert set(got["network_ups_tools_device_info"][0].labels) == {
+        "ups",
+        *NUT_EXPORTER_DEVICE_LABELS,
+    }
+    flags = [s.labels["flag"] for s in got["network_ups_tools_ups_status"]]
+    assert sorted(flags) == sorted(NUT_EXPORTER_STATUSES.split(","))
+
+
 async def test_metrics_have_nut_exporter_names_and_nuttrio_counters(daemon):
     port = web_port(daemon)
     host, nut_port = daemon.addresses[0]
