@@ -329,3 +329,43 @@ def test_upsd_users_readable_by_others_warns(tmp_path):
     assert f"{users}: file is world readable" in warnings
     users.chmod(0o600)
     assert not [str(w) for w in load_nut_config(tmp_path, env={}).warnings]
+
+
+def _outside_address() -> str:
+    """This machine's own address outside loopback (the per-peer cap's ground), or skip."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("198.51.100.1", 9))  # no packet is sent: it only picks a route
+        except OSError as exc:
+            pytest.skip(f"no address outside loopback to connect from: {exc}")
+        address = str(probe.getsockname()[0])
+    if address.startswith("127."):
+        pytest.skip("no address outside loopback to connect from")
+    return address
+
+
+@pytest.mark.parametrize(("directive", "cap"), [("NUTTRIO_MAXCONN_PER_PEER 3\n", 3), ("", 32)])
+async def test_the_daemon_takes_the_per_peer_cap_from_upsd_conf(tmp_path, directive, cap):
+    import nuttrio
+
+    address = _outside_address()
+    (tmp_path / "upsd.conf").write_text(directive)
+    (tmp_path / "ups.conf").write_text("[a]\n driver = dummy-ups\n port = a.dev\n")
+    (tmp_path / "a.dev").write_text("ups.status: OL\n")
+    (tmp_path / "upsd.users").write_text("")
+    options = nuttrio.DaemonOptions(confdir=tmp_path, listen=((address, 0),))
+    async with nuttrio.open_daemon(options) as daemon:
+        port = daemon.addresses[0][1]
+        streams = [
+            await trio.open_tcp_stream(address, port, local_address=address) for _ in range(cap + 2)
+        ]
+        with trio.fail_after(5):
+            for stream in streams[cap:]:
+                assert await stream.receive_some() == b""  # over the cap: closed unserved
+            for stream in streams[:cap]:
+                await stream.send_all(b"NETVER\n")
+                assert await read_until(stream, b"\n") == b"1.3\n"
+        for stream in streams:
+            await stream.aclose()
