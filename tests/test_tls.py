@@ -469,6 +469,50 @@ async def test_certrequest_require_client_certificate(
             )
 
 
+async def test_manager_presents_upsmon_conf_s_certfile_to_a_certrequest_2_server(
+    tmp_path: Path, ca: trustme.CA, certfile: Path, ca_file: Path
+) -> None:
+    from nuttrio.mgmt.runner import read_once
+
+    client_pem = tmp_path / "client.pem"
+    ca.issue_cert("upsmon.example").private_key_and_cert_chain_pem.write_to_path(str(client_pem))
+    confdir = write_confdir(
+        tmp_path / "conf", f"CERTFILE {certfile}\nCERTPATH {ca_file}\nCERTREQUEST 2\n"
+    )
+    async with nuttrio.open_daemon(daemon_options(confdir)) as daemon:
+        port = daemon.addresses[0][1]
+        tls = f"FORCESSL 1\nCERTVERIFY 1\nCERTPATH {ca_file}\n"
+        path = write_upsmon(tmp_path, tls + f"CERTFILE {client_pem}\n")
+        path.write_text(path.read_text().replace(":3493", f":{port}"))
+        reading = await read_once(load_upsmon_conf(path))
+        assert reading.unreachable == {}
+        path = write_upsmon(tmp_path, tls)  # no client certificate: refused by the server
+        path.write_text(path.read_text().replace(":3493", f":{port}"))
+        reading = await read_once(load_upsmon_conf(path))
+        assert list(reading.unreachable) != []
+
+
+async def test_certrequest_1_asks_for_a_certificate_and_checks_one_given(
+    tmp_path: Path, ca: trustme.CA, certfile: Path, ca_file: Path
+) -> None:
+    client_pem, other = tmp_path / "client.pem", tmp_path / "other.pem"
+    ca.issue_cert("upsmon.example").private_key_and_cert_chain_pem.write_to_path(str(client_pem))
+    trustme.CA().issue_cert("x").private_key_and_cert_chain_pem.write_to_path(str(other))
+    confdir = write_confdir(
+        tmp_path / "conf", f"CERTFILE {certfile}\nCERTPATH {ca_file}\nCERTREQUEST 1\n"
+    )
+    async with nuttrio.open_daemon(daemon_options(confdir)) as daemon:
+        port = daemon.addresses[0][1]
+        for given in (None, client_pem):  # none, or a good one: served
+            ctx = client_ssl_context(ca=ca_file, certfile=given)
+            async with open_nut_client("localhost", port, ssl_context=ctx) as nut:
+                assert await nut.get_var("ups", "ups.status") == "OL"
+        with pytest.raises((ssl.SSLError, trio.BrokenResourceError)):  # a bad one: refused
+            await connect_nut(
+                "localhost", port, ssl_context=client_ssl_context(ca=ca_file, certfile=other)
+            )
+
+
 async def test_certrequest_without_confirmation_fails_later(
     tmp_path: Path, certfile: Path, ca_file: Path
 ) -> None:
