@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import trio
@@ -83,3 +86,38 @@ async def test_abstract_socket_names(notify_socket):
         await sock.bind(b"\0" + name[1:].encode())
         assert await SystemdNotifier(name).notify("READY=1", "STATUS=x") is True
         assert await sock.recv(100) == b"READY=1\nSTATUS=x"
+
+
+async def test_a_stuck_event_loop_sends_no_watchdog_ping(notify_socket):
+    path, sock = notify_socket
+    notifier = SystemdNotifier(path, watchdog_usec=100_000)  # a ping every 0.05 s
+    async with trio.open_nursery() as nursery:
+        await nursery.start(notifier.run_watchdog)
+        await trio.to_thread.run_sync(sock.recv, 4096)  # it pings
+        await trio.sleep(0.06)  # the next ping is sent
+        sock.setblocking(False)
+        while True:  # drain what was sent so far
+            try:
+                sock.recv(4096)
+            except BlockingIOError:
+                break
+        time.sleep(0.3)  # noqa: ASYNC251  (the loop stuck on purpose: six periods pass)
+        with pytest.raises(BlockingIOError):
+            sock.recv(4096)  # ... and not one ping went out, so systemd would notice
+        sock.setblocking(True)
+        await trio.to_thread.run_sync(sock.recv, 4096)  # free again: pings resume
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    "unit", sorted(p.name for p in (Path(__file__).parent.parent / "examples/systemd").iterdir())
+)
+def test_the_example_units_pass_systemd_analyze_verify(tmp_path, unit):
+    analyze, nuttrio = shutil.which("systemd-analyze"), shutil.which("nuttrio")
+    if analyze is None or nuttrio is None:
+        pytest.skip(f"needs systemd-analyze and an installed nuttrio ({analyze}, {nuttrio})")
+    text = (Path(__file__).parent.parent / "examples/systemd" / unit).read_text()
+    # The units name /usr/bin/nuttrio (a distribution's path); here it is elsewhere.
+    (tmp_path / unit).write_text(text.replace("/usr/bin/nuttrio", nuttrio))
+    done = subprocess.run([analyze, "verify", str(tmp_path / unit)], capture_output=True, text=True)
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
