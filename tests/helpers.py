@@ -229,6 +229,16 @@ def ups_section(
     )
 
 
+async def until(predicate: object, limit: float = 15.0, every: float = 0.05) -> None:
+    """Wait, on the real clock, until ``await predicate()`` is true; fail after ``limit`` s.
+
+    For state behind real sockets or processes (a NUT driver, a server polled over TCP).
+    """
+    with trio.fail_after(limit):
+        while not await predicate():  # type: ignore[operator]  # noqa: ASYNC110
+            await trio.sleep(every)
+
+
 async def snapshot_where(
     entry: UpsEntry, check: Callable[[UpsSnapshot], object], limit: float = 60.0
 ) -> UpsSnapshot:

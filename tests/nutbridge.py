@@ -6,12 +6,11 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-import trio
-
 from nuttrio.client import NutClient, NutError
 from nuttrio.daemon import Daemon, DaemonOptions
 from nuttrio.hw.nutdriver import NutDriverBridge
 
+from .helpers import until as until
 from .realnut import require_real_nut, write_dev_file, write_nut_config
 
 
@@ -33,13 +32,6 @@ def bridge(daemon: Daemon, name: str) -> NutDriverBridge:
     driver = daemon.driver(name)
     assert isinstance(driver, NutDriverBridge)
     return driver
-
-
-async def until(predicate: object, limit: float = 15.0, every: float = 0.05) -> None:
-    """Wait on the real clock for state a real driver process changes."""
-    with trio.fail_after(limit):
-        while not await predicate():  # type: ignore[operator]  # noqa: ASYNC110
-            await trio.sleep(every)
 
 
 async def error(nut: NutClient, ups: str) -> str | None:

@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import trio
 
 from nuttrio.client import NutClient, NutError, open_nut_client
 from nuttrio.daemon import DaemonOptions, open_daemon
 from nuttrio.hw.base import DRIVERS
+
+from .helpers import until
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "json_file_driver.py"
 
@@ -39,9 +40,10 @@ async def _status(nut: NutClient) -> str:
 
 
 async def _until(nut: NutClient, wanted: str) -> None:
-    with trio.fail_after(10):
-        while await _status(nut) != wanted:  # noqa: ASYNC110  (real time: the file is polled)
-            await trio.sleep(0.1)
+    async def reached() -> bool:
+        return await _status(nut) == wanted
+
+    await until(reached, 10, 0.1)  # real time: the file is polled
 
 
 def test_the_example_is_under_40_lines():

@@ -20,7 +20,7 @@ from nuttrio.hw.hid.recording import load_recording, parse_explore_log
 from nuttrio.nutconf import ConfigError, UpsSection
 from nuttrio.state import CommandKind, CommandStatus, UpsEntry
 
-from .helpers import run_command, ups_section
+from .helpers import run_command, snapshot_where, ups_section
 from .hid_data import BK650, CS500, need
 
 
@@ -55,12 +55,8 @@ def clock():
 
 
 async def wait_until(entry, predicate):
-    """Wait (at most 300 s of mock time) for a snapshot of ``entry`` that satisfies
-    ``predicate(snapshot)``."""
-    with trio.fail_after(300):
-        async for snapshot in entry.watch():
-            if predicate(snapshot):
-                return
+    """A snapshot of ``entry`` for which ``predicate`` holds, within 300 s of mock time."""
+    return await snapshot_where(entry, predicate, 300)
 
 
 def plain(snapshot) -> dict[str, str]:

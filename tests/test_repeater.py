@@ -18,6 +18,7 @@ from nuttrio.hw import DriverContext, create_driver
 from nuttrio.hw.repeater import RepeaterUps
 from nuttrio.nutconf import ConfigError, UpsSection
 
+from .helpers import until
 from .realnut import ADMIN_PASSWORD, ADMIN_USER, free_port, upsc_dump_many, write_dev_file
 
 USERS = f"[{ADMIN_USER}]\n\tpassword = {ADMIN_PASSWORD}\n\tactions = SET\n\tinstcmds = ALL\n"
@@ -54,13 +55,6 @@ def _source_conf(tmp_path: Path) -> Path:
     return _confdir(tmp_path / "src", f"[u]\n\tdriver = dummy-ups\n\tport = {dev}\n")
 
 
-async def _wait_for(check: object, limit: float = 10.0) -> None:
-    """Poll a server over TCP until ``check()`` is true (real time: real sockets)."""
-    with trio.fail_after(limit):
-        while not await check():  # type: ignore[operator]  # noqa: ASYNC110
-            await trio.sleep(0.05)
-
-
 async def _status_or_error(nut: NutClient, ups: str) -> str:
     try:
         return await nut.get_var(ups, "ups.status")
@@ -92,7 +86,7 @@ async def _check_forwarding(rep: NutClient, source: NutClient, remote: str) -> N
             "Other Maker",
         )
 
-    await _wait_for(both_changed)
+    await until(both_changed)
     command = await rep.instcmd("rep", "load.off")
     with trio.fail_after(10), pytest.raises(NutError) as err:
         await command  # the remote dummy-ups answers UNKNOWN, and so does the repeater
@@ -134,13 +128,13 @@ async def test_the_repeater_follows_a_nuttrio_ups_and_goes_stale_while_it_is_awa
                 async def stale() -> bool:
                     return await _status_or_error(rep, "rep") == "ERR DATA-STALE"
 
-                await _wait_for(stale)
+                await until(stale)
                 await nursery.start(_run_again, src)  # back on the same port
 
                 async def fresh() -> bool:
                     return await _status_or_error(rep, "rep") == "OL"
 
-                await _wait_for(fresh)
+                await until(fresh)
         nursery.cancel_scope.cancel()
 
 
@@ -184,7 +178,7 @@ async def test_the_repeater_follows_the_real_upsd(tmp_path, real_nut):
             async def stale() -> bool:
                 return await _status_or_error(rep, "rep") == "ERR DATA-STALE"
 
-            await _wait_for(stale)
+            await until(stale)
 
 
 def _no_driver(lines: list[str]) -> list[str]:
