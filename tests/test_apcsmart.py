@@ -132,11 +132,6 @@ def test_bad_sections(options: dict[str, str], message: str) -> None:
 # The driver on a pty
 
 
-@pytest.fixture
-def fast_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(rate=4)
-
-
 @asynccontextmanager
 async def on_pty(tmp_path: Path, model: ApcModel) -> AsyncIterator[tuple[PtySimulator, UpsEntry]]:
     link = tmp_path / "ttyAPC"

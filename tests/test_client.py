@@ -397,18 +397,6 @@ async def test_tracked_instcmd_is_awaited_until_done(autojump_clock: Any) -> Non
         assert trio.current_time() - start == pytest.approx(0.2)  # two polls 0.1 s apart
 
 
-@pytest.fixture(scope="module")
-def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    import trustme
-
-    ca = trustme.CA()
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
-    return server_ctx, client_ctx
-
-
 async def test_starttls_against_nuttrios_server(tls_contexts: Any) -> None:
     server_ctx, client_ctx = tls_contexts
     store = StateStore()

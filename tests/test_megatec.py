@@ -243,11 +243,6 @@ def test_registered_and_lazily_loaded() -> None:
 # The driver on a pty
 
 
-@pytest.fixture
-def fast_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(rate=4)
-
-
 @asynccontextmanager
 async def on_pty(
     tmp_path: Path, model: MegatecModel, **options: str

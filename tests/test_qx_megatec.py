@@ -147,11 +147,6 @@ def test_usb_port_is_refused_clearly() -> None:
 # The driver on a pty
 
 
-@pytest.fixture
-def fast_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(rate=4)
-
-
 @asynccontextmanager
 async def on_pty(
     tmp_path: Path, model: MegatecModel, **options: str

@@ -196,20 +196,6 @@ def test_protocol_package_does_not_import_trio():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.fixture(scope="module")
-def tls_contexts():
-    import ssl
-
-    import trustme
-
-    ca = trustme.CA()
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
-    return server_ctx, client_ctx
-
-
 async def test_starttls_upgrades_the_same_session(core, tls_contexts):
     from nuttrio.server import ServerSettings
 
