@@ -309,3 +309,33 @@ def test_upslog_time_host_pid_escapes_same_as_nut(
         shapes[who] = (result.rc, banner, [mask(line, pids[who]) for line in lines], result.err)
     assert shapes["theirs"][2] == [expected.format(port=server).encode()] * 2
     assert shapes["ours"] == shapes["theirs"]
+
+
+#: Variables for the JSON test: set ones (with quotes and backslashes), a missing one,
+#: an unknown one and a name without a dot (INVALID in the plain log, not in the JSON).
+JSON_VARS = ("ups.status", "ups.mfr", "ups.serial", "battery.charge", "nope.x", "bad")
+
+
+def test_upslog_single_ups_json_values_equal_plain(servers: Servers, server: int) -> None:
+    """``-s UPS --json``: each line's values are what the plain log prints (NA is null)."""
+    fmt = "%ETIME% %UPSHOST%|" + "|".join(f"%VAR {name}%" for name in JSON_VARS)
+    argv = ["-s", f"fancy@{HOST}:{server}", "-l", "-", "-i", "1", "-f", fmt]
+    with Logger(_upslog(True, *argv)) as plain, Logger(_upslog(True, *argv, "--json")) as shaped:
+        plain.wait_lines(4)
+        shaped.wait_lines(4)
+        got = [plain.finish(), shaped.finish()]
+    assert got[0].out.splitlines()[:2] == got[1].out.splitlines()[:2]  # the banner
+    lines = [result.out.splitlines()[2:4] for result in got]
+    for text, record_text in zip(*lines, strict=True):
+        head, *values = text.decode().split("|")
+        etime, upshost = head.split(" ")
+        record = json.loads(record_text)
+        assert record["ups"] == upshost == f"fancy@{HOST}:{server}"
+        assert abs(record["etime"] - int(etime)) <= 2  # two processes, not one clock
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(record["etime"]))
+        assert record["time"].startswith(stamp)
+        plain_values = {n: None if v == "NA" else v for n, v in zip(JSON_VARS, values, strict=True)}
+        assert plain_values.pop("bad") == "INVALID"
+        assert list(record["values"].items()) == list(plain_values.items())
+        assert record["values"]["ups.mfr"] == 'Acme "Power" Co'
+        assert record["values"]["battery.charge"] is None
