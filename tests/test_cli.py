@@ -511,12 +511,31 @@ def test_a_command_without_configuration_names_itself(args, named):
     assert "--attach" not in result.stderr
 
 
-@pytest.mark.parametrize("command", ["why", "notify-test"])
+@pytest.mark.parametrize(
+    "command", ["why", "notify-test", "cert", "scan", "hid-record", "hid-explore"]
+)
 def test_each_subcommand_has_its_own_help(command):
     result = run_cli(command, "--help")
     assert result.returncode == 0
     assert result.stdout.startswith(f"usage: nuttrio {command} ")
     assert "--listen" not in result.stdout  # the daemon's options are not the command's
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("h:x", "the port must be a number 0-65535, not 'x'"),
+        ("[::1", "missing ']' after the address"),
+    ],
+)
+def test_a_bad_listen_address_is_a_usage_error(address, reason):
+    result = run_cli("--listen", address)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("usage: nuttrio ")
+    assert result.stderr.endswith(
+        f"nuttrio: error: argument --listen: bad address {address!r}: {reason}\n"
+    )
 
 
 def test_nut_config_help_lists_every_file_read():
