@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -113,6 +114,16 @@ def lines(*items: str) -> bytes:
 
 def variables(pairs: Iterable[tuple[str, str]]) -> list[Variable]:
     return [Variable(name=n, value=v) for n, v in pairs]
+
+
+def ipv6_loopback_missing() -> str | None:
+    """Why ``::1`` cannot be bound here (a reason to print when skipping), or ``None``."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError as exc:
+        return f"cannot bind ::1 here: {exc}"
+    return None
 
 
 def wait_until(

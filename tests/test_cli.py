@@ -16,13 +16,16 @@ import pytest
 import trio
 
 from nuttrio.cli import tools
-from nuttrio.cli.main import parse_listen
+from nuttrio.cli.main import main, parse_listen
 from nuttrio.daemon import DaemonOptions
 from nuttrio.state import CommandStatus, Variable
 
 from .helpers import ScriptedDriver, wait_until
 from .nuttrio_proc import NuttrioProcess
 from .realnut import free_port, require_real_nut
+from .test_example_driver import json_driver
+
+__all__ = ["json_driver"]  # the fixture registering examples/json_file_driver.py
 
 
 def ask(port: int, data: bytes, *, end: bytes = b"\n", sock: socket.socket | None = None) -> bytes:
@@ -495,6 +498,28 @@ def test_shutdown_ups_says_what_each_command_does(
     assert [c.name for c in driver.received] == [out.split(":")[0]]
 
 
+def test_shutdown_ups_without_any_shutdown_is_not_supported(tmp_path, capsys, json_driver):
+    """json-file has no shutdown() and no shutdown command: NUT's words, exit 1."""
+    d = write_conf(tmp_path / "conf", "[j]\n driver = json-file\n port = j.json\n")
+    (d / "j.json").write_text('{"ups.status": "OL"}')
+    assert not hasattr(json_driver.JsonFileUps, "shutdown")
+    assert main(["--shutdown-ups", "j", "--nut-config", str(d)]) == 1
+    offered = ", ".join(tools.SHUTDOWN_COMMANDS)
+    assert capsys.readouterr() == (
+        "",
+        f"nuttrio: UPS j: shutdown not supported (the driver offers none of {offered})\n",
+    )
+
+
+def test_shutdown_ups_sends_nothing_when_no_shutdown_command_is_offered(tmp_path, monkeypatch):
+    d = write_conf(tmp_path / "conf", "[a]\n driver = fake-ups\n port = auto\n")
+    driver = ScriptedDriver([Variable(name="ups.status", value="OL")], ["beeper.toggle"])
+    monkeypatch.setattr(tools, "create_driver", lambda section, confdir: driver)
+    with pytest.raises(tools.ToolError, match=r"^UPS a: shutdown not supported \(the driver"):
+        trio.run(tools.shutdown_ups, DaemonOptions(confdir=d), "a")
+    assert driver.received == []
+
+
 @pytest.mark.parametrize(
     ("args", "named"),
     [
@@ -511,12 +536,31 @@ def test_a_command_without_configuration_names_itself(args, named):
     assert "--attach" not in result.stderr
 
 
-@pytest.mark.parametrize("command", ["why", "notify-test"])
+@pytest.mark.parametrize(
+    "command", ["why", "notify-test", "cert", "scan", "hid-record", "hid-explore"]
+)
 def test_each_subcommand_has_its_own_help(command):
     result = run_cli(command, "--help")
     assert result.returncode == 0
     assert result.stdout.startswith(f"usage: nuttrio {command} ")
     assert "--listen" not in result.stdout  # the daemon's options are not the command's
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("h:x", "the port must be a number 0-65535, not 'x'"),
+        ("[::1", "missing ']' after the address"),
+    ],
+)
+def test_a_bad_listen_address_is_a_usage_error(address, reason):
+    result = run_cli("--listen", address)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("usage: nuttrio ")
+    assert result.stderr.endswith(
+        f"nuttrio: error: argument --listen: bad address {address!r}: {reason}\n"
+    )
 
 
 def test_nut_config_help_lists_every_file_read():

@@ -13,9 +13,12 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -64,6 +67,11 @@ class Logger:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     def signal(self, signum: int) -> None:
         assert self.proc is not None
@@ -239,3 +247,95 @@ def test_upslog_multiple_and_json(servers: Servers, tmp_path: Path) -> None:
         b"Argument '-m upsspec,logfile' requires exactly 2 components in the tuple\n",
     )
     assert second.exists() is False
+
+
+#: Every escape that does not read a variable, and a variable for good measure.
+TIME_FORMAT = "%TIME @Y-@m-@d @H:@M:@S% %ETIME% %HOST% %UPSHOST% %PID% [%VAR ups.status%]"
+
+
+def _mask_escapes(line: bytes, pid: int) -> bytes:
+    """TIME_FORMAT's line with its time and PID checked, then masked (they differ by run)."""
+    day, clock, etime, host, upshost, logged_pid, rest = line.decode().split(" ", 6)
+    stamp = int(etime)
+    assert abs(stamp - time.time()) < 30, line
+    assert f"{day} {clock}" == time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)), line
+    assert host == socket.gethostname(), line
+    assert int(logged_pid) == pid, line
+    return " ".join(["<time>", "<etime>", host, upshost, "<pid>", rest]).encode()
+
+
+def _mask_default(line: bytes, pid: int) -> bytes:
+    """The default format's line with its time (``@Y@m@d @H@M@S``) checked, then masked."""
+    day, clock, rest = line.decode().split(" ", 2)
+    stamp = time.mktime(time.strptime(f"{day} {clock}", "%Y%m%d %H%M%S"))
+    assert abs(stamp - time.time()) < 30, line
+    return f"<time> {rest}".encode()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mask", "expected"),
+    [
+        pytest.param(
+            TIME_FORMAT,
+            _mask_escapes,
+            f"<time> <etime> {socket.gethostname()} dummy@{HOST}:{{port}} <pid> [OL CHRG]",
+            id="escapes",
+        ),
+        pytest.param(None, _mask_default, "<time> 100 230.4 23 [OL CHRG] NA NA", id="default"),
+    ],
+)
+def test_upslog_time_host_pid_escapes_same_as_nut(
+    servers: Servers,
+    server: int,
+    fmt: str | None,
+    mask: Callable[[bytes, int], bytes],
+    expected: str,
+) -> None:
+    """%TIME fmt%, %ETIME%, %HOST%, %UPSHOST%, %PID% and the default format, as NUT's.
+
+    The time (to the second) and the PID differ between the two runs: each is checked
+    (the PID is the logger's, the time now's) and then masked.
+    """
+    argv = ["-s", f"dummy@{HOST}:{server}", "-l", "-", "-i", "1"]
+    argv += [] if fmt is None else ["-f", fmt]
+    with Logger(_upslog(False, *argv)) as theirs, Logger(_upslog(True, *argv)) as ours:
+        theirs.wait_lines(4)
+        ours.wait_lines(4)
+        pids = {"theirs": theirs.pid, "ours": ours.pid}
+        got = {"theirs": theirs.finish(), "ours": ours.finish()}
+    shapes = {}
+    for who, result in got.items():
+        banner, lines = result.out.splitlines()[:2], result.out.splitlines()[2:4]
+        shapes[who] = (result.rc, banner, [mask(line, pids[who]) for line in lines], result.err)
+    assert shapes["theirs"][2] == [expected.format(port=server).encode()] * 2
+    assert shapes["ours"] == shapes["theirs"]
+
+
+#: Variables for the JSON test: set ones (with quotes and backslashes), a missing one,
+#: an unknown one and a name without a dot (INVALID in the plain log, not in the JSON).
+JSON_VARS = ("ups.status", "ups.mfr", "ups.serial", "battery.charge", "nope.x", "bad")
+
+
+def test_upslog_single_ups_json_values_equal_plain(servers: Servers, server: int) -> None:
+    """``-s UPS --json``: each line's values are what the plain log prints (NA is null)."""
+    fmt = "%ETIME% %UPSHOST%|" + "|".join(f"%VAR {name}%" for name in JSON_VARS)
+    argv = ["-s", f"fancy@{HOST}:{server}", "-l", "-", "-i", "1", "-f", fmt]
+    with Logger(_upslog(True, *argv)) as plain, Logger(_upslog(True, *argv, "--json")) as shaped:
+        plain.wait_lines(4)
+        shaped.wait_lines(4)
+        got = [plain.finish(), shaped.finish()]
+    assert got[0].out.splitlines()[:2] == got[1].out.splitlines()[:2]  # the banner
+    lines = [result.out.splitlines()[2:4] for result in got]
+    for text, record_text in zip(*lines, strict=True):
+        head, *values = text.decode().split("|")
+        etime, upshost = head.split(" ")
+        record = json.loads(record_text)
+        assert record["ups"] == upshost == f"fancy@{HOST}:{server}"
+        assert abs(record["etime"] - int(etime)) <= 2  # two processes, not one clock
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(record["etime"]))
+        assert record["time"].startswith(stamp)
+        plain_values = {n: None if v == "NA" else v for n, v in zip(JSON_VARS, values, strict=True)}
+        assert plain_values.pop("bad") == "INVALID"
+        assert list(record["values"].items()) == list(plain_values.items())
+        assert record["values"]["ups.mfr"] == 'Acme "Power" Co'
+        assert record["values"]["battery.charge"] is None

@@ -25,9 +25,11 @@ SHUTDOWN_TEXT = {
     "shutdown.stayoff": "cut the load after {delay} and keep it off",
     "load.off": "cut the load now",
 }
+#: NUT's drivers' words (``upsdrv_shutdown``) when they have no way to shut the UPS down.
+NOT_SUPPORTED = "shutdown not supported"
 #: Drivers whose shutdown (``upsdrvctl shutdown``, the driver's ``-k``) does nothing, with
 #: NUT's message: dummy-ups only simulates a UPS.
-NO_SHUTDOWN = {"dummy-ups": "shutdown not supported"}
+NO_SHUTDOWN = {"dummy-ups": NOT_SUPPORTED}
 #: What a driver's answer to the shutdown command means.
 _ANSWERS = {
     CommandStatus.UNKNOWN: "the driver does not handle it",
@@ -52,7 +54,8 @@ async def shutdown_ups(options: DaemonOptions, name: str) -> int:
     A driver with a ``shutdown()`` (NUT's ``upsdrv_shutdown``, the driver's ``-k``) runs
     it without starting the driver first (a NUT binary: ``DRIVER -a UPS -k``). Otherwise
     the driver is started and the first of :data:`SHUTDOWN_COMMANDS` it offers is sent,
-    after printing what it does. nuttrio's dummy-ups is refused with NUT's message.
+    after printing what it does. nuttrio's dummy-ups, and a driver that offers none of
+    them, are refused with NUT's message (``shutdown not supported``).
 
     Returns:
         0 if the driver reported success.
@@ -98,7 +101,7 @@ async def _send_shutdown(entry: UpsEntry) -> str | None:
     snapshot = entry.snapshot()
     command = next((c for c in SHUTDOWN_COMMANDS if snapshot.has_command(c)), None)
     if command is None:
-        return f"the driver offers none of {', '.join(SHUTDOWN_COMMANDS)}"
+        return f"{NOT_SUPPORTED} (the driver offers none of {', '.join(SHUTDOWN_COMMANDS)})"
     delay = snapshot.value("ups.delay.shutdown")
     when = f"{delay} s (ups.delay.shutdown)" if delay else "the UPS's own delay"
     what = SHUTDOWN_TEXT[command].format(delay=when)

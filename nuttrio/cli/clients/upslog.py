@@ -86,7 +86,7 @@ See the upslog(8) man page for more information.
 nuttrio additions:
   -m <ups,logfile>\t- Monitor UPS <ups> into <logfile> (repeatable, as NUT 2.8.1)
   --json\t- log one JSON object per line (see docs/json.md)
-\t%ETIME% insert the time in seconds since the epoch
+\t%ETIME% insert the time in seconds since the epoch (NUT takes it too, unlisted)
 {TLS_USAGE}"""
 
 _TUPLE_ERROR = "Argument '-m upsspec,logfile' requires exactly 2 components in the tuple"
