@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import nuttrio
 from nuttrio.client import open_nut_client
+from nuttrio.web import WebSettings
 from nuttrio.web.metrics import DEVICE_LABELS_ALL, STATUS_FLAGS
 
 from .webclient import request
@@ -167,6 +168,7 @@ async def test_stream_pushes_every_change_in_order(daemon):
         assert hello["type"] == "hello"
         assert [u["name"] for u in hello["ups"]] == ["a"]
         assert hello["verdict"] is None
+        assert hello["chart_span"] == 3 * 3600  # the default --web-history
         version = hello["store_version"]
         updates = hello["ups"][0]["updates"]
         host, nut_port = daemon.addresses[0]
@@ -216,6 +218,21 @@ async def test_stream_sends_events_and_the_event_log_api_has_them(daemon):
     assert event in listed
     later = (await request(port, f"/api/v1/events?after={event['seq']}")).json()
     assert all(e["seq"] > event["seq"] for e in later)
+
+
+async def test_the_chart_span_follows_web_history(tmp_path):
+    from nuttrio.cli.main import _parser
+
+    assert _parser().parse_args([]).web_history == WebSettings().history_hours
+    hours = _parser().parse_args(["--web-history", "0.5"]).web_history
+    options = nuttrio.DaemonOptions(
+        confdir=write_confdir(tmp_path / "conf"),
+        listen=(("127.0.0.1", 0),),
+        web=(("127.0.0.1", 0),),
+        web_settings=WebSettings(history_hours=hours),
+    )
+    async with nuttrio.open_daemon(options) as daemon, open_stream(web_port(daemon)) as ws:
+        assert (await receive_json(ws))["chart_span"] == 1800
 
 
 async def test_websocket_elsewhere_is_refused(daemon):

@@ -19,6 +19,7 @@ import trio
 
 import nuttrio
 from nuttrio.client import open_nut_client
+from nuttrio.web import WebSettings
 
 from .test_web import free_port, write_confdir
 
@@ -162,10 +163,17 @@ async def test_dashboard_follows_the_ups_and_runs_a_command(tmp_path, browser, a
         f"MONITOR a@127.0.0.1:{nut_port} 1 admin pw primary\nSHUTDOWNCMD true\n"
     )
     (confdir / "upsmon.conf").chmod(0o600)
-    primary = attrs.evolve(options, listen=(("127.0.0.1", nut_port),), role=nuttrio.Role.PRIMARY)
+    primary = attrs.evolve(
+        options,
+        listen=(("127.0.0.1", nut_port),),
+        role=nuttrio.Role.PRIMARY,
+        web_settings=WebSettings(history_hours=0.5),
+    )
     async with nuttrio.open_daemon(primary):
         await run(wait_for_text, browser, "#live", "live", 15)
         await run(wait_for_text, browser, "#ups-a .status", "on line power (OL)", 5)
+        # The chart shows what this process's --web-history keeps.
+        assert await run(browser.execute_script, "return chartSpan") == 1800
         # The new process has no sessions: the page asks for a login again.
         await run(wait_for_text, browser, "#login", "Log in", 5)
         await run(

@@ -1,7 +1,7 @@
 // nuttrio dashboard: everything arrives over WS /api/v1/stream (docs/web.md); no polling.
 "use strict";
 
-const CHART_SPAN = 3 * 3600; // seconds of chart shown at most
+let chartSpan = 3 * 3600; // seconds of chart shown at most: the hello's chart_span
 const BAD = new Set(["LB", "FSD", "OVER", "RB", "OFF", "ALARM"]);
 const WARN = new Set(["OB", "DISCHRG", "BYPASS", "CAL", "TRIM", "BOOST", "TEST"]);
 const SYMBOL = { ok: "\u25CF", warn: "\u25B2", bad: "\u2716", none: "\u25CB" };
@@ -113,7 +113,7 @@ function drawChart(name) {
   const points = samples.get(name) || [];
   if (!node || !points.length) return;
   const end = points[points.length - 1].etime;
-  const start = Math.max(points[0].etime, end - CHART_SPAN);
+  const start = Math.max(points[0].etime, end - chartSpan);
   const span = Math.max(end - start, 1);
   for (const [cls, variable] of [["charge", "battery.charge"], ["load", "ups.load"]]) {
     const coords = points
@@ -127,7 +127,7 @@ function drawChart(name) {
 function addSample(sample) {
   const list = samples.get(sample.ups) || [];
   list.push(sample);
-  while (list.length && list[0].etime < sample.etime - CHART_SPAN) list.shift();
+  while (list.length && list[0].etime < sample.etime - chartSpan) list.shift();
   samples.set(sample.ups, list);
 }
 
@@ -157,6 +157,7 @@ const HANDLERS = {
     document.getElementById("ups-list").replaceChildren();
     document.getElementById("events").replaceChildren();
     samples.clear();
+    chartSpan = message.chart_span ?? chartSpan;
     message.samples.forEach(addSample);
     message.ups.forEach((ups) => { renderUps(ups); drawChart(ups.name); });
     message.events.forEach(addEvent);
