@@ -235,6 +235,44 @@ async def test_the_chart_span_follows_web_history(tmp_path):
         assert (await receive_json(ws))["chart_span"] == 1800
 
 
+async def wait_for_event(port: int, message: str) -> dict:
+    """The event-log line of UPS a saying ``message`` (waits up to 5 s for it)."""
+    with trio.fail_after(5):
+        while True:
+            for event in (await request(port, "/api/v1/events")).json():
+                if (event["ups"], event["message"]) == ("a", message):
+                    return event
+            await trio.sleep(0.01)
+
+
+async def test_driver_state_is_shown_and_its_changes_are_events(daemon):
+    port = web_port(daemon)
+    entry = daemon.store.get("a")
+    entry.set_driver_state("restarting")
+    restarting = await wait_for_event(port, "driver restarting")
+    state = (await request(port, "/api/v1/ups/a/state")).json()
+    assert state["variables"]["driver.state"] == "restarting"
+    entry.set_driver_state("restart-storm")
+    storm = await wait_for_event(
+        port, "driver restart storm: it keeps failing, still restarting it"
+    )
+    assert storm["kind"] == "driver"
+    assert storm["seq"] > restarting["seq"]
+    async with open_stream(port) as ws:
+        hello = await receive_json(ws)
+        assert hello["ups"][0]["variables"]["driver.state"] == "restart-storm"
+    entry.set_driver_state(None)
+    over = await wait_for_event(port, "driver state restart-storm over (cleared)")
+    assert over["seq"] > storm["seq"]
+    assert "driver.state" not in (await request(port, "/api/v1/ups/a/state")).json()["variables"]
+    # A NUT driver's per-poll states are no news.
+    entry.set_driver_state("updateinfo")
+    await set_var(daemon, "ups.status", "OB")
+    await wait_for_event(port, "status: on battery (OB)")
+    messages = [e["message"] for e in (await request(port, "/api/v1/events")).json()]
+    assert not [m for m in messages if "updateinfo" in m]
+
+
 async def test_websocket_elsewhere_is_refused(daemon):
     port = web_port(daemon)
     with pytest.raises(trio_websocket.ConnectionRejected) as info:
