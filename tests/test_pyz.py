@@ -8,21 +8,46 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from .test_web import free_port, write_confdir
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_zipapp_builds_and_serves_on_its_own(tmp_path):
-    pyz = tmp_path / "nuttrio.pyz"
-    built = subprocess.run(
+@attrs.frozen
+class Built:
+    pyz: Path
+    stderr: str
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Built:
+    """nuttrio.pyz, built once for the module's tests."""
+    pyz = tmp_path_factory.mktemp("pyz") / "nuttrio.pyz"
+    done = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "build_pyz.py"), "-o", str(pyz)],
         capture_output=True,
         text=True,
         check=False,
     )
-    assert built.returncode == 0, built.stderr
+    assert done.returncode == 0, done.stderr
+    return Built(pyz, done.stderr)
+
+
+def get_json(port: int, path: str) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+        return json.load(r)
+
+
+def test_zipapp_builds_and_serves_on_its_own(tmp_path, built):
+    pyz = built.pyz
     assert pyz.stat().st_size < 8_000_000
     # -S -I: no site-packages, no PYTHONPATH: only the standard library and the zip file.
     args = [sys.executable, "-S", "-I", str(pyz), "--attach", "--listen", "127.0.0.1:0"]
@@ -60,3 +85,51 @@ def test_zipapp_builds_and_serves_on_its_own(tmp_path):
     )
     assert cert.returncode == 1
     assert "needs the 'cryptography' package" in cert.stderr
+
+
+def test_zipapp_primary_monitors_its_ups(tmp_path, built):
+    """``./nuttrio.pyz --primary``: the attachment daemon and the manager, from the zip."""
+    confdir = write_confdir(tmp_path / "conf")
+    users = (confdir / "upsd.users").read_text()
+    (confdir / "upsd.users").write_text(
+        users.replace("actions = set", "actions = set\n upsmon primary")
+    )
+    nut_port = free_port()
+    (confdir / "upsmon.conf").write_text(
+        f"MONITOR a@127.0.0.1:{nut_port} 1 admin pw primary\nSHUTDOWNCMD true\n"
+    )
+    (confdir / "upsmon.conf").chmod(0o600)
+    args = [sys.executable, "-S", "-I", str(built.pyz), "--primary", "--nut-config", str(confdir)]
+    proc = subprocess.Popen(
+        [*args, "--listen", f"127.0.0.1:{nut_port}", "--web", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        line = proc.stdout.readline()
+        found = re.search(r"serving a on .*dashboard: http://127\.0\.0\.1:(\d+)/", line)
+        assert found, (line, proc.stderr.read() if proc.poll() is not None else "")
+        web_port = int(found[1])
+        verdict = get_json(web_port, "/api/v1/verdict")
+        assert [(v["system"], v["critical"]) for v in verdict["ups"]] == [
+            (f"a@127.0.0.1:{nut_port}", False)
+        ]
+        assert (verdict["fed"], verdict["minsupplies"], verdict["shutdown_now"]) == (1, 1, False)
+        with socket.create_connection(("127.0.0.1", nut_port), timeout=5) as sock:
+            for request in (b"USERNAME admin\n", b"PASSWORD pw\n", b"SET VAR a ups.status OB\n"):
+                sock.sendall(request)
+                assert sock.recv(100) == b"OK\n"
+        # The manager saw the UPS go on battery: its notification is in the event log.
+        deadline = time.monotonic() + 10
+        while not [e for e in get_json(web_port, "/api/v1/events") if e["kind"] == "notify"]:
+            assert time.monotonic() < deadline, "no notification from the manager in 10 s"
+            time.sleep(0.05)
+        notices = [e for e in get_json(web_port, "/api/v1/events") if e["kind"] == "notify"]
+        assert notices[0]["ups"] == f"a@127.0.0.1:{nut_port}"
+        assert notices[0]["message"].startswith("ONBATT")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import nuttrio
 from nuttrio.client import open_nut_client
+from nuttrio.web import WebSettings
 from nuttrio.web.metrics import DEVICE_LABELS_ALL, STATUS_FLAGS
 
 from .webclient import request
@@ -211,6 +212,7 @@ async def test_stream_pushes_every_change_in_order(daemon):
         assert hello["type"] == "hello"
         assert [u["name"] for u in hello["ups"]] == ["a"]
         assert hello["verdict"] is None
+        assert hello["chart_span"] == 3 * 3600  # the default --web-history
         version = hello["store_version"]
         updates = hello["ups"][0]["updates"]
         host, nut_port = daemon.addresses[0]
@@ -260,6 +262,59 @@ async def test_stream_sends_events_and_the_event_log_api_has_them(daemon):
     assert event in listed
     later = (await request(port, f"/api/v1/events?after={event['seq']}")).json()
     assert all(e["seq"] > event["seq"] for e in later)
+
+
+async def test_the_chart_span_follows_web_history(tmp_path):
+    from nuttrio.cli.main import _parser
+
+    assert _parser().parse_args([]).web_history == WebSettings().history_hours
+    hours = _parser().parse_args(["--web-history", "0.5"]).web_history
+    options = nuttrio.DaemonOptions(
+        confdir=write_confdir(tmp_path / "conf"),
+        listen=(("127.0.0.1", 0),),
+        web=(("127.0.0.1", 0),),
+        web_settings=WebSettings(history_hours=hours),
+    )
+    async with nuttrio.open_daemon(options) as daemon, open_stream(web_port(daemon)) as ws:
+        assert (await receive_json(ws))["chart_span"] == 1800
+
+
+async def wait_for_event(port: int, message: str) -> dict:
+    """The event-log line of UPS a saying ``message`` (waits up to 5 s for it)."""
+    with trio.fail_after(5):
+        while True:
+            for event in (await request(port, "/api/v1/events")).json():
+                if (event["ups"], event["message"]) == ("a", message):
+                    return event
+            await trio.sleep(0.01)
+
+
+async def test_driver_state_is_shown_and_its_changes_are_events(daemon):
+    port = web_port(daemon)
+    entry = daemon.store.get("a")
+    entry.set_driver_state("restarting")
+    restarting = await wait_for_event(port, "driver restarting")
+    state = (await request(port, "/api/v1/ups/a/state")).json()
+    assert state["variables"]["driver.state"] == "restarting"
+    entry.set_driver_state("restart-storm")
+    storm = await wait_for_event(
+        port, "driver restart storm: it keeps failing, still restarting it"
+    )
+    assert storm["kind"] == "driver"
+    assert storm["seq"] > restarting["seq"]
+    async with open_stream(port) as ws:
+        hello = await receive_json(ws)
+        assert hello["ups"][0]["variables"]["driver.state"] == "restart-storm"
+    entry.set_driver_state(None)
+    over = await wait_for_event(port, "driver state restart-storm over (cleared)")
+    assert over["seq"] > storm["seq"]
+    assert "driver.state" not in (await request(port, "/api/v1/ups/a/state")).json()["variables"]
+    # A NUT driver's per-poll states are no news.
+    entry.set_driver_state("updateinfo")
+    await set_var(daemon, "ups.status", "OB")
+    await wait_for_event(port, "status: on battery (OB)")
+    messages = [e["message"] for e in (await request(port, "/api/v1/events")).json()]
+    assert not [m for m in messages if "updateinfo" in m]
 
 
 async def test_websocket_elsewhere_is_refused(daemon):

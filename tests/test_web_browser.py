@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -19,6 +20,7 @@ import trio
 
 import nuttrio
 from nuttrio.client import open_nut_client
+from nuttrio.web import WebSettings
 
 from .test_web import free_port, write_confdir
 
@@ -83,6 +85,14 @@ def wait_for_text(browser, selector: str, text: str, timeout: float) -> float:
     raise AssertionError(f"{selector} never showed {text!r} in {timeout} s (last: {seen!r})")
 
 
+def wait_until(check: Callable[[], bool], timeout: float) -> None:
+    """Return once ``check()`` is true (polled every 10 ms); fail after ``timeout`` s."""
+    began = time.monotonic()
+    while not check():
+        assert time.monotonic() - began < timeout, f"never true in {timeout} s"
+        time.sleep(0.01)
+
+
 @pytest.fixture
 async def browser(tmp_path):
     driver = await trio.to_thread.run_sync(open_browser, tmp_path / "profile")
@@ -126,6 +136,13 @@ async def test_dashboard_follows_the_ups_and_runs_a_command(tmp_path, browser, a
         print(f"OB flip to the page: {elapsed * 1000:.0f} ms")
         assert elapsed < 1.0
         await run(wait_for_text, browser, "#events", "a: status: on battery, discharging", 1.0)
+        # The supervisor's driver.state shows on the card and in the event log.
+        daemon.store.get("a").set_driver_state("restart-storm")
+        await run(wait_for_text, browser, "#ups-a .status", "(driver restart storm)", 2)
+        await run(wait_for_text, browser, "#events", "a: driver restart storm", 2)
+        daemon.store.get("a").set_driver_state(None)
+        await run(wait_for_text, browser, "#ups-a .status", "(OB DISCHRG)", 2)
+        await run(wait_until, lambda: "storm" not in browser.find_element(By.ID, "ups-a").text, 2)
 
         def log_in_and_run() -> None:
             # With the keyboard only: Tab to the user field, Tab, Enter submits; Enter on
@@ -162,10 +179,17 @@ async def test_dashboard_follows_the_ups_and_runs_a_command(tmp_path, browser, a
         f"MONITOR a@127.0.0.1:{nut_port} 1 admin pw primary\nSHUTDOWNCMD true\n"
     )
     (confdir / "upsmon.conf").chmod(0o600)
-    primary = attrs.evolve(options, listen=(("127.0.0.1", nut_port),), role=nuttrio.Role.PRIMARY)
+    primary = attrs.evolve(
+        options,
+        listen=(("127.0.0.1", nut_port),),
+        role=nuttrio.Role.PRIMARY,
+        web_settings=WebSettings(history_hours=0.5),
+    )
     async with nuttrio.open_daemon(primary):
         await run(wait_for_text, browser, "#live", "live", 15)
         await run(wait_for_text, browser, "#ups-a .status", "on line power (OL)", 5)
+        # The chart shows what this process's --web-history keeps.
+        assert await run(browser.execute_script, "return chartSpan") == 1800
         # The new process has no sessions: the page asks for a login again.
         await run(wait_for_text, browser, "#login", "Log in", 5)
         await run(

@@ -66,7 +66,13 @@ async def serve_web(
     events = EventLog(settings.event_log_size)
     size = history_size(settings.history_hours, settings.sample_interval, len(source.store))
     samples: RingLog[Sample] = RingLog(size)
-    app = WebApp(source, events, samples, secure=tls_context is not None)
+    app = WebApp(
+        source,
+        events,
+        samples,
+        secure=tls_context is not None,
+        chart_span=settings.history_hours * 3600,
+    )
     async with trio.open_nursery() as nursery:
         nursery.start_soon(follow_store, source.store, events)
         await nursery.start(sample_store, source.store, samples, settings.sample_interval)

@@ -152,6 +152,7 @@ class WebApp:
         events: The event log (logins and actions are added to it).
         samples: The chart's points.
         secure: Whether it is served over HTTPS (then plaintext_ok is not asked).
+        chart_span: Seconds of chart kept (``--web-history``), told to the page.
     """
 
     def __init__(
@@ -161,6 +162,7 @@ class WebApp:
         samples: RingLog[Sample],
         *,
         secure: bool = False,
+        chart_span: float = 3 * 3600.0,
     ) -> None:
         self.source = source
         self.events = events
@@ -184,7 +186,7 @@ class WebApp:
             registry=self.registry,
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0),
         )
-        self.stream_source = StreamSource(source.store, events, samples, source.verdict)
+        self.stream_source = StreamSource(source.store, events, samples, source.verdict, chart_span)
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., Awaitable[Response]]]] = [
             (m, re.compile(p), getattr(self, h)) for m, p, h in _ROUTES
         ]

@@ -23,6 +23,7 @@ from ..state import StateStore, StoreView, UpsSnapshot, Watch
 
 __all__ = [
     "CHART_VARIABLES",
+    "DRIVER_STATE_EVENTS",
     "STATUS_WORDS",
     "EventLog",
     "RingLog",
@@ -62,6 +63,15 @@ CHART_VARIABLES = (
     "input.voltage",
     "output.voltage",
 )
+
+#: The ``driver.state`` values the event log reports (entering them, and leaving them):
+#: the daemon's supervisor's and a NUT driver's lost device. A NUT driver's other states
+#: (``updateinfo``, ``quiet``, ``dumping``...) change at each poll and are not logged.
+DRIVER_STATE_EVENTS = {
+    "restarting": "driver restarting",
+    "restart-storm": "driver restart storm: it keeps failing, still restarting it",
+    "reconnect.trying": "driver reconnecting to the device",
+}
 
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
@@ -169,6 +179,7 @@ def _changes(old: UpsSnapshot | None, new: UpsSnapshot) -> Iterator[tuple[str, s
         old = UpsSnapshot(name=new.name)
     if old.connected != new.connected:
         yield "driver", "driver connected" if new.connected else "driver not connected"
+    yield from _driver_state_changes(old.value("driver.state"), new.value("driver.state"))
     if old.data_stale != new.data_stale and new.connected and old.dumped:
         yield "driver", "data stale" if new.data_stale else "data fresh again"
     if old.status != new.status and new.status:
@@ -185,8 +196,18 @@ def _changes(old: UpsSnapshot | None, new: UpsSnapshot) -> Iterator[tuple[str, s
             yield "client", f"client {address} detached"
 
 
+def _driver_state_changes(old: str | None, new: str | None) -> Iterator[tuple[str, str]]:
+    """The events of a ``driver.state`` change: entering or leaving a logged state."""
+    if old == new:
+        return
+    if new in DRIVER_STATE_EVENTS:
+        yield "driver", DRIVER_STATE_EVENTS[new]
+    elif old in DRIVER_STATE_EVENTS:
+        yield "driver", f"driver state {old} over ({new or 'cleared'})"
+
+
 async def follow_store(store: StateStore, events: EventLog) -> None:
-    """Log the store's changes (status, driver, staleness, clients) until cancelled.
+    """Log the store's changes (status, driver, driver.state, staleness, clients) until cancelled.
 
     Latest-value: changes that come and go between two reads are not seen (the store
     never waits for this task). Cancellation stops it; nothing needs cleaning up.

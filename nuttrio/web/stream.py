@@ -4,7 +4,8 @@ Messages (each a JSON object with a ``type``):
 
 * ``hello`` first: ``ups`` (every UPS, :class:`~nuttrio.jsonshapes.UpsState`), ``events``
   (the event log kept), ``samples`` (the chart's points kept), ``verdict`` (the manager's,
-  or ``null``), ``store_version``;
+  or ``null``), ``store_version``, ``chart_span`` (the seconds of chart kept: the server's
+  ``--web-history``; the page shows no more);
 * ``ups``: one UPS changed (``ups`` is its whole state, ``store_version`` the store's
   version it was read at, increasing from message to message);
 * ``removed``: the UPS ``name`` is gone;
@@ -45,6 +46,7 @@ class StreamSource:
         events: The event log.
         samples: The chart's points.
         verdict: The manager's verdict now, or ``None`` if no manager runs.
+        chart_span: Seconds of chart the samples cover (``--web-history``).
     """
 
     def __init__(
@@ -53,11 +55,13 @@ class StreamSource:
         events: RingLog[EventRecord],
         samples: RingLog[Sample],
         verdict: Callable[[], JsonValue] | None,
+        chart_span: float = 3 * 3600.0,
     ) -> None:
         self.store = store
         self.events = events
         self.samples = samples
         self.verdict = verdict
+        self.chart_span = chart_span
         self._texts: dict[tuple[int, str], str] = {}
 
     def ups_text(self, snap: UpsSnapshot, version: int) -> str:
@@ -97,6 +101,7 @@ def hello(source: StreamSource, verdict: JsonValue) -> tuple[JsonValue, int, int
         "events": [unstructure(e) for e in source.events],
         "samples": [unstructure(s) for s in source.samples],
         "verdict": verdict,
+        "chart_span": source.chart_span,
     }
     return message, version, events, samples
 

@@ -1,10 +1,16 @@
 // nuttrio dashboard: everything arrives over WS /api/v1/stream (docs/web.md); no polling.
 "use strict";
 
-const CHART_SPAN = 3 * 3600; // seconds of chart shown at most
+let chartSpan = 3 * 3600; // seconds of chart shown at most: the hello's chart_span
 const BAD = new Set(["LB", "FSD", "OVER", "RB", "OFF", "ALARM"]);
 const WARN = new Set(["OB", "DISCHRG", "BYPASS", "CAL", "TRIM", "BOOST", "TEST"]);
 const SYMBOL = { ok: "\u25CF", warn: "\u25B2", bad: "\u2716", none: "\u25CB" };
+// driver.state values worth showing (docs/web.md): the supervisor's and a lost device's.
+const DRIVER_STATES = {
+  restarting: "driver restarting",
+  "restart-storm": "driver restart storm",
+  "reconnect.trying": "reconnecting to the device",
+};
 const FIGURES = [
   ["battery.charge", "Charge", (v) => `${v} %`],
   ["battery.runtime", "Runtime", (v) => formatRuntime(Number(v))],
@@ -44,11 +50,16 @@ function level(ups) {
   return "ok";
 }
 
+function driverState(ups) {
+  const state = DRIVER_STATES[ups.variables["driver.state"]];
+  return state ? ` (${state})` : "";
+}
+
 function statusText(ups) {
-  if (!ups.connected) return "driver not connected";
-  if (ups.stale) return "data stale";
+  if (!ups.connected) return `driver not connected${driverState(ups)}`;
+  if (ups.stale) return `data stale${driverState(ups)}`;
   if (!ups.status_words.length) return "no status";
-  return ups.status_words.map((w) => w.text).join(", ") + ` (${ups.status})`;
+  return ups.status_words.map((w) => w.text).join(", ") + ` (${ups.status})${driverState(ups)}`;
 }
 
 function card(name) {
@@ -95,6 +106,7 @@ function renderUps(ups) {
   const node = card(ups.name);
   node.dataset.level = level(ups);
   node.dataset.status = ups.status;
+  node.dataset.driverState = ups.variables["driver.state"] || "";
   node.querySelector(".desc").textContent = ups.description || "";
   node.querySelector(".status").textContent = `${SYMBOL[level(ups)]} ${statusText(ups)}`;
   for (const [variable, , format] of FIGURES) {
@@ -113,7 +125,7 @@ function drawChart(name) {
   const points = samples.get(name) || [];
   if (!node || !points.length) return;
   const end = points[points.length - 1].etime;
-  const start = Math.max(points[0].etime, end - CHART_SPAN);
+  const start = Math.max(points[0].etime, end - chartSpan);
   const span = Math.max(end - start, 1);
   for (const [cls, variable] of [["charge", "battery.charge"], ["load", "ups.load"]]) {
     const coords = points
@@ -127,7 +139,7 @@ function drawChart(name) {
 function addSample(sample) {
   const list = samples.get(sample.ups) || [];
   list.push(sample);
-  while (list.length && list[0].etime < sample.etime - CHART_SPAN) list.shift();
+  while (list.length && list[0].etime < sample.etime - chartSpan) list.shift();
   samples.set(sample.ups, list);
 }
 
@@ -157,6 +169,7 @@ const HANDLERS = {
     document.getElementById("ups-list").replaceChildren();
     document.getElementById("events").replaceChildren();
     samples.clear();
+    chartSpan = message.chart_span ?? chartSpan;
     message.samples.forEach(addSample);
     message.ups.forEach((ups) => { renderUps(ups); drawChart(ups.name); });
     message.events.forEach(addEvent);
