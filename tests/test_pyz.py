@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import pytest
 
-from .test_web import free_port, write_confdir
+from .test_web import write_primary_confdir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,18 +46,23 @@ def get_json(port: int, path: str) -> Any:
         return json.load(r)
 
 
+def _run_pyz(pyz: Path, cwd: Path, *args: str) -> subprocess.Popen[str]:
+    """Start the zipapp with only the standard library (-S -I: no site-packages, no
+    PYTHONPATH) and the zip file; its stdout and stderr are pipes."""
+    return subprocess.Popen(
+        [sys.executable, "-S", "-I", str(pyz), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+    )
+
+
 def test_zipapp_builds_and_serves_on_its_own(tmp_path, built):
     pyz = built.pyz
     assert pyz.stat().st_size < 8_000_000
     # -S -I: no site-packages, no PYTHONPATH: only the standard library and the zip file.
-    args = [sys.executable, "-S", "-I", str(pyz), "--attach", "--listen", "127.0.0.1:0"]
-    proc = subprocess.Popen(
-        [*args, "--web", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-    )
+    proc = _run_pyz(pyz, tmp_path, "--attach", "--listen", "127.0.0.1:0", "--web", "127.0.0.1:0")
     try:
         line = proc.stdout.readline()
         found = re.search(r"on 127\.0\.0\.1:(\d+); dashboard: http://127\.0\.0\.1:(\d+)/", line)
@@ -89,24 +94,11 @@ def test_zipapp_builds_and_serves_on_its_own(tmp_path, built):
 
 def test_zipapp_primary_monitors_its_ups(tmp_path, built):
     """``./nuttrio.pyz --primary``: the attachment daemon and the manager, from the zip."""
-    confdir = write_confdir(tmp_path / "conf")
-    users = (confdir / "upsd.users").read_text()
-    (confdir / "upsd.users").write_text(
-        users.replace("actions = set", "actions = set\n upsmon primary")
-    )
-    nut_port = free_port()
-    (confdir / "upsmon.conf").write_text(
-        f"MONITOR a@127.0.0.1:{nut_port} 1 admin pw primary\nSHUTDOWNCMD true\n"
-    )
-    (confdir / "upsmon.conf").chmod(0o600)
-    args = [sys.executable, "-S", "-I", str(built.pyz), "--primary", "--nut-config", str(confdir)]
-    proc = subprocess.Popen(
-        [*args, "--listen", f"127.0.0.1:{nut_port}", "--web", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-    )
+    confdir, nut_port = write_primary_confdir(tmp_path / "conf")
+    proc = _run_pyz(
+        built.pyz, tmp_path, "--primary", "--nut-config", str(confdir),
+        "--listen", f"127.0.0.1:{nut_port}", "--web", "127.0.0.1:0",
+    )  # fmt: skip
     try:
         line = proc.stdout.readline()
         found = re.search(r"serving a on .*dashboard: http://127\.0\.0\.1:(\d+)/", line)

@@ -428,8 +428,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def test_primary_role_serves_the_verdict_and_the_notifications(tmp_path):
-    confdir = write_confdir(tmp_path / "conf")
+def write_primary_confdir(d: Path) -> tuple[Path, int]:
+    """:func:`write_confdir` plus an upsmon.conf whose primary MONITORs ``a`` on a free port."""
+    confdir = write_confdir(d)
     users = (confdir / "upsd.users").read_text()
     (confdir / "upsd.users").write_text(
         users.replace("actions = set", "actions = set\n upsmon primary")
@@ -439,6 +440,11 @@ async def test_primary_role_serves_the_verdict_and_the_notifications(tmp_path):
         f"MONITOR a@127.0.0.1:{nut_port} 1 admin pw primary\nSHUTDOWNCMD true\n"
     )
     (confdir / "upsmon.conf").chmod(0o600)
+    return confdir, nut_port
+
+
+async def test_primary_role_serves_the_verdict_and_the_notifications(tmp_path):
+    confdir, nut_port = write_primary_confdir(tmp_path / "conf")
     options = nuttrio.DaemonOptions(
         confdir=confdir,
         listen=(("127.0.0.1", nut_port),),
