@@ -167,6 +167,26 @@ def test_console_scripts_are_declared() -> None:
         assert callable(getattr(clients, func))
 
 
+@pytest.mark.parametrize("name", clients.TOOLS)
+def test_installed_console_scripts_run_the_tools(name: str) -> None:
+    """The installed ``nuttrio-upsc``... executables print what ``nuttrio upsc -h`` does."""
+    import shutil
+
+    script = shutil.which(f"nuttrio-{name}")
+    if script is None:
+        pytest.skip(f"nuttrio-{name} is not installed (pip install -e . makes it)")
+    installed = subprocess.run([script, "-h"], capture_output=True, text=True)
+    module = subprocess.run(
+        [sys.executable, "-m", "nuttrio", name, "-h"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert installed.stdout.startswith(f"Network UPS Tools {name} 2.8.0")
+    assert (installed.returncode, installed.stdout, installed.stderr) == (
+        module.returncode,
+        module.stdout,
+        module.stderr,
+    )
+
+
 def test_nuttrio_help_lists_the_tools_and_dispatches() -> None:
     env_python = [sys.executable, "-m", "nuttrio"]
     helped = subprocess.run(
