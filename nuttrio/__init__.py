@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .daemon import Daemon as Daemon
     from .daemon import DaemonOptions as DaemonOptions
     from .daemon import Role as Role
+    from .daemon import WebSettings as WebSettings
     from .daemon import open_daemon as open_daemon
     from .daemon import run_daemon as run_daemon
     from .daemon import serve as serve
@@ -36,6 +37,7 @@ _LAZY = {
     "Daemon": "daemon",
     "DaemonOptions": "daemon",
     "Role": "daemon",
+    "WebSettings": "daemon",
     "open_daemon": "daemon",
     "run_daemon": "daemon",
     "serve": "daemon",

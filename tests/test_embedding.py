@@ -67,6 +67,14 @@ def test_config_error_is_exported_lazily():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
+def test_web_settings_are_exported_beside_the_daemon_options():
+    from nuttrio.web import WebSettings
+
+    assert nuttrio.WebSettings is WebSettings
+    options = nuttrio.DaemonOptions(web_settings=nuttrio.WebSettings(history_hours=1))
+    assert options.web_settings.history_hours == 1
+
+
 def test_the_embedding_example_shows_a_status_change():
     result = subprocess.run(
         [sys.executable, str(REPO / "examples" / "embed_in_trio_app.py")],
