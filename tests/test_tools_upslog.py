@@ -175,9 +175,10 @@ def test_upslog_old_style_arguments(servers: Servers) -> None:
 
 
 def _start_in_background(
-    who: str, port: int, log: Path, pid: Path
+    who: str, port: int, log: Path | str, pid: Path, *extra: str
 ) -> subprocess.CompletedProcess[bytes]:
     argv = ["-s", f"dummy@{HOST}:{port}", "-l", str(log), "-i", "1", "-f", "%VAR ups.load%"]
+    argv += extra
     head = [sys.executable, "-m", "nuttrio", "upslog"] if who == "ours" else ["upslog"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     return subprocess.run(
@@ -210,6 +211,29 @@ def test_upslog_background_loses_stdout(servers: Servers, tmp_path: Path) -> Non
         for _, pid in files.values():
             wait_until(pid.exists, 5, "the PID file")
             os.kill(int(pid.read_text()), signal.SIGTERM)
+
+
+def test_upslog_minus_b_goes_to_the_background_even_logging_to_stdout(
+    servers: Servers, tmp_path: Path
+) -> None:
+    """-B: the parent returns at once, as NUT's does; the child runs on (its stdout lost)."""
+    port = servers.ports["nuttrio"]
+    pids = {who: tmp_path / f"{who}.pid" for who in ("theirs", "ours")}
+    done = {who: _start_in_background(who, port, "-", pid, "-B") for who, pid in pids.items()}
+    try:
+        assert (done["ours"].returncode, done["ours"].stdout, done["ours"].stderr) == (
+            done["theirs"].returncode,
+            done["theirs"].stdout,
+            done["theirs"].stderr,
+        )
+        assert done["ours"].returncode == 0
+        for pid in pids.values():
+            wait_until(pid.exists, 5, "the PID file")
+            os.kill(int(pid.read_text()), 0)  # the background child is running
+    finally:
+        for pid in pids.values():
+            if pid.exists():
+                os.kill(int(pid.read_text()), signal.SIGTERM)
 
 
 def test_upslog_multiple_and_json(servers: Servers, tmp_path: Path) -> None:
