@@ -27,7 +27,7 @@ import pytest
 
 from .helpers import wait_until
 from .realnut import HOST
-from .test_tools_diff import TOOL_TIMEOUT, Result, Servers, run_ours, server, servers
+from .test_tools_diff import NO_IPV6, TOOL_TIMEOUT, Result, Servers, run_ours, server, servers
 
 pytestmark = pytest.mark.realnut
 
@@ -116,9 +116,13 @@ FORMAT = (
 )
 
 
-def test_upslog_stdout_same_as_nut(servers: Servers, server: int, tmp_path: Path) -> None:
-    """``-l -`` (foreground): banner, lines, the exit message: the same for both tools."""
-    argv = ["-s", f"dummy@{HOST}:{server}", "-l", "-", "-i", "1", "-f", FORMAT]
+@pytest.mark.parametrize("host", [HOST, "[::1]"])
+def test_upslog_stdout_same_as_nut(servers: Servers, server: int, host: str) -> None:
+    """``-l -`` (foreground): banner, lines, the exit message: the same for both tools,
+    on 127.0.0.1 and on IPv6's ``[::1]``."""
+    if host == "[::1]" and NO_IPV6 is not None:
+        pytest.skip(NO_IPV6)
+    argv = ["-s", f"dummy@{host}:{server}", "-l", "-", "-i", "1", "-f", FORMAT]
     with Logger(_upslog(False, *argv)) as theirs, Logger(_upslog(True, *argv)) as ours:
         theirs.wait_lines(4)  # the banner's two lines, then two log lines
         ours.wait_lines(4)
@@ -129,7 +133,7 @@ def test_upslog_stdout_same_as_nut(servers: Servers, server: int, tmp_path: Path
     assert head["ours"] == head["theirs"]
     assert (
         head["theirs"][2]
-        == f"[Back 500] %x OL CHRG INVALID NA dummy@{HOST}:{server} INVALID 23INVALIDbad".encode()
+        == f"[Back 500] %x OL CHRG INVALID NA dummy@{host}:{server} INVALID 23INVALIDbad".encode()
     )
     assert got["ours"].err == got["theirs"].err
     assert got["theirs"].err.endswith(b"Signal 15: exiting\n")
