@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -659,3 +660,38 @@ async def test_a_stuck_or_broken_request_is_closed(daemon, monkeypatch, sent):
             while await stream.receive_some(1000):
                 pass
     assert (await request(web_port(daemon), "/api/v1/ups")).status == 200
+
+
+async def test_the_chart_history_grows_when_a_ups_is_added(autojump_clock):
+    from nuttrio.state import StateStore
+    from nuttrio.web.feed import RingLog
+
+    store = StateStore()
+    links = contextlib.ExitStack()
+
+    def publish(name: str, charge: str) -> None:
+        link = links.enter_context(store.add(name, None).connect())
+        with link.update() as u:
+            u.set("battery.charge", charge)
+            u.dumped = True
+
+    publish("a", "90")
+    samples = RingLog(3)  # three points of one UPS
+    with links:
+        await _sample_for_ten_seconds(store, samples, publish)
+
+
+async def _sample_for_ten_seconds(store, samples, publish) -> None:
+    from nuttrio.web.feed import sample_store
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(lambda task_status: sample_store(
+            store, samples, 1.0, per_ups=3, task_status=task_status
+        ))  # fmt: skip
+        await trio.sleep(5.5)
+        assert [s.ups for s in samples] == ["a"] * 3
+        publish("b", "50")  # as a SIGHUP adding a section does
+        await trio.sleep(5)
+        kept = [s.ups for s in samples]
+        assert (kept.count("a"), kept.count("b")) == (3, 3)  # a keeps its three hours' worth
+        nursery.cancel_scope.cancel()

@@ -75,7 +75,9 @@ async def serve_web(
     )
     async with trio.open_nursery() as nursery:
         nursery.start_soon(follow_store, source.store, events)
-        await nursery.start(sample_store, source.store, samples, settings.sample_interval)
+        per_ups = history_size(settings.history_hours, settings.sample_interval, 1)
+        sample = functools.partial(sample_store, per_ups=per_ups)
+        await nursery.start(sample, source.store, samples, settings.sample_interval)
         await nursery.start(
             functools.partial(serve_http, tls_context=tls_context),
             listeners,

@@ -128,6 +128,11 @@ class RingLog(Generic[T]):
         self._watch.set(seq)
         return seq
 
+    def grow(self, size: int) -> None:
+        """Keep ``size`` items from now on if that is more than now (it never shrinks)."""
+        if size > (self._items.maxlen or 0):
+            self._items = deque(self._items, maxlen=size)
+
     def since(self, seq: int) -> list[T]:
         """The items numbered after ``seq`` that are still kept, oldest first."""
         return [item for n, item in self._items if n > seq]
@@ -240,17 +245,22 @@ async def sample_store(
     samples: RingLog[Sample],
     interval: float,
     *,
+    per_ups: int = 0,
     wall_clock: Callable[[], float] = time.time,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Every ``interval`` seconds (Trio's clock), take a chart point of each UPS.
 
-    The first points are taken at once. Cancellation stops it.
+    With ``per_ups``, ``samples`` grows to keep that many points of each UPS when UPSes
+    are added (a SIGHUP that adds one does not shorten the others' history). The first
+    points are taken at once. Cancellation stops it.
     """
     task_status.started()
     deadline = trio.current_time()
     while True:
-        for sample in take_samples(store.view(), wall_clock()):
+        taken = take_samples(store.view(), wall_clock())
+        samples.grow(per_ups * len(taken))
+        for sample in taken:
             samples.append(sample)
         deadline += interval
         await trio.sleep_until(max(deadline, trio.current_time()))
