@@ -7,7 +7,8 @@ each round trip. The report gives the poller's median, p99 and worst round trip 
 flood and under each flood, for both servers, serving one generated configuration (the
 same 20-variable ``dummy-ups`` UPS as bench_server.py).
 
-Run from the repository root: ``python bench/bench_fairness.py`` (``--samples N``).
+Run from the repository root: ``python bench/bench_fairness.py`` (``--samples N``,
+``--flooders 1,5,10`` for several flooding connections at once).
 """
 
 from __future__ import annotations
@@ -75,28 +76,38 @@ def poll(port: int, samples: int) -> list[float]:
     return times
 
 
-def measure(port: int, payload: bytes, samples: int) -> list[float]:
-    """The poller's round trips while a flooder (if any) writes ``payload``."""
+def measure(port: int, payload: bytes, samples: int, flooders: int = 1) -> list[float]:
+    """The poller's round trips while ``flooders`` connections (if any) write ``payload``."""
     if not payload:
         return poll(port, samples)
     stop = mp.Event()
-    flooder = mp.Process(target=flood, args=(port, payload, stop), daemon=True)
-    flooder.start()
+    procs = [
+        mp.Process(target=flood, args=(port, payload, stop), daemon=True) for _ in range(flooders)
+    ]
+    for proc in procs:
+        proc.start()
     try:
         time.sleep(0.3)  # let the flood fill the server's socket buffers
         return poll(port, samples)
     finally:
         stop.set()
-        flooder.join(5)
-        if flooder.is_alive():
-            flooder.kill()
+        for proc in procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
 
 
 def main() -> int:
     """Run the measurements and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=300, help="polls per row (default 300)")
+    parser.add_argument(
+        "--flooders",
+        default="1",
+        help="comma-separated numbers of flooding connections per flood (default 1)",
+    )
     args = parser.parse_args()
+    counts = [int(n) for n in args.flooders.split(",")]
     missing = missing_nut_binaries()
     if missing:
         print(f"NUT is not installed: {missing}", file=sys.stderr)
@@ -105,14 +116,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         servers = start_servers(stack, Path(tmp))
         for name, payload in FLOODS.items():
-            for server in servers:
-                times = sorted(measure(server.port, payload, args.samples))
-                p99 = times[min(len(times) - 1, round(0.99 * len(times)))]
-                rows.append((name, server.name, statistics.median(times), p99, times[-1]))
-    print(f"{'flood':26}  {'server':8}  {'median ms':>9}  {'p99 ms':>7}  {'max ms':>7}")
+            for count in counts if payload else [0]:
+                label = f"{count} x {name}" if payload else name
+                for server in servers:
+                    times = sorted(measure(server.port, payload, args.samples, count))
+                    p99 = times[min(len(times) - 1, round(0.99 * len(times)))]
+                    rows.append((label, server.name, statistics.median(times), p99, times[-1]))
+    print(f"{'flood':30}  {'server':8}  {'median ms':>9}  {'p99 ms':>7}  {'max ms':>7}")
     for name, server_name, median, p99, worst in rows:
         print(
-            f"{name:26}  {server_name:8}  {median * 1e3:9.2f}  {p99 * 1e3:7.2f}  {worst * 1e3:7.2f}"
+            f"{name:30}  {server_name:8}  {median * 1e3:9.2f}  {p99 * 1e3:7.2f}  {worst * 1e3:7.2f}"
         )
     return 0
 
