@@ -34,7 +34,14 @@ from .realnut import (
     write_nut_config,
 )
 
-__all__ = ["Pair", "differential_pair", "require_driver", "run_minus_k", "upsc_values"]
+__all__ = [
+    "Pair",
+    "differential_pair",
+    "minus_k_confdirs",
+    "require_driver",
+    "run_minus_k",
+    "upsc_values",
+]
 
 UPS = "ups"
 
@@ -195,6 +202,20 @@ def differential_pair(
                 "nuttrio's first status",
             )
             yield pair
+
+
+def minus_k_confdirs(
+    tmp_path: Path, driver: str, links: list[Path], options: dict[str, str]
+) -> list[Path]:
+    """One ups.conf directory per pty link ("real", "ours"), the section ``ups`` on it."""
+    return [
+        write_nut_config(
+            tmp_path / name,
+            port=free_port(),
+            ups={"ups": {"driver": driver, "port": str(link), **options}},
+        )
+        for name, link in zip(("real", "ours"), links, strict=True)
+    ]
 
 
 def run_minus_k(driver: str, confdir: Path) -> subprocess.CompletedProcess[str]:

@@ -19,8 +19,7 @@ from nuttrio.hw.sim_apcsmart import ApcModel
 from nuttrio.hw.sim_pty import PtySimulator
 from nuttrio.nutconf import load_nut_config
 
-from .realnut import free_port, write_nut_config
-from .serialdiff import require_driver, run_minus_k
+from .serialdiff import minus_k_confdirs, require_driver, run_minus_k
 
 pytestmark = pytest.mark.realnut
 
@@ -54,14 +53,7 @@ def test_minus_k_sends_the_same_bytes(
     model.change(**status)
     links = [tmp_path / "ttyReal", tmp_path / "ttyOurs"]
     with PtySimulator(model.session, links) as sim:
-        dirs = [
-            write_nut_config(
-                tmp_path / name,
-                port=free_port(),
-                ups={"ups": {"driver": "apcsmart", "port": str(link), **options}},
-            )
-            for name, link in zip(("real", "ours"), links, strict=True)
-        ]
+        dirs = minus_k_confdirs(tmp_path, "apcsmart", links, options)
         done = run_minus_k("apcsmart", dirs[0])
         assert done.returncode == 0, done.stderr
         _ours_k(dirs[1])

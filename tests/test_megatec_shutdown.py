@@ -20,8 +20,7 @@ from nuttrio.hw.sim_megatec import MegatecModel, MegatecState
 from nuttrio.hw.sim_pty import PtySimulator
 from nuttrio.nutconf import load_nut_config
 
-from .realnut import free_port, write_nut_config
-from .serialdiff import require_driver, run_minus_k
+from .serialdiff import minus_k_confdirs, require_driver, run_minus_k
 
 pytestmark = pytest.mark.realnut
 
@@ -73,14 +72,7 @@ def _compare(tmp_path: Path, driver: str, ack: bytes, options: dict[str, str], c
     model = MegatecModel(MegatecState(ack=ack))
     links = [tmp_path / "ttyReal", tmp_path / "ttyOurs"]
     with PtySimulator(model.session, links) as sim:
-        dirs = [
-            write_nut_config(
-                tmp_path / name,
-                port=free_port(),
-                ups={"ups": {"driver": driver, "port": str(link), **options}},
-            )
-            for name, link in zip(("real", "ours"), links, strict=True)
-        ]
+        dirs = minus_k_confdirs(tmp_path, driver, links, options)
         done = run_minus_k(driver, dirs[0])
         failed = _ours_k(driver, dirs[1])
         real, ours = sim.session(0).received, sim.session(1).received

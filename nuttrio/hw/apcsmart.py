@@ -52,11 +52,11 @@ import trio
 from ..nutconf import ConfigError, UpsSection
 from ..nutconf.common import strtol
 from ..state import CommandKind, CommandStatus, DriverCommand, DriverLink, Variable
-from .base import DriverContext, DriverFailed
+from .base import DriverContext
 from .dstate import DriverArgs, DState, VarKind
 from .dummy_table import StFlag
 from .kit import DeviceSilent
-from .serial_line import SerialLine, run_serial_driver
+from .serial_line import SerialLine, run_serial_driver, shutdown_session
 from .transport import SerialSettings
 
 __all__ = ["APC_VARS", "VARTAB", "ApcCore", "ApcFlag", "ApcSmart", "ApcVar", "apcsmart_factory"]
@@ -730,7 +730,7 @@ class ApcSmart:
         core = ApcCore(self.args)
         line = self.line()
         apc = ApcLine(line, core)
-        try:
+        async with shutdown_session(line, self.args.name):
             if not await self.smartmode(apc, 1):
                 log.warning("UPS %s: setting SmartMode failed", self.args.name)
             await apc.write("Q")
@@ -746,11 +746,6 @@ class ApcSmart:
             await apc.flush()
             await apc.write("R")  # upsdrv_cleanup at the driver's exit: back to dumb mode
             await apc.read()
-        except DeviceSilent as exc:
-            raise DriverFailed(f"UPS {self.args.name}: {exc}") from exc
-        finally:
-            with trio.CancelScope(shield=True):
-                await line.aclose()
 
     async def _sd_method(self, apc: ApcLine, core: ApcCore, method: int) -> CommandStatus:
         """One of apcsmart's ``sdlist``: 0 S, 1 @nnn, 2 K K, 3 Z Z, 4 the CS hack."""

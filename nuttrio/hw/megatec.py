@@ -56,7 +56,7 @@ from ..state import CommandKind, CommandStatus, DriverCommand, DriverLink
 from .base import DriverContext, DriverFailed
 from .dstate import DriverArgs, DState, VarKind
 from .kit import DeviceSilent
-from .serial_line import SerialLine, run_serial_driver
+from .serial_line import SerialLine, run_serial_driver, shutdown_session
 from .transport import SerialSettings
 
 __all__ = [
@@ -642,17 +642,12 @@ class BlazerSer:
         """
         core = BlazerCore(self.args, self.settings)
         line = self.line()
-        try:
+        async with shutdown_session(line, self.args.name):
             if not await self._command_tries(line, core, "shutdown.stop"):
                 log.info("UPS %s: no shutdown pending", self.args.name)
             if not await self._command_tries(line, core, "shutdown.return"):
                 raise DriverFailed(f"UPS {self.args.name}: shutdown failed")
             log.info("UPS %s: shutting down in %d s", self.args.name, self.settings.offdelay)
-        except DeviceSilent as exc:
-            raise DriverFailed(f"UPS {self.args.name}: {exc}") from exc
-        finally:
-            with trio.CancelScope(shield=True):
-                await line.aclose()
 
     async def _command_tries(self, line: SerialLine, core: BlazerCore, name: str) -> bool:
         request = core.instcmd_request(name, None)

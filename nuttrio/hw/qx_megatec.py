@@ -55,7 +55,7 @@ from .megatec import (
     c_string,
     strtod,
 )
-from .serial_line import SerialLine, run_serial_driver
+from .serial_line import SerialLine, run_serial_driver, shutdown_session
 from .transport import SerialSettings
 
 __all__ = [
@@ -702,18 +702,13 @@ class QxMegatec:
         core.start()
         line = self.line()
         final = "shutdown.stayoff" if self.args.testvar("stayoff") else "shutdown.return"
-        try:
+        async with shutdown_session(line, self.args.name):
             await self._claim(core, line)
             self._apply_delays(core)
             if not await self._tries(core, line, "shutdown.stop"):
                 log.info("UPS %s: no shutdown pending", self.args.name)
             if not await self._tries(core, line, final):
                 raise DriverFailed(f"UPS {self.args.name}: shutdown failed")
-        except DeviceSilent as exc:
-            raise DriverFailed(f"UPS {self.args.name}: {exc}") from exc
-        finally:
-            with trio.CancelScope(shield=True):
-                await line.aclose()
 
     async def _tries(self, core: QxMegatecCore, line: SerialLine, name: str) -> bool:
         for _ in range(MAXTRIES):

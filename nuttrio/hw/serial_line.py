@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import termios
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import trio
 
 from ..state import CommandStatus, DriverCommand, DriverLink
+from .base import DriverFailed
 from .kit import DeviceSilent, PolledState, every, publish_difference, run_polling_driver
 from .transport import SerialSettings, SerialStream, open_serial
 
@@ -166,6 +167,22 @@ class SerialLine:
         await self.flush_input()
         await self.send(request)
         return await self.read_until(end, within)
+
+
+@contextlib.asynccontextmanager
+async def shutdown_session(line: SerialLine, ups: str) -> AsyncIterator[SerialLine]:
+    """``line`` for one driver's shutdown sequence (its ``-k``), closed at the end.
+
+    A device that goes silent or a port that is lost ends it with
+    :class:`~nuttrio.hw.base.DriverFailed` naming the UPS; cancellation closes the port too.
+    """
+    try:
+        yield line
+    except DeviceSilent as exc:
+        raise DriverFailed(f"UPS {ups}: {exc}") from exc
+    finally:
+        with trio.CancelScope(shield=True):
+            await line.aclose()
 
 
 class _StartedOnce:
