@@ -195,6 +195,12 @@ def _start_in_background(
     )
 
 
+def _pid_in(path: Path) -> int:
+    """The PID a background upslog wrote, once the whole line is there (it is not atomic)."""
+    wait_until(lambda: path.exists() and path.read_text().endswith("\n"), 5, "the PID file")
+    return int(path.read_text())
+
+
 def test_upslog_background_loses_stdout(servers: Servers, tmp_path: Path) -> None:
     """Without -F a file log puts upslog in the background; what it printed is lost."""
     port = servers.ports["nuttrio"]
@@ -213,8 +219,7 @@ def test_upslog_background_loses_stdout(servers: Servers, tmp_path: Path) -> Non
             assert set(_lines(log)) == {"23"}
     finally:
         for _, pid in files.values():
-            wait_until(pid.exists, 5, "the PID file")
-            os.kill(int(pid.read_text()), signal.SIGTERM)
+            os.kill(_pid_in(pid), signal.SIGTERM)
 
 
 def test_upslog_minus_b_goes_to_the_background_even_logging_to_stdout(
@@ -232,12 +237,11 @@ def test_upslog_minus_b_goes_to_the_background_even_logging_to_stdout(
         )
         assert done["ours"].returncode == 0
         for pid in pids.values():
-            wait_until(pid.exists, 5, "the PID file")
-            os.kill(int(pid.read_text()), 0)  # the background child is running
+            os.kill(_pid_in(pid), 0)  # the background child is running
     finally:
         for pid in pids.values():
             if pid.exists():
-                os.kill(int(pid.read_text()), signal.SIGTERM)
+                os.kill(_pid_in(pid), signal.SIGTERM)
 
 
 def test_upslog_multiple_and_json(servers: Servers, tmp_path: Path) -> None:
