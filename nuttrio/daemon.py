@@ -28,6 +28,7 @@ import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -68,7 +69,10 @@ from .server import (
 )
 from .server.tls import expiry_warning, load_server_context, plaintext_allowed
 from .state import StateStore, UpsEntry
-from .web import DEFAULT_WEB_PORT, WebApp, WebSettings, WebSource, serve_web
+from .web.settings import DEFAULT_WEB_PORT, WebSettings
+
+if TYPE_CHECKING:
+    from .web import WebApp
 
 __all__ = [
     "DEFAULT_PORT",
@@ -449,6 +453,8 @@ async def _start_web(daemon: Daemon, nursery: trio.Nursery) -> None:
 
     def users() -> Mapping[str, User]:
         return daemon.config.users if daemon.config is not None else {}
+
+    from .web import WebSource, serve_web  # the web stack, only when a web server is asked for
 
     source = WebSource(
         daemon.store,

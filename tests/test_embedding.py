@@ -125,3 +125,41 @@ def test_the_primary_example_prints_the_onbatt_notification():
     )
     assert result.returncode == 0, result.stderr
     assert re.search(r"^manager: ONBATT demo@127\.0\.0\.1:\d+$", result.stdout, re.M), result
+
+
+_WEB_STACK = ("h11", "prometheus_client", "trio_websocket", "wsproto", "nuttrio.web.app")
+
+_SERVE_AND_LIST_MODULES = """
+import sys, trio, nuttrio
+from pathlib import Path
+
+async def main(web):
+    options = nuttrio.DaemonOptions(
+        confdir=Path(sys.argv[1]), listen=[("127.0.0.1", 0)], web=web
+    )
+    async with nuttrio.open_daemon(options) as daemon:
+        assert daemon.listeners
+    print(sorted(m for m in {stack!r} if m in sys.modules))
+
+trio.run(main, [("127.0.0.1", 0)] if sys.argv[2] == "web" else [])
+"""
+
+
+@pytest.mark.parametrize(("web", "loaded"), [("", []), ("web", sorted(_WEB_STACK))])
+def test_a_daemon_without_web_never_loads_the_web_stack(tmp_path, web, loaded):
+    """The web stack (~4 MiB resident) is imported only when a web server is asked for."""
+    (tmp_path / "u.dev").write_text("ups.status: OL\n")
+    (tmp_path / "ups.conf").write_text("[u]\n\tdriver = dummy-ups\n\tport = u.dev\n")
+    (tmp_path / "upsd.conf").write_text("")
+    (tmp_path / "upsd.users").write_text("")
+    script = _SERVE_AND_LIST_MODULES.format(stack=_WEB_STACK)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path), web],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=NuttrioProcess([]).env,
+        timeout=60,
+        check=False,
+    )
+    assert (out.returncode, out.stdout.strip()) == (0, str(loaded)), out.stderr

@@ -152,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     scan.add_argument("ports", nargs="*", metavar="PORT", help="serial port to probe")
     add_hid_commands(commands)
-    for name, (_, summary) in clients.TOOLS.items():
+    for name, summary in clients.TOOLS.items():
         # Never parsed here: main() hands the arguments to the tool, which takes NUT's.
         commands.add_parser(
             name, help=f"{summary}; 'nuttrio {name} -h' for its options", add_help=False

@@ -297,13 +297,15 @@ class ServerCore:
 
     def _answer(self, session: Session, request: ev.Request) -> Reply:
         match request:
-            # The request classes are disjoint, so the order only matters for speed: the
-            # requests of every poll (GET VAR, LIST VAR...) are matched first.
-            case ev.GetVar(var=var) if var.lower().startswith("server."):
-                return _server_var(request)
+            # The request classes are disjoint, so the order only matters for speed: GET VAR,
+            # the request of every poll, first and in full, then the others about a UPS.
+            case ev.GetVar():
+                if request.var[:7].lower() == "server.":
+                    return _server_var(request)
+                found = self._available(request.ups)
+                return found if isinstance(found, Reply) else _get_var(request, found.snap)
             case (
-                ev.GetVar(ups=ups)
-                | ev.GetNumLogins(ups=ups)
+                ev.GetNumLogins(ups=ups)
                 | ev.GetType(ups=ups)
                 | ev.GetDesc(ups=ups)
                 | ev.GetCmdDesc(ups=ups)
@@ -358,8 +360,6 @@ class ServerCore:
         match request:
             case ev.GetNumLogins():
                 return rp.numlogins(request.ups, len(found.entry.logins), rfc=request.rfc)
-            case ev.GetVar():
-                return _get_var(request, found.snap)
             case ev.GetType():
                 return _get_type(request, found.snap)
             case ev.GetDesc():

@@ -170,7 +170,8 @@ async def _serve_session(
         while True:
             out = bytearray()
             event: Signal | None = None
-            for _ in range(SLICE_REQUESTS):
+            left = SLICE_REQUESTS
+            while left:
                 request = conn.next_event()
                 if isinstance(request, Signal):
                     event = request
@@ -180,9 +181,11 @@ async def _serve_session(
                     await _throttled(stream, out, session.reply_delay, limits, scope)
                     session.reply_delay = 0.0
                 out += conn.send(reply)
+                left -= 1
             if out:
-                deadline = trio.current_time() + limits.idle_timeout
-                scope.deadline = trio.current_time() + limits.send_timeout
+                now = trio.current_time()
+                deadline = now + limits.idle_timeout
+                scope.deadline = now + limits.send_timeout
                 await stream.send_all(out)
             if event is None:
                 # A full slice: let the other connections run before the next one.

@@ -9,80 +9,39 @@ API.
 Embedding::
 
     app = await nursery.start(serve_web, WebSource(store), listeners)
+
+The names are imported lazily: :class:`WebSettings` and :data:`DEFAULT_WEB_PORT` alone do not
+load the web stack (h11, trio-websocket, prometheus_client), so a daemon without ``--web``
+never carries it.
 """
 
 from __future__ import annotations
 
-import functools
-import ssl
-from collections.abc import Sequence
+import importlib
+from typing import TYPE_CHECKING, Any
 
-import attrs
-import trio
+if TYPE_CHECKING:
+    from .app import WebApp as WebApp
+    from .app import WebSource as WebSource
+    from .app import WebUser as WebUser
+    from .serve import serve_web as serve_web
+    from .settings import DEFAULT_WEB_PORT as DEFAULT_WEB_PORT
+    from .settings import WebSettings as WebSettings
 
-from ..jsonshapes import Sample
-from .app import WebApp, WebSource, WebUser
-from .feed import EventLog, RingLog, follow_store, history_size, sample_store
-from .http import serve_http
+_LAZY = {
+    "DEFAULT_WEB_PORT": "settings",
+    "WebApp": "app",
+    "WebSettings": "settings",
+    "WebSource": "app",
+    "WebUser": "app",
+    "serve_web": "serve",
+}
 
-__all__ = ["DEFAULT_WEB_PORT", "WebApp", "WebSettings", "WebSource", "WebUser", "serve_web"]
-
-#: The web port when ``--web HOST`` gives none, and the demo's (NUT's 3493 in the 8000s).
-DEFAULT_WEB_PORT = 8493
-
-
-@attrs.frozen
-class WebSettings:
-    """How much the dashboard remembers.
-
-    Attributes:
-        history_hours: Hours of chart the ring buffer keeps (for the UPSes there at start).
-        sample_interval: Seconds between two chart points.
-        event_log_size: Event-log lines kept.
-    """
-
-    history_hours: float = 3.0
-    sample_interval: float = 10.0
-    event_log_size: int = 500
+__all__ = list(_LAZY)
 
 
-async def serve_web(
-    source: WebSource,
-    listeners: Sequence[trio.SocketListener],
-    settings: WebSettings | None = None,
-    *,
-    tls_context: ssl.SSLContext | None = None,
-    task_status: trio.TaskStatus[WebApp] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve the dashboard, the API and /metrics on ``listeners`` (which it owns).
-
-    With ``tls_context`` it serves HTTPS (and ``wss:``) only.
-
-    Reports the :class:`WebApp` (its ``events`` log takes more events, e.g. the
-    manager's notifications) once accepting. Runs until cancelled; cancellation closes
-    every connection and the listeners. A failing request or websocket never stops it.
-    """
-    settings = settings or WebSettings()
-    events = EventLog(settings.event_log_size)
-    size = history_size(settings.history_hours, settings.sample_interval, len(source.store))
-    samples: RingLog[Sample] = RingLog(size)
-    app = WebApp(
-        source,
-        events,
-        samples,
-        secure=tls_context is not None,
-        chart_span=settings.history_hours * 3600,
-    )
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(follow_store, source.store, events)
-        per_ups = history_size(settings.history_hours, settings.sample_interval, 1)
-        sample = functools.partial(sample_store, per_ups=per_ups)
-        await nursery.start(sample, source.store, samples, settings.sample_interval)
-        await nursery.start(
-            functools.partial(serve_http, tls_context=tls_context),
-            listeners,
-            app.handle,
-            app.websocket,
-        )
-        app.listeners = listeners
-        task_status.started(app)
+def __getattr__(name: str) -> Any:  # noqa: ANN401 - module attributes of any type
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)

@@ -13,22 +13,30 @@ and upslog handles its signals as upslog does.
 
 from __future__ import annotations
 
+import importlib
 import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from . import upsc, upscmd, upslog, upsrw
 from ._base import Stdio, run
 
 __all__ = ["TOOLS", "console", "run_tool", "upsc_main", "upscmd_main", "upslog_main", "upsrw_main"]
 
-#: Tool name -> (its main, a one-line summary for ``nuttrio --help``).
-TOOLS: dict[str, tuple[Callable[[Stdio, list[str]], int], str]] = {
-    "upsc": (upsc.main, "NUT's upsc: list UPSes, variables or clients (-j for JSON)"),
-    "upscmd": (upscmd.main, "NUT's upscmd: list or send instant commands"),
-    "upsrw": (upsrw.main, "NUT's upsrw: list or set writable variables"),
-    "upslog": (upslog.main, "NUT's upslog: log UPS variables to files (-m, --json)"),
+#: Tool name (also its module's) -> a one-line summary for ``nuttrio --help``. A tool's
+#: module is imported when it runs, so the daemon never loads the four of them.
+TOOLS: dict[str, str] = {
+    "upsc": "NUT's upsc: list UPSes, variables or clients (-j for JSON)",
+    "upscmd": "NUT's upscmd: list or send instant commands",
+    "upsrw": "NUT's upsrw: list or set writable variables",
+    "upslog": "NUT's upslog: log UPS variables to files (-m, --json)",
 }
+
+
+def _main_of(name: str) -> Callable[[Stdio, list[str]], int]:
+    if name not in TOOLS:
+        raise KeyError(name)
+    main: Callable[[Stdio, list[str]], int] = importlib.import_module(f".{name}", __name__).main
+    return main
 
 
 def run_tool(name: str, argv: Sequence[str], stdio: Stdio | None = None) -> int:
@@ -41,7 +49,7 @@ def run_tool(name: str, argv: Sequence[str], stdio: Stdio | None = None) -> int:
     """
     if stdio is None:
         stdio = Stdio(sys.stdout.buffer, sys.stderr.buffer, sys.stdin.buffer)
-    return run(TOOLS[name][0], list(argv), stdio)
+    return run(_main_of(name), list(argv), stdio)
 
 
 def console(name: str, argv: Sequence[str]) -> int:
