@@ -25,10 +25,17 @@ class NuttrioProcess:
         args: Extra command-line arguments (``--nut-config DIR``, ``--listen HOST:PORT``...).
         env: Extra environment variables.
         timeout: Seconds to wait for the ready line.
+        cwd: The checkout whose ``nuttrio`` runs (default this one; bench/bench_versions.py
+            runs another revision's).
     """
 
     def __init__(
-        self, args: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 30.0
+        self,
+        args: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        timeout: float = 30.0,
+        cwd: Path | None = None,
     ) -> None:
         roles = {"--attach", "--primary", "--secondary"}
         role = [] if roles & set(args) else ["--attach"]
@@ -37,6 +44,7 @@ class NuttrioProcess:
         inherited = {k: v for k, v in os.environ.items() if k != "NUT_CONFPATH"}
         self.env = {**inherited, **(env or {})}
         self.timeout = timeout
+        self.cwd = cwd or Path(__file__).resolve().parents[1]
         self.proc: subprocess.Popen[str] | None = None
         self.ready_line = ""
         self.returncode: int | None = None
@@ -50,7 +58,7 @@ class NuttrioProcess:
             stderr=subprocess.PIPE,
             text=True,
             env=self.env,
-            cwd=Path(__file__).resolve().parents[1],
+            cwd=self.cwd,
         )
         assert self.proc.stdout is not None
         sel = selectors.DefaultSelector()
