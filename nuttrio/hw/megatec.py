@@ -46,6 +46,7 @@ import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
+from typing import Generic, Protocol, TypeVar
 
 import attrs
 import trio
@@ -66,6 +67,7 @@ __all__ = [
     "BlazerSer",
     "BlazerSettings",
     "MegatecProtocol",
+    "MegatecSerialDriver",
     "blazer_ser_factory",
     "c_string",
     "strtod",
@@ -520,28 +522,45 @@ class BlazerCore(DState):
         return CommandStatus.SUCCESS
 
 
-class BlazerSer:
-    """The ``blazer_ser`` driver: :class:`BlazerCore` on a serial port, on the kit's loop.
+class _CablePower(Protocol):
+    """Options that say how the port's DTR and RTS lines are driven (``cablepower``)."""
+
+    @property
+    def dtr(self) -> bool: ...
+
+    @property
+    def rts(self) -> bool: ...
+
+
+SettingsT = TypeVar("SettingsT", bound=_CablePower)
+
+
+class MegatecSerialDriver(Generic[SettingsT]):
+    """What blazer_ser and nutdrv_qx share on the serial side: the section, the options, the port.
 
     Args:
         args: The section as main.c leaves it.
-        settings: blazer's options.
+        settings: The driver's options.
         reply_timeout: Seconds to wait for each reply.
     """
 
     def __init__(
-        self, args: DriverArgs, settings: BlazerSettings, *, reply_timeout: float = REPLY_TIMEOUT
+        self, args: DriverArgs, settings: SettingsT, *, reply_timeout: float = REPLY_TIMEOUT
     ) -> None:
         self.args = args
         self.settings = settings
         self.reply_timeout = reply_timeout
 
     def line(self) -> SerialLine:
-        """The port, with blazer_ser's line settings (2400 8N1, DTR/RTS from cablepower)."""
+        """The port as both drivers set it: 2400 8N1, DTR/RTS from ``cablepower``."""
         serial = SerialSettings(
             baudrate=2400, dtr=self.settings.dtr, rts=self.settings.rts, exclusive=self.args.lock
         )
         return SerialLine(self.args.port, serial, settle=0.1)
+
+
+class BlazerSer(MegatecSerialDriver[BlazerSettings]):
+    """The ``blazer_ser`` driver: :class:`BlazerCore` on a serial port, on the kit's loop."""
 
     async def _ask(self, line: SerialLine, request: bytes) -> bytes:
         return await line.exchange(request, b"\r", self.reply_timeout)

@@ -50,13 +50,12 @@ from .megatec import (
     CABLEPOWER,
     MAXTRIES,
     PACKS,
-    REPLY_TIMEOUT,
     BlazerSettings,
+    MegatecSerialDriver,
     c_string,
     strtod,
 )
 from .serial_line import SerialLine, run_serial_driver, shutdown_session
-from .transport import SerialSettings
 
 __all__ = [
     "MEGATEC_ITEMS",
@@ -593,21 +592,8 @@ class QxMegatecCore(DState):
         return CommandStatus.SUCCESS
 
 
-class QxMegatec:
-    """The ``nutdrv_qx`` driver for a megatec unit on a serial port.
-
-    Args:
-        args: The section as main.c leaves it.
-        settings: nutdrv_qx's options.
-        reply_timeout: Seconds to wait for each reply.
-    """
-
-    def __init__(
-        self, args: DriverArgs, settings: QxSettings, *, reply_timeout: float = REPLY_TIMEOUT
-    ) -> None:
-        self.args = args
-        self.settings = settings
-        self.reply_timeout = reply_timeout
+class QxMegatec(MegatecSerialDriver[QxSettings]):
+    """The ``nutdrv_qx`` driver for a megatec unit on a serial port."""
 
     async def _walk(self, core: QxMegatecCore, line: SerialLine, mode: Walk) -> None:
         """``qx_ups_walk``; raises :class:`WalkFailed` where it returns FALSE."""
@@ -679,13 +665,6 @@ class QxMegatec:
             value = self.args.getval(option)
             if value is not None and core.setvar(name, value) is not CommandStatus.SUCCESS:
                 raise self.args.error(f"{option} '{value}' out of range")
-
-    def line(self) -> SerialLine:
-        """The port, with nutdrv_qx's line settings (2400 8N1, DTR/RTS from cablepower)."""
-        serial = SerialSettings(
-            baudrate=2400, dtr=self.settings.dtr, rts=self.settings.rts, exclusive=self.args.lock
-        )
-        return SerialLine(self.args.port, serial, settle=0.1)
 
     async def shutdown(self) -> None:
         """``nutdrv_qx -k``: claim the UPS, the delays, shutdown.stop, then the shutdown.
