@@ -179,8 +179,14 @@ def test_b_cut_off_while_on_battery_shuts_down_while_online_does_not(tmp_path):
     s_ob = upsmon_conf(
         tmp_path / "sob", f"ob@127.0.0.1:{port} 1 mon monpass secondary", "ob", order
     )
+    # NOCOMMWARNTIME past DEADTIME: the online secondary's NOCOMM says that it has been
+    # without its server longer than DEADTIME, and so has made its decision.
     s_ol = upsmon_conf(
-        tmp_path / "sol", f"ol@127.0.0.1:{port} 1 mon monpass secondary", "ol", order
+        tmp_path / "sol",
+        f"ol@127.0.0.1:{port} 1 mon monpass secondary",
+        "ol",
+        order,
+        "NOCOMMWARNTIME 5",
     )
     with ExitStack() as stack:
         server = stack.enter_context(NuttrioProcess(["--attach", "--nut-config", str(server_dir)]))
@@ -198,8 +204,10 @@ def test_b_cut_off_while_on_battery_shuts_down_while_online_does_not(tmp_path):
         assert name == "ob"
         assert 3 <= stamp - cut <= 3 + 1 + 3  # DEADTIME 3 + FINALDELAY 1 + polling
         assert on_batt.proc.wait(10) == 0
-        # Nothing to wait for: what is checked is that nothing happens within DEADTIME.
-        time.sleep(3)
+        on_line.wait_for_log(f"UPS ol@127.0.0.1:{port} is unavailable", timeout=15)  # NOCOMM
+        # NOCOMMWARNTIME 5 after its last good poll, at most POLLFREQ 1 before the cut:
+        # past DEADTIME 3, and still no shutdown of the online one.
+        assert time.time() - cut >= 4
         assert rest == []
         assert [n for n, _ in shutdowns(order)] == ["ob"]
         assert on_line.proc.poll() is None
