@@ -234,6 +234,31 @@ async def test_a_local_section_is_followed_forwarded_and_stale_while_it_is(
         nursery.cancel_scope.cancel()
 
 
+async def test_a_source_silent_for_15_s_is_dead_as_clone_c_says(tmp_path, autojump_clock):
+    """clone.c's ``sstate_dead(15)``: a source not heard from for 15 s (not declared stale,
+    still connected: a hung driver) makes the clone DATA-STALE; its next word, fresh."""
+    store = StateStore(maxage=60)  # the store's own MAXAGE would be later than clone.c's
+    real = store.add("real")
+    clone_entry = store.add("c")
+    sections = (ups_section("real", "dummy-ups"), ups_section("c", "clone", "real"))
+    driver = create_driver(sections[1], DriverContext(tmp_path, store=store, sections=sections))
+    async with trio.open_nursery() as nursery:
+        with real.connect() as link, clone_entry.connect() as clink:
+            with link.update() as u:
+                for name, value in SOURCE.items():
+                    u.set(name, value)
+                u.dumped = True
+            nursery.start_soon(driver.run, clink)
+            await snapshot_where(clone_entry, lambda s: s.value("ups.status") == "OL")
+            heard = trio.current_time()
+            await snapshot_where(clone_entry, lambda s: s.stale)
+            assert 15 < trio.current_time() - heard <= 15 + 2  # within a pollinterval
+            assert not real.snapshot().data_stale  # the source itself is not stale
+            link.heartbeat()
+            await snapshot_where(clone_entry, lambda s: not s.stale)
+            nursery.cancel_scope.cancel()
+
+
 async def test_the_timers_run_on_the_clock_and_send_load_off_then_load_on(tmp_path, autojump_clock):
     store = StateStore()
     real, clone_entry = store.add("real"), store.add("c")

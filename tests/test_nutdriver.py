@@ -60,7 +60,7 @@ class ScriptedNutDriver:
         for stream in list(self.connections):
             try:
                 await stream.send_all(line)
-            except trio.BrokenResourceError:
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self.connections.remove(stream)
 
     async def _handle(self, stream: trio.SocketStream) -> None:
@@ -189,6 +189,37 @@ async def test_datastale_and_a_silent_driver_read_stale_then_fresh_again(tmp_pat
             fake.mute = False
             await _wait(lambda: not entry.snapshot().silent)
             nursery.cancel_scope.cancel()
+
+
+async def test_a_silence_limit_drops_a_mute_driver_and_connects_again(tmp_path):
+    """``silence_limit`` (clone.c's 15 s): a socket that stays open but says nothing, PINGs
+    unanswered, is dropped and connected again; without a limit it is kept, as upsd does."""
+    path = tmp_path / "dummy-ups-u"
+    fake = ScriptedNutDriver(path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(fake.serve)
+        bridge = NutDriverBridge(settings(path, ping_interval=0.1, silence_limit=0.4))
+        async with bridged(nursery, bridge) as (_store, entry):
+            fake.mute = True
+            await _wait(lambda: len(fake.connections) == 2)  # dropped, then connected again
+            assert fake.received.count(b"DUMPALL") == 2
+            assert fake.received.count(b"PING") >= 2  # prodded before it was given up
+            fake.mute = False
+            await fake.push(fake.dump)  # the answer to the new connection's DUMPALL
+            await _wait(lambda: entry.snapshot().dumped)
+            assert entry.snapshot().connected
+        kept = ScriptedNutDriver(tmp_path / "dummy-ups-v", mute=False)
+        await nursery.start(kept.serve)
+        upsd_like = NutDriverBridge(
+            NutDriverSettings(ups="v", driver="dummy-ups", socket_path=kept.path, ping_interval=0.1)
+        )
+        store = StateStore()
+        with store.add("v").connect() as link:
+            await nursery.start(upsd_like.run, link)
+            kept.mute = True
+            await trio.sleep(0.6)  # real sockets: no mock clock; past the other's limit
+            assert len(kept.connections) == 1
+        nursery.cancel_scope.cancel()
 
 
 async def test_a_live_socket_is_used_instead_of_starting_a_driver(tmp_path):

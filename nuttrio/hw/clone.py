@@ -14,8 +14,10 @@ default 2) and sends it the source commands the core asks for. ``port`` names th
   from the store when nuttrio serves it with its own driver (it has no socket), else the
   socket, through :class:`~nuttrio.hw.nutdriver.NutDriverBridge` in its external mode.
 
-While the source cannot be read or is stale, the clone reads DATA-STALE; it is fresh at
-the first good poll after. For a remote server or a local section, SET VAR and INSTCMD
+While the source cannot be read, is stale, or has said nothing for 15 s (clone.c's
+``sstate_dead(15)``: a hung driver whose socket stays open), the clone reads DATA-STALE;
+it is fresh at the first good poll after. A driver socket silent that long is dropped
+and connected again, as clone.c does. For a remote server or a local section, SET VAR and INSTCMD
 other than the clone's own are forwarded to the source (nuttrio's extension; clone.c
 answers them unknown). A source driver that fails ends the clone's run (the supervisor
 restarts it); cancellation stops the source driver with the clone.
@@ -44,6 +46,8 @@ DRIVER_NAME = "clone"
 DRIVER_VERSION = "2.8.0"
 DRIVER_VERSION_INTERNAL = "0.03"
 DEFAULT_POLLINTERVAL = 2.0
+#: Seconds without news from the source after which clone.c calls it dead (``sstate_dead``).
+SILENCE_LIMIT = 15.0
 
 _INT = re.compile(r"[ \t]*[+-]?[0-9]+")
 _FLOAT = re.compile(r"[ \t]*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
@@ -133,7 +137,7 @@ class CloneUps:
 
             async def poll(planned: float) -> None:
                 snap = entry.snapshot()
-                if not snap.connected or snap.data_stale:
+                if not snap.connected or snap.data_stale or entry.is_stale(SILENCE_LIMIT, snap):
                     raise DeviceSilent(f"the source {entry.name} has no fresh data")
                 core.feed(snap.variables.values(), snap.commands)
                 for name in core.tick(planned):
@@ -242,7 +246,8 @@ def _source(section: UpsSection, context: DriverContext, poll: float) -> _Source
             driver=DRIVER_NAME,
             socket_path=statepath / port,
             confdir=context.confdir,
-            ping_interval=5.0,  # clone.c: a third of its 15 s
+            ping_interval=SILENCE_LIMIT / 3,  # clone.c's PING
+            silence_limit=SILENCE_LIMIT,
         )
     )
     return _Source(bridge, forward=False)

@@ -39,6 +39,7 @@ import collections
 import contextlib
 import itertools
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -125,6 +126,10 @@ class NutDriverSettings:
         start_timeout: Seconds a started driver may take to open its socket.
         ping_interval: Seconds of driver silence before a PING (upsd: MAXAGE/3).
         retry_interval: Seconds between looks for the socket of an external driver.
+        silence_limit: Seconds without a line from the driver after which the connection
+            is dropped (and, for an external driver, made again), as NUT's clone does
+            after 15 s; ``None`` keeps it open, as upsd does (the UPS goes stale after
+            MAXAGE, the store's timer).
     """
 
     ups: str
@@ -136,6 +141,7 @@ class NutDriverSettings:
     start_timeout: float = DEFAULT_START_TIMEOUT
     ping_interval: float = 5.0
     retry_interval: float = 2.0
+    silence_limit: float | None = None
 
     @property
     def external(self) -> bool:
@@ -172,11 +178,16 @@ class _Session:
     """One connection to a driver socket: upsd's side of it."""
 
     def __init__(
-        self, link: DriverLink, stream: trio.SocketStream, ping: float, dump_limit: float
+        self,
+        link: DriverLink,
+        stream: trio.SocketStream,
+        settings: NutDriverSettings,
+        dump_limit: float,
     ) -> None:
         self.link = link
         self.stream = stream
-        self.ping_interval = ping
+        self.ping_interval = settings.ping_interval
+        self.silence_limit = settings.silence_limit
         self.dump_limit = dump_limit
         self._dumped = trio.Event()
         self.mirror = sp.DriverMirror()
@@ -184,6 +195,7 @@ class _Session:
         self.pending: dict[str, DriverCommand] = {}
         self.ids = (f"nuttrio-{n}" for n in itertools.count(1))
         self.quiet_since = trio.current_time()  # the last news, or the last PING
+        self.last_news = self.quiet_since
         self._send_lock = trio.Lock()
 
     async def send(self, data: bytes) -> None:
@@ -279,7 +291,7 @@ class _Session:
             raise DriverGone(f"the driver sent a line longer than {sp.MAX_DRIVER_LINE} bytes")
         if not news:
             return
-        self.quiet_since = trio.current_time()
+        self.quiet_since = self.last_news = trio.current_time()
         if not self.mirror.dumped or not publish_difference(
             self.link, self.mirror, stale=self.mirror.stale
         ):
@@ -305,10 +317,20 @@ class _Session:
             await self.send(line)
 
     async def _pinger(self) -> None:
-        """PING the driver after ``ping_interval`` without news (upsd: MAXAGE/3)."""
+        """PING the driver after ``ping_interval`` without news (upsd: MAXAGE/3).
+
+        Raises:
+            DriverGone: After ``silence_limit`` seconds without news, if there is one.
+        """
+        limit = math.inf if self.silence_limit is None else self.silence_limit
         while True:
-            await trio.sleep_until(self.quiet_since + self.ping_interval)
-            if trio.current_time() >= self.quiet_since + self.ping_interval:
+            await trio.sleep_until(
+                min(self.quiet_since + self.ping_interval, self.last_news + limit)
+            )
+            now = trio.current_time()
+            if now > self.last_news + limit:
+                raise DriverGone(f"nothing from the driver for {limit:g} s")
+            if now >= self.quiet_since + self.ping_interval:
                 await self.send(sp.ping())
                 self.quiet_since = trio.current_time()  # the next PING an interval later
 
@@ -402,7 +424,7 @@ class NutDriverBridge:
         dump_limit: float,
     ) -> None:
         async with stream:
-            self._session = _Session(link, stream, self.settings.ping_interval, dump_limit)
+            self._session = _Session(link, stream, self.settings, dump_limit)
             try:
                 await self._session.run(task_status)
             finally:
