@@ -16,9 +16,9 @@ import trio
 import trio.testing
 import trustme
 
+from nuttrio.guard import AuthThrottle, PeerCounter
 from nuttrio.nutconf import User
 from nuttrio.server import ConnectionLimits, ServerCore, handle_stream, open_listeners, serve_nut
-from nuttrio.server.guard import AuthThrottle, PeerCounter
 from nuttrio.state import StateStore, Variable
 
 from .helpers import NoDescriptions, ScriptedDriver

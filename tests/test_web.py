@@ -569,25 +569,38 @@ async def test_rights_follow_a_reload_of_upsd_users(daemon):
     assert (stale.status, stale.json()["error"]) == (403, "ACCESS-DENIED")
 
 
-async def test_refused_logins_are_answered_one_at_a_time(daemon, monkeypatch):
-    from nuttrio.web import app
-
-    monkeypatch.setattr(app, "FAILED_LOGIN_DELAY", 0.3)
+async def test_refused_logins_wait_longer_per_peer_and_slow_no_other_peer(daemon):
+    """Each refused login from an address waits 1 s, 2 s, 4 s...; refusals from one address
+    are queued (more connections do not guess faster); another address, and right
+    passwords, do not wait."""
     port = web_port(daemon)
-    done: dict[str, float] = {}
     began = trio.current_time()
+    done: dict[str, float] = {}
 
-    async def attempt(key: str, password: str) -> None:
-        reply, _ = await login(port, "admin", password)
+    async def attempt(key: str, password: str, source: str) -> None:
+        reply = await request(
+            port,
+            "/api/v1/login",
+            method="POST",
+            body={"username": "admin", "password": password},
+            local_address=source,
+        )
         done[key] = trio.current_time() - began
         assert reply.status == (200 if password == "pw" else 403)
 
     async with trio.open_nursery() as nursery:
-        for i in range(3):
-            nursery.start_soon(attempt, f"wrong{i}", "guess")
-        nursery.start_soon(attempt, "right", "pw")
-    assert max(done[f"wrong{i}"] for i in range(3)) >= 0.9
-    assert done["right"] < 0.3
+        for i in range(2):
+            nursery.start_soon(attempt, f"guess{i}", "guess", "127.0.0.1")
+        await trio.sleep(0.2)  # both guesses are in before the other peer's first
+        nursery.start_soon(attempt, "other", "typo", "127.0.0.2")
+        nursery.start_soon(attempt, "right", "pw", "127.0.0.1")
+    first, second = sorted(done[f"guess{i}"] for i in range(2))
+    assert first >= 0.9
+    assert second >= 2.9
+    assert done["other"] < 1.5  # its own first refusal: 1 s, not behind the guesser's
+    assert done["right"] < 0.5
+    assert daemon.web.throttle.failures("127.0.0.1") == 2
+    assert daemon.web.throttle.failures("127.0.0.2") == 1
 
 
 async def test_connections_beyond_the_limit_are_closed(tmp_path, monkeypatch):

@@ -30,9 +30,13 @@ async def request(
     headers: dict[str, str] | None = None,
     host: str = "127.0.0.1",
     ssl_context: ssl.SSLContext | None = None,
+    local_address: str | None = None,
 ) -> Reply:
-    """Send one request (``body``: JSON data, sent as application/json); read the reply."""
-    stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+    """Send one request (``body``: JSON data, sent as application/json); read the reply.
+
+    ``local_address`` is the source address (``127.0.0.2``: another loopback peer).
+    """
+    stream: trio.abc.Stream = await trio.open_tcp_stream(host, port, local_address=local_address)
     if ssl_context is not None:
         stream = trio.SSLStream(stream, ssl_context, server_hostname=host)
     conn = h11.Connection(h11.CLIENT)

@@ -14,7 +14,7 @@ Before any of that, two guards (see docs/security.md):
   done STARTTLS gets ``ERR TLS-NOT-ENABLED`` for every request but ``STARTTLS``, and nothing
   it sends is executed (USERNAME included);
 * failed authentications (an unknown user or a wrong password at LOGIN, PRIMARY, FSD, SET,
-  INSTCMD) are counted per peer address by an :class:`~nuttrio.server.guard.AuthThrottle`;
+  INSTCMD) are counted per peer address by an :class:`~nuttrio.guard.AuthThrottle`;
   the delay it asks for is left in ``Session.reply_delay`` for the TCP layer to wait
   before sending the refusal.
 
@@ -33,6 +33,7 @@ from typing import Protocol
 import attrs
 import trio
 
+from ..guard import AuthThrottle
 from ..nutconf.upsd_conf import IPNetwork
 from ..protocol import ErrCode, Reply, ServerConnection, quote
 from ..protocol import events as ev
@@ -49,7 +50,6 @@ from ..state import (
     UpsSnapshot,
     refuse_value,
 )
-from .guard import AuthThrottle
 from .tls import plaintext_allowed
 
 __all__ = [

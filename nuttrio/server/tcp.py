@@ -43,10 +43,10 @@ from collections.abc import Sequence
 import attrs
 import trio
 
+from ..guard import PeerCounter
 from ..nutconf.upsd_conf import DEFAULT_MAXCONN_PER_PEER, LOOPBACK_NETWORKS, IPNetwork
 from ..protocol import DEFAULT_MAX_LINE, ServerConnection, Signal
 from .core import ServerCore, Session
-from .guard import PeerCounter
 
 __all__ = [
     "ConnectionLimits",

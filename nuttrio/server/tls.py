@@ -20,9 +20,9 @@ import ssl
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..guard import in_networks
 from ..nutconf.common import ConfigError, is_nss_database, load_ca_locations
 from ..nutconf.upsd_conf import UPSD_CONF, CertRequest, IPNetwork, UpsdConfig
-from .guard import in_networks
 
 __all__ = [
     "EXPIRY_WARNING_DAYS",

@@ -29,6 +29,7 @@ import trio
 import trio_websocket
 from prometheus_client import Histogram
 
+from ..guard import AuthThrottle
 from ..jsonshapes import (
     ClientList,
     CommandList,
@@ -51,8 +52,6 @@ log = logging.getLogger("nuttrio.web")
 audit_log = logging.getLogger("nuttrio.audit")
 
 API = "/api/v1"
-#: Seconds each refused login takes (refusals are answered one at a time).
-FAILED_LOGIN_DELAY = 1.0
 _COOKIE = "nuttrio_session"
 _STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -169,7 +168,10 @@ class WebApp:
         self.samples = samples
         self.secure = secure
         self.sessions: dict[str, _Session] = {}
-        self._refusals = trio.Lock()
+        #: Refused logins wait per peer address: 1 s, 2 s, 4 s... up to 30 s, one after the
+        #: other per address; other addresses are not slowed. Loopback is throttled too (a
+        #: reverse proxy in front of the dashboard connects from there).
+        self.throttle = AuthThrottle(trio.current_time, free=0, exempt=())
         self.websockets = 0
         #: The bound listeners (set by :func:`~nuttrio.web.serve_web`).
         self.listeners: Sequence[trio.SocketListener] = ()
@@ -310,10 +312,9 @@ class WebApp:
             log.warning("web login as %s from %s refused", username, request.peer)
             _audit(username, request.peer, "-", "LOGIN", "ACCESS-DENIED")
             self.events.add("login", f"login as {username} from {request.peer} refused")
-            # One refusal per FAILED_LOGIN_DELAY for everyone: guessing stays slow however
-            # many connections try at once; right passwords never wait.
-            async with self._refusals:
-                await trio.sleep(FAILED_LOGIN_DELAY)
+            # Right passwords never wait; more connections from one address do not guess
+            # faster (its refusals are queued).
+            await trio.sleep(self.throttle.failed(request.peer))
             return _error(403, "ACCESS-DENIED", "wrong user name or password")
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         self.sessions[token] = _Session(username, password, csrf)

@@ -1,10 +1,10 @@
 """Per-peer protections: password-guessing throttle and a cap on connections per address.
 
-Both are plain synchronous bookkeeping keyed by the peer's address text; the TCP layer
-applies what they decide (it sleeps before an ``ACCESS-DENIED`` reply, it closes a
-connection over the cap). Memory is bounded: at most :data:`MAX_TRACKED_PEERS` addresses
-are remembered by the throttle, the oldest forgotten first, and a peer's record expires
-after :data:`FAILURE_MEMORY` seconds without a failure.
+Both are plain synchronous bookkeeping keyed by the peer's address text; the protocol
+server and the web server apply what they decide (they wait before an ``ACCESS-DENIED``
+reply, the protocol server closes a connection over the cap). Memory is bounded: at most
+:data:`MAX_TRACKED_PEERS` addresses are remembered by the throttle, the oldest forgotten
+first, and a peer's record expires after :data:`FAILURE_MEMORY` seconds without a failure.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from ..nutconf.upsd_conf import LOOPBACK_NETWORKS, IPNetwork
+from .nutconf.upsd_conf import LOOPBACK_NETWORKS, IPNetwork
 
 __all__ = [
     "FAILURE_MEMORY",
