@@ -492,6 +492,27 @@ async def test_manager_presents_upsmon_conf_s_certfile_to_a_certrequest_2_server
         assert list(reading.unreachable) != []
 
 
+@pytest.mark.parametrize("holds_our_ca", [True, False])
+async def test_manager_certpath_may_be_a_directory_of_cas(
+    tmp_path: Path, certfile: Path, ca_file: Path, holds_our_ca: bool
+) -> None:
+    """upsmon.conf CERTPATH naming a directory (OpenSSL's CApath, PEM files by any name)."""
+    from nuttrio.mgmt.runner import read_once
+
+    cas = tmp_path / "cas"
+    cas.mkdir()
+    trustme.CA().cert_pem.write_to_path(str(cas / "another.crt"))
+    if holds_our_ca:
+        shutil.copy(ca_file, cas / "ours.pem")
+    confdir = write_confdir(tmp_path / "conf", f"CERTFILE {certfile}\n")
+    async with nuttrio.open_daemon(daemon_options(confdir)) as daemon:
+        port = daemon.addresses[0][1]
+        path = write_upsmon(tmp_path, f"FORCESSL 1\nCERTVERIFY 1\nCERTPATH {cas}\n")
+        path.write_text(path.read_text().replace(":3493", f":{port}"))
+        reading = await read_once(load_upsmon_conf(path))
+    assert (reading.unreachable == {}) is holds_our_ca
+
+
 async def test_certrequest_1_asks_for_a_certificate_and_checks_one_given(
     tmp_path: Path, ca: trustme.CA, certfile: Path, ca_file: Path
 ) -> None:
