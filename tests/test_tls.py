@@ -7,6 +7,7 @@ upsd.conf allows plaintext from 127.0.0.1/32 only.
 
 from __future__ import annotations
 
+import datetime
 import shutil
 import ssl
 import stat
@@ -428,6 +429,17 @@ def test_cert_command(tmp_path: Path, capsys) -> None:
     body = certfile.read_text()
     assert body.index("BEGIN CERTIFICATE") < body.index("BEGIN PRIVATE KEY")
     ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(certfile))
+    # --days 10: valid until ten days from now (from a little before now, for clock skew),
+    # for the name asked.
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    now = datetime.datetime.now(datetime.UTC)
+    assert cert.not_valid_before_utc <= now
+    ten_days = now + datetime.timedelta(days=10)
+    assert abs(cert.not_valid_after_utc - ten_days) < datetime.timedelta(minutes=1)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["ups.example"]
     # Never overwritten.
     assert cli.main(["cert", "--host", "ups.example", "--out", str(out)]) == 1
     assert "exists" in capsys.readouterr().err
