@@ -274,11 +274,17 @@ class CommandStatus(enum.IntEnum):
 
 
 class CommandResult:
-    """The outcome slot of one :class:`DriverCommand`, resolved once by the driver."""
+    """The outcome slot of one :class:`DriverCommand`, resolved once by the driver.
+
+    Attributes:
+        on_resolve: Called with the outcome when it is resolved (the server's audit line
+            of the driver's answer); it must not raise or block.
+    """
 
     def __init__(self) -> None:
         self._status: CommandStatus | None = None
         self._done = trio.Event()
+        self.on_resolve: Callable[[CommandStatus], None] | None = None
 
     @property
     def status(self) -> CommandStatus | None:
@@ -290,6 +296,8 @@ class CommandResult:
         if self._status is None:
             self._status = status
             self._done.set()
+            if self.on_resolve is not None:
+                self.on_resolve(status)
 
     async def wait(self) -> CommandStatus:
         """Wait for the outcome. Cancellation leaves the result unresolved."""

@@ -314,6 +314,16 @@ async def test_audit_lines(core, caplog):
     assert "request='FSD ups' result=OK" in lines[3]
     assert "ups=nope request='FSD nope' result=UNKNOWN-UPS" in lines[4]
     assert all("right" not in line for line in lines)  # no password
+    # The driver's answers come after the replies, each an audit line with its tracking id.
+    await trio.testing.wait_all_tasks_blocked()
+    answers = [r.getMessage() for r in caplog.records if r.name == "nuttrio.audit"][5:]
+    set_id, cmd_id = (line.rsplit("tracking=", 1)[1] for line in lines[1:3])
+    assert answers == [
+        "user=admin peer=192.0.2.5 ups=ups request='SET VAR ups ups.delay.shutdown 30' "
+        f"driver=SUCCESS tracking={set_id}",
+        f"user=admin peer=192.0.2.5 ups=ups request='INSTCMD ups load.off' "
+        f"driver=SUCCESS tracking={cmd_id}",
+    ]
 
 
 def test_upsd_users_readable_by_others_warns(tmp_path):

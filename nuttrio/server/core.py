@@ -24,6 +24,7 @@ Every FSD, SET, INSTCMD, PRIMARY/MASTER and failed authentication is logged on t
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections import Counter
@@ -505,7 +506,7 @@ class ServerCore:
         refused = refuse_value(var, request.value)
         if refused is not None:
             return rp.err(ErrCode(refused))
-        return self._submit(session, found, CommandKind.SET, request.var, request.value)
+        return self._submit(session, found, request, request.var, request.value)
 
     def _instcmd(self, session: Session, request: ev.InstCmd, found: _Available) -> Reply:
         if not found.snap.has_command(request.cmd):
@@ -513,23 +514,27 @@ class ServerCore:
         password = session.conn.password
         if not self._authorized(session, lambda user: user.allows_instcmd(request.cmd, password)):
             return rp.err(ErrCode.ACCESS_DENIED)
-        return self._submit(session, found, CommandKind.INSTCMD, request.cmd, request.param)
+        return self._submit(session, found, request, request.cmd, request.param)
 
     def _submit(
         self,
         session: Session,
         found: _Available,
-        kind: CommandKind,
+        request: ev.SetVar | ev.InstCmd,
         name: str,
         value: str | None,
     ) -> Reply:
         """Queue a checked SET or INSTCMD for the driver: ``OK`` (``OK TRACKING id``).
 
         A full or closed queue is upsd's failed write to the driver: ``SET-FAILED`` or
-        ``INSTCMD-FAILED``.
+        ``INSTCMD-FAILED``. The driver's answer, when it comes, is an audit line of its own.
         """
+        kind = CommandKind.SET if isinstance(request, ev.SetVar) else CommandKind.INSTCMD
         result = CommandResult()
         tid = self._new_tracking(session, result)
+        result.on_resolve = functools.partial(
+            _audit_outcome, session.conn.username or "-", session.address, request, tid or "-"
+        )
         if not found.entry.submit(DriverCommand(kind, name, value, tid, result)):
             failed = ErrCode.SET_FAILED if kind is CommandKind.SET else ErrCode.INSTCMD_FAILED
             return rp.err(failed)
@@ -559,6 +564,22 @@ def _audited(session: Session, request: ev.Request, reply: Reply) -> Reply:
     )
     session.auth_failed = False
     return reply
+
+
+def _audit_outcome(
+    user: str, peer: str, request: ev.SetVar | ev.InstCmd, tracking: str, status: CommandStatus
+) -> None:
+    """The audit line of a driver's answer to a SET or INSTCMD (``driver=SUCCESS``...)."""
+    audit_log.log(
+        logging.INFO if status is CommandStatus.SUCCESS else logging.WARNING,
+        "user=%s peer=%s ups=%s request=%r driver=%s tracking=%s",
+        user,
+        peer,
+        request.ups,
+        " ".join(request.words()),
+        status.name,
+        tracking,
+    )
 
 
 # -- replies computed from one snapshot -----------------------------------------------------------
