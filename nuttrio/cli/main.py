@@ -134,6 +134,16 @@ def _parser() -> argparse.ArgumentParser:
             "serves a simulated UPS named 'sim' on 127.0.0.1:3493."
         ),
     )
+    _add_commands(parser)
+    _add_roles(parser)
+    _add_config_options(parser, subcommand=False)
+    _add_daemon_options(parser)
+    parser.add_argument("--version", action="version", version=f"nuttrio {__version__}")
+    return parser
+
+
+def _add_commands(parser: argparse.ArgumentParser) -> None:
+    """The subcommands: cert, why and the other tools, scan, hid-*, NUT's client tools."""
     commands = parser.add_subparsers(
         dest="command", title="commands (instead of a role)", metavar="COMMAND"
     )
@@ -157,6 +167,10 @@ def _parser() -> argparse.ArgumentParser:
         commands.add_parser(
             name, help=f"{summary}; 'nuttrio {name} -h' for its options", add_help=False
         )
+
+
+def _add_roles(parser: argparse.ArgumentParser) -> None:
+    """--attach, --primary, --secondary and the one-shot --killpower-check, --shutdown-ups."""
     roles = parser.add_argument_group("role (one of)")
     role = roles.add_mutually_exclusive_group()
     role.add_argument(
@@ -193,7 +207,10 @@ def _parser() -> argparse.ArgumentParser:
         "of shutdown.return, load.off.delay, shutdown.stayoff, load.off it offers; "
         "nuttrio must not be serving it",
     )
-    _add_config_options(parser, subcommand=False)
+
+
+def _add_daemon_options(parser: argparse.ArgumentParser) -> None:
+    """Where to listen, which drivers, the web server, mDNS and the protocol's limits."""
     parser.add_argument(
         "--listen",
         metavar="HOST:PORT",
@@ -256,8 +273,6 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_LINE,
         help=f"longest request line accepted (default {DEFAULT_MAX_LINE})",
     )
-    parser.add_argument("--version", action="version", version=f"nuttrio {__version__}")
-    return parser
 
 
 def _bracketed(host: str) -> str:
