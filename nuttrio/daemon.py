@@ -188,6 +188,8 @@ class Daemon:
         self.web: WebApp | None = None
         self._nursery = nursery
         self._drivers: dict[str, _Running] = {}
+        #: UPSes the program added with :meth:`add_ups` (lower-cased names): not ups.conf's.
+        self._added: set[str] = set()
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -243,6 +245,39 @@ class Daemon:
         policy = self._policy(section)
         scope = await self._nursery.start(_supervise, entry, driver, done, policy)
         self._drivers[section.name.lower()] = _Running(section, driver, scope, done)
+
+    async def add_ups(self, name: str, driver: Driver, *, desc: str | None = None) -> UpsEntry:
+        """Serve a UPS that is not in ups.conf, fed by ``driver`` (any :class:`Driver`).
+
+        The program's own Python object becomes a UPS like the others: served over the NUT
+        protocol, the web and the manager's local MONITORs, run under the same supervision
+        (restarted with its back-off if it raises). A reload of ups.conf leaves it alone.
+        Returns once the driver has published its first state or failed once.
+
+        Raises:
+            ValueError: If a UPS of that name (any case) is already served.
+            RuntimeError: In the secondary role (no UPS is served there).
+        """
+        if self.core is None:
+            raise RuntimeError("the secondary role serves no UPS")
+        if name.lower() in self._drivers or self.store.get(name) is not None:
+            raise ValueError(f"a UPS named {name!r} is already served")
+        self._added.add(name.lower())
+        await self.start_driver(UpsSection(name, "python", "", desc), driver)
+        entry = self.store.get(name)
+        assert entry is not None
+        return entry
+
+    async def remove_ups(self, name: str) -> None:
+        """Stop serving a UPS added by :meth:`add_ups` (its driver is cancelled first).
+
+        Raises:
+            KeyError: If no UPS of that name was added by :meth:`add_ups`.
+        """
+        if name.lower() not in self._added:
+            raise KeyError(name)
+        self._added.discard(name.lower())
+        await self.stop_driver(name)
 
     def _policy(self, section: UpsSection) -> RestartPolicy:
         """The restart policy of ``section`` (bad values were refused when it was loaded)."""
@@ -340,8 +375,11 @@ class Daemon:
                 )
             self.core.settings = _settings(new, tls_available=tls)
         self.store.maxage = new.upsd.maxage
+        for name in self._added & drivers.keys():
+            log.error("ups.conf's [%s] ignored: the program serves a UPS of that name", name)
+            del drivers[name]
         for name in list(self._drivers):
-            if name not in drivers:
+            if name not in drivers and name not in self._added:
                 log.info("UPS %s removed", self._drivers[name].section.name)
                 await self.stop_driver(name)
         to_start = []
@@ -364,7 +402,8 @@ class Daemon:
                 log.info("UPS %s added", section.name)
             to_start.append((section, driver))
         await self.start_drivers(to_start)
-        self.store.reorder([section.name for section in new.ups])
+        added = [entry.name for entry in self.store if entry.name.lower() in self._added]
+        self.store.reorder([s.name for s in new.ups if s.name.lower() in drivers] + added)
         log.info("configuration reloaded")
 
 

@@ -163,3 +163,74 @@ def test_a_daemon_without_web_never_loads_the_web_stack(tmp_path, web, loaded):
         check=False,
     )
     assert (out.returncode, out.stdout.strip()) == (0, str(loaded)), out.stderr
+
+
+def test_the_python_object_example_serves_it_beside_the_simulator():
+    result = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "python_object_as_ups.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env=NuttrioProcess([]).env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "LIST UPS: ['bank', 'sim']",
+        "battery.charge: 87",
+        "beeper.mute: SUCCESS",
+        "ups.beeper.status: muted",
+        "after remove_ups: ['sim']",
+    ]
+
+
+async def test_an_added_ups_is_supervised_and_outlives_a_reload(tmp_path):
+    """``daemon.add_ups``: served as ups.conf's UPSes are, kept by a reload, last in LIST UPS;
+    a name already served is refused, and a ups.conf section of its name is ignored."""
+    import trio
+
+    from nuttrio.client import NutError, open_nut_client
+    from nuttrio.state import DriverLink
+
+    runs = []
+
+    class Flaky:
+        async def run(self, link: DriverLink, *, task_status=trio.TASK_STATUS_IGNORED):
+            runs.append(trio.current_time())
+            with link.update() as update:
+                update.set("ups.status", "OL")
+                update.dumped = True
+            task_status.started()
+            if len(runs) == 1:
+                raise RuntimeError("the first run fails")  # the supervisor restarts it
+            await trio.sleep_forever()
+
+    (tmp_path / "u.dev").write_text("ups.status: OL\n")
+    (tmp_path / "ups.conf").write_text("[u]\n\tdriver = dummy-ups\n\tport = u.dev\n")
+    (tmp_path / "upsd.conf").write_text("")
+    (tmp_path / "upsd.users").write_text("")
+    options = nuttrio.DaemonOptions(confdir=tmp_path, listen=[("127.0.0.1", 0)])
+    async with nuttrio.open_daemon(options) as daemon:
+        entry = await daemon.add_ups("py", Flaky(), desc="the program's")
+        with pytest.raises(ValueError, match="already served"):
+            await daemon.add_ups("U", Flaky())
+        host, port = daemon.addresses[0]
+        async with open_nut_client(host, port) as nut:
+            listed = await nut.list_ups()
+            assert (list(listed), listed["py"]) == (["u", "py"], "the program's")
+            with trio.fail_after(10):
+                while len(runs) < 2:  # noqa: ASYNC110 - the restart after its back-off
+                    await trio.sleep(0.05)
+            assert await nut.get_var("py", "ups.status") == "OL"
+            section = "\tdriver = dummy-ups\n\tport = u.dev\n"
+            (tmp_path / "ups.conf").write_text(f"[u]\n{section}[py]\n{section}")
+            await daemon.reload()  # ups.conf's [py] is ignored: the program's UPS stays
+            assert daemon.driver("py") is not None
+            assert daemon.store.get("py") is entry
+            assert list(await nut.list_ups()) == ["u", "py"]
+            with pytest.raises(KeyError):
+                await daemon.remove_ups("u")  # ups.conf's, not the program's
+            await daemon.remove_ups("py")
+            with pytest.raises(NutError, match="UNKNOWN-UPS"):
+                await nut.get_var("py", "ups.status")
