@@ -484,6 +484,39 @@ async def test_primary_role_serves_the_verdict_and_the_notifications(tmp_path):
         print(f"status change to ONBATT: {total[0].value * 1000:.1f} ms")
 
 
+async def test_secondary_role_logs_its_notifications_and_serves_its_verdict(daemon, tmp_path):
+    """A secondary (no UPS of its own) with a web server: its manager's ONBATT is a notify
+    event in its event log and stream, and its verdict names the remote MONITOR."""
+    host, nut_port = daemon.addresses[0]
+    secondary_dir = tmp_path / "secondary"
+    secondary_dir.mkdir()
+    system = f"a@{host}:{nut_port}"
+    (secondary_dir / "upsmon.conf").write_text(
+        f"MONITOR {system} 1 mon m secondary\nSHUTDOWNCMD true\nRUN_AS_USER root\n"
+        "POLLFREQ 1\nPOLLFREQALERT 1\n"
+    )
+    (secondary_dir / "upsmon.conf").chmod(0o600)
+    options = nuttrio.DaemonOptions(
+        confdir=secondary_dir, web=(("127.0.0.1", 0),), role=nuttrio.Role.SECONDARY
+    )
+    async with nuttrio.open_daemon(options) as secondary:
+        port = web_port(secondary)
+        verdict = (await request(port, "/api/v1/verdict")).json()
+        assert [v["system"] for v in verdict["ups"]] == [system]
+        async with open_stream(port) as ws:
+            await receive_json(ws)  # hello
+            await set_var(daemon, "ups.status", "OB")
+            with trio.fail_after(10):
+                while True:
+                    message = await receive_json(ws)
+                    if message["type"] == "event" and message["event"]["kind"] == "notify":
+                        break
+        assert message["event"]["ups"] == system
+        assert message["event"]["message"].startswith("ONBATT")
+        events = (await request(port, "/api/v1/events")).json()
+        assert any(e["kind"] == "notify" and e["ups"] == system for e in events)
+
+
 async def test_web_tls_uses_the_nut_certificate(tmp_path):
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
