@@ -196,6 +196,23 @@ async def test_metrics_have_nut_exporter_names_and_nuttrio_counters(daemon):
     assert value_of(status, ups="a", flag="OL") == 0
 
 
+async def test_ups_metrics_is_nut_exporter_s_path_with_its_ups_parameter(daemon):
+    """``/ups_metrics?ups=NAME`` (nut_exporter's scrape path): the UPS's own series only,
+    the same values as /metrics; no ``ups``: every UPS; an unknown one: 404."""
+    port = web_port(daemon)
+    whole = families((await request(port, "/metrics")).body.decode())
+    for path in ("/ups_metrics?ups=a", "/ups_metrics?ups=A", "/ups_metrics"):
+        reply = await request(port, path)
+        assert reply.status == 200
+        assert reply.headers["content-type"].startswith("text/plain; version=0.0.4")
+        got = families(reply.body.decode())
+        assert got  # the UPS's series are there...
+        assert all(name.startswith("network_ups_tools_") for name in got)  # ...and only they
+        assert got == {k: v for k, v in whole.items() if k.startswith("network_ups_tools_")}
+    missing = await request(port, "/ups_metrics?ups=nosuch")
+    assert (missing.status, missing.json()["error"]) == (404, "UNKNOWN-UPS")
+
+
 def open_stream(port: int, path: str = "/api/v1/stream"):
     return trio_websocket.open_websocket("127.0.0.1", port, path, use_ssl=False)
 

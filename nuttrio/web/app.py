@@ -42,7 +42,7 @@ from ..jsonshapes import (
 from ..state import CommandKind, DriverCommand, StateStore, UpsEntry, refuse_value
 from .feed import EventLog, RingLog, ups_state
 from .http import Request, Response
-from .metrics import ServerCounters, metrics_registry, render
+from .metrics import ServerCounters, metrics_registry, render, render_ups
 from .stream import StreamSource, serve_stream
 
 __all__ = ["WebApp", "WebSource", "WebUser"]
@@ -53,6 +53,7 @@ audit_log = logging.getLogger("nuttrio.audit")
 
 API = "/api/v1"
 _COOKIE = "nuttrio_session"
+_EXPOSITION = "text/plain; version=0.0.4; charset=utf-8"
 _STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
@@ -268,7 +269,15 @@ class WebApp:
         return _json(self.source.verdict())
 
     async def _metrics(self, request: Request) -> Response:
-        return Response(200, render(self.registry), "text/plain; version=0.0.4; charset=utf-8")
+        return Response(200, render(self.registry), _EXPOSITION)
+
+    async def _ups_metrics(self, request: Request) -> Response:
+        """nut_exporter's path: ``/ups_metrics?ups=NAME`` (scrape configs carry over)."""
+        asked = request.query.get("ups")
+        name = asked[0] if asked else None
+        if name is not None:
+            self._entry(name)  # 404 UNKNOWN-UPS
+        return Response(200, render_ups(self.source.store, self.source.describe, name), _EXPOSITION)
 
     # -- sessions --------------------------------------------------------------------------------
 
@@ -454,6 +463,7 @@ _ROUTES = (
     ("GET", r"/", "_page"),
     ("GET", r"/static/(?:app\.js|style\.css)", "_page"),
     ("GET", r"/metrics", "_metrics"),
+    ("GET", r"/ups_metrics", "_ups_metrics"),
     ("GET", rf"{API}/ups", "_ups_list"),
     ("GET", rf"{API}/ups/{_NAME}", "_ups_variables"),
     ("GET", rf"{API}/ups/{_NAME}/state", "_ups_state"),

@@ -23,7 +23,14 @@ from prometheus_client.registry import Collector
 from ..state import StateStore, UpsSnapshot
 from .feed import number
 
-__all__ = ["NAMESPACE", "STATUS_FLAGS", "ServerCounters", "metrics_registry", "render"]
+__all__ = [
+    "NAMESPACE",
+    "STATUS_FLAGS",
+    "ServerCounters",
+    "metrics_registry",
+    "render",
+    "render_ups",
+]
 
 #: nut_exporter's default --metrics.namespace.
 NAMESPACE = "network_ups_tools"
@@ -224,4 +231,32 @@ def metrics_registry(
 
 def render(registry: CollectorRegistry) -> bytes:
     """The text exposition format (version 0.0.4) of ``registry``."""
+    return generate_latest(registry)
+
+
+class _Families(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families
+
+
+def render_ups(
+    store: StateStore, describe: Callable[[str], str | None], name: str | None = None
+) -> bytes:
+    """nut_exporter's ``/ups_metrics``: the ``network_ups_tools_*`` series alone.
+
+    Of the UPS ``name`` (any case), as ``?ups=NAME`` asks nut_exporter, or of every UPS
+    (nut_exporter fails such a scrape when NUT has more than one; nuttrio serves them all,
+    each labelled ``ups``). A UPS without fresh data has none, as in ``/metrics``.
+    """
+    gauges = _Gauges()
+    for snap in store.view().ups:
+        if name is not None and snap.name.lower() != name.lower():
+            continue
+        if snap.dumped and snap.connected:
+            _ups_series(snap, gauges, describe)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(list(gauges.families.values())))
     return generate_latest(registry)
