@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -92,6 +94,23 @@ class NoDescriptions:
 
     def cmd(self, name: str) -> str | None:
         return {"load.off": "Turn off the load immediately"}.get(name.lower())
+
+
+def run_example(name: str, timeout: float = 60.0) -> str:
+    """Run ``examples/NAME`` with this checkout's nuttrio; assert it exits 0; its stdout."""
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "NUT_CONFPATH"}
+    result = subprocess.run(
+        [sys.executable, str(root / "examples" / name)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=root,
+        env={**env, "PYTHONPATH": str(root)},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def exchange(core: ServerCore, session: Session, data: bytes) -> bytes:

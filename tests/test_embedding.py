@@ -11,6 +11,7 @@ import pytest
 
 import nuttrio
 
+from .helpers import run_example
 from .nuttrio_proc import NuttrioProcess
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,16 +77,7 @@ def test_web_settings_are_exported_beside_the_daemon_options():
 
 
 def test_the_embedding_example_shows_a_status_change():
-    result = subprocess.run(
-        [sys.executable, str(REPO / "examples" / "embed_in_trio_app.py")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-        env=NuttrioProcess([]).env,
-    )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    lines = run_example("embed_in_trio_app.py").splitlines()
     assert lines[0].startswith("serving on 127.0.0.1:")
     assert lines[1:] == [
         "store:    ups.status is now 'OL'",
@@ -116,15 +108,8 @@ async def test_the_managers_notifications_are_an_async_iterator(tmp_path):
 
 
 def test_the_primary_example_prints_the_onbatt_notification():
-    result = subprocess.run(
-        [sys.executable, str(REPO / "examples" / "primary_in_trio_app.py")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert re.search(r"^manager: ONBATT demo@127\.0\.0\.1:\d+$", result.stdout, re.M), result
+    out = run_example("primary_in_trio_app.py")
+    assert re.search(r"^manager: ONBATT demo@127\.0\.0\.1:\d+$", out, re.M), out
 
 
 _WEB_STACK = ("h11", "prometheus_client", "trio_websocket", "wsproto", "nuttrio.web.app")
@@ -166,17 +151,7 @@ def test_a_daemon_without_web_never_loads_the_web_stack(tmp_path, web, loaded):
 
 
 def test_the_python_object_example_serves_it_beside_the_simulator():
-    result = subprocess.run(
-        [sys.executable, str(REPO / "examples" / "python_object_as_ups.py")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-        env=NuttrioProcess([]).env,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [
+    assert run_example("python_object_as_ups.py").splitlines() == [
         "LIST UPS: ['bank', 'sim']",
         "battery.charge: 87",
         "beeper.mute: SUCCESS",

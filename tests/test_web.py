@@ -213,6 +213,15 @@ async def test_ups_metrics_is_nut_exporter_s_path_with_its_ups_parameter(daemon)
     assert (missing.status, missing.json()["error"]) == (404, "UNKNOWN-UPS")
 
 
+async def next_event(ws, kind: str, limit: float) -> dict:
+    """The next event of ``kind`` the stream pushes (other messages skipped)."""
+    with trio.fail_after(limit):
+        while True:
+            message = await receive_json(ws)
+            if message["type"] == "event" and message["event"]["kind"] == kind:
+                return message["event"]
+
+
 def open_stream(port: int, path: str = "/api/v1/stream"):
     return trio_websocket.open_websocket("127.0.0.1", port, path, use_ssl=False)
 
@@ -268,12 +277,7 @@ async def test_stream_sends_events_and_the_event_log_api_has_them(daemon):
     ) as ws:
         await receive_json(ws)
         await set_var(daemon, "ups.status", "OB DISCHRG")
-        with trio.fail_after(5):
-            while True:
-                message = await receive_json(ws)
-                if message["type"] == "event" and message["event"]["kind"] == "status":
-                    break
-    event = message["event"]
+        event = await next_event(ws, "status", 5)
     assert event["ups"] == "a"
     assert event["message"] == "status: on battery, discharging (OB DISCHRG)"
     listed = (await request(port, "/api/v1/events")).json()
@@ -484,13 +488,9 @@ async def test_primary_role_serves_the_verdict_and_the_notifications(tmp_path):
             hello = await receive_json(ws)
             assert hello["verdict"] == verdict
             await set_var(daemon, "ups.status", "OB")
-            with trio.fail_after(10):
-                while True:
-                    message = await receive_json(ws)
-                    if message["type"] == "event" and message["event"]["kind"] == "notify":
-                        break
-        assert message["event"]["ups"] == f"a@127.0.0.1:{nut_port}"
-        assert message["event"]["message"].startswith("ONBATT")
+            event = await next_event(ws, "notify", 10)
+        assert event["ups"] == f"a@127.0.0.1:{nut_port}"
+        assert event["message"].startswith("ONBATT")
         got = families((await request(port, "/metrics")).body.decode())
         latency = got["nuttrio_event_to_notify_seconds"]
         assert value_of(latency, le="+Inf") == 1
@@ -523,13 +523,9 @@ async def test_secondary_role_logs_its_notifications_and_serves_its_verdict(daem
         async with open_stream(port) as ws:
             await receive_json(ws)  # hello
             await set_var(daemon, "ups.status", "OB")
-            with trio.fail_after(10):
-                while True:
-                    message = await receive_json(ws)
-                    if message["type"] == "event" and message["event"]["kind"] == "notify":
-                        break
-        assert message["event"]["ups"] == system
-        assert message["event"]["message"].startswith("ONBATT")
+            event = await next_event(ws, "notify", 10)
+        assert event["ups"] == system
+        assert event["message"].startswith("ONBATT")
         events = (await request(port, "/api/v1/events")).json()
         assert any(e["kind"] == "notify" and e["ups"] == system for e in events)
 

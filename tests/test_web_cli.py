@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import trio
 from nuttrio.cli import main as cli
 from nuttrio.web import DEFAULT_WEB_PORT
 
+from .helpers import run_example
 from .nuttrio_proc import NuttrioProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,17 +69,10 @@ def test_start_line_names_the_dashboard():
 
 
 def test_the_web_embedding_example_runs():
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "web_in_trio_app.py")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "GET /api/v1/ups/garage: {'ups.status': 'OL', 'battery.charge': '97'}" in done.stdout
-    assert "stream pushed: [{'flag': 'OB', 'text': 'on battery'}" in done.stdout
-    assert 'network_ups_tools_ups_status{flag="OB",ups="garage"} 1.0' in done.stdout
+    out = run_example("web_in_trio_app.py", timeout=30)
+    assert "GET /api/v1/ups/garage: {'ups.status': 'OL', 'battery.charge': '97'}" in out
+    assert "stream pushed: [{'flag': 'OB', 'text': 'on battery'}" in out
+    assert 'network_ups_tools_ups_status{flag="OB",ups="garage"} 1.0' in out
 
 
 def test_a_secondary_serves_the_verdict(tmp_path):
