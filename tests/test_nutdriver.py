@@ -201,8 +201,9 @@ async def test_a_silence_limit_drops_a_mute_driver_and_connects_again(tmp_path):
         bridge = NutDriverBridge(settings(path, ping_interval=0.1, silence_limit=0.4))
         async with bridged(nursery, bridge) as (_store, entry):
             fake.mute = True
-            await _wait(lambda: len(fake.connections) == 2)  # dropped, then connected again
-            assert fake.received.count(b"DUMPALL") == 2
+            # Dropped, then connected again: the new connection's DUMPALL has come.
+            await _wait(lambda: fake.received.count(b"DUMPALL") == 2)
+            assert len(fake.connections) == 2
             assert fake.received.count(b"PING") >= 2  # prodded before it was given up
             fake.mute = False
             await fake.push(fake.dump)  # the answer to the new connection's DUMPALL
