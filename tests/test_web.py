@@ -643,8 +643,9 @@ async def test_refused_logins_wait_longer_per_peer_and_slow_no_other_peer(daemon
     first, second = sorted(done[f"guess{i}"] for i in range(2))
     assert first >= 0.9
     assert second >= 2.9
-    assert done["other"] < 1.5  # its own first refusal: 1 s, not behind the guesser's
-    assert done["right"] < 0.5
+    # Its own first refusal, 1 s from 0.2 s: not queued behind the guesser's (3 s).
+    assert done["other"] < 2.5
+    assert done["right"] < 0.9
     assert daemon.web.throttle.failures("127.0.0.1") == 2
     assert daemon.web.throttle.failures("127.0.0.2") == 1
 
