@@ -13,9 +13,9 @@ protocol) does not load Trio or the daemon.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ._lazy import lazy_exports
 from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
@@ -49,9 +49,4 @@ _LAZY = {
 
 __all__ = ["__version__", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:  # noqa: ANN401 - module attributes of any type
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nuttrio' has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+__getattr__ = lazy_exports(__name__, _LAZY)

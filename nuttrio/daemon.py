@@ -260,7 +260,7 @@ class Daemon:
         """
         if self.core is None:
             raise RuntimeError("the secondary role serves no UPS")
-        if name.lower() in self._drivers or self.store.get(name) is not None:
+        if self.store.get(name) is not None:
             raise ValueError(f"a UPS named {name!r} is already served")
         self._added.add(name.lower())
         await self.start_driver(UpsSection(name, "python", "", desc), driver)
@@ -402,8 +402,8 @@ class Daemon:
                 log.info("UPS %s added", section.name)
             to_start.append((section, driver))
         await self.start_drivers(to_start)
-        added = [entry.name for entry in self.store if entry.name.lower() in self._added]
-        self.store.reorder([s.name for s in new.ups if s.name.lower() in drivers] + added)
+        # ups.conf's order; the program's UPSes (not named) stay after them.
+        self.store.reorder([s.name for s in new.ups if s.name.lower() in drivers])
         log.info("configuration reloaded")
 
 

@@ -169,6 +169,7 @@ async def test_an_added_ups_is_supervised_and_outlives_a_reload(tmp_path):
     from nuttrio.state import DriverLink
 
     runs = []
+    restarted = trio.Event()
 
     class Flaky:
         async def run(self, link: DriverLink, *, task_status=trio.TASK_STATUS_IGNORED):
@@ -179,6 +180,7 @@ async def test_an_added_ups_is_supervised_and_outlives_a_reload(tmp_path):
             task_status.started()
             if len(runs) == 1:
                 raise RuntimeError("the first run fails")  # the supervisor restarts it
+            restarted.set()
             await trio.sleep_forever()
 
     (tmp_path / "u.dev").write_text("ups.status: OL\n")
@@ -195,8 +197,7 @@ async def test_an_added_ups_is_supervised_and_outlives_a_reload(tmp_path):
             listed = await nut.list_ups()
             assert (list(listed), listed["py"]) == (["u", "py"], "the program's")
             with trio.fail_after(10):
-                while len(runs) < 2:  # noqa: ASYNC110 - the restart after its back-off
-                    await trio.sleep(0.05)
+                await restarted.wait()  # the restart after its back-off
             assert await nut.get_var("py", "ups.status") == "OL"
             section = "\tdriver = dummy-ups\n\tport = u.dev\n"
             (tmp_path / "ups.conf").write_text(f"[u]\n{section}[py]\n{section}")

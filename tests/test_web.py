@@ -21,6 +21,7 @@ from nuttrio.client import open_nut_client
 from nuttrio.web import WebSettings
 from nuttrio.web.metrics import DEVICE_LABELS_ALL, STATUS_FLAGS
 
+from .helpers import until
 from .webclient import request
 
 DEV = (
@@ -615,6 +616,13 @@ async def test_rights_follow_a_reload_of_upsd_users(daemon):
     assert (stale.status, stale.json()["error"]) == (403, "ACCESS-DENIED")
 
 
+def _failures_reach(daemon, peer: str, count: int):
+    async def reached() -> bool:
+        return daemon.web.throttle.failures(peer) >= count
+
+    return reached
+
+
 async def test_refused_logins_wait_longer_per_peer_and_slow_no_other_peer(daemon):
     """Each refused login from an address waits 1 s, 2 s, 4 s...; refusals from one address
     are queued (more connections do not guess faster); another address, and right
@@ -637,7 +645,8 @@ async def test_refused_logins_wait_longer_per_peer_and_slow_no_other_peer(daemon
     async with trio.open_nursery() as nursery:
         for i in range(2):
             nursery.start_soon(attempt, f"guess{i}", "guess", "127.0.0.1")
-        await trio.sleep(0.2)  # both guesses are in before the other peer's first
+        # Both guesses are counted before the other peer's first try.
+        await until(_failures_reach(daemon, "127.0.0.1", 2), limit=5)
         nursery.start_soon(attempt, "other", "typo", "127.0.0.2")
         nursery.start_soon(attempt, "right", "pw", "127.0.0.1")
     first, second = sorted(done[f"guess{i}"] for i in range(2))

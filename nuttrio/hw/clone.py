@@ -17,10 +17,10 @@ default 2) and sends it the source commands the core asks for. ``port`` names th
 While the source cannot be read, is stale, or has said nothing for 15 s (clone.c's
 ``sstate_dead(15)``: a hung driver whose socket stays open), the clone reads DATA-STALE;
 it is fresh at the first good poll after. A driver socket silent that long is dropped
-and connected again, as clone.c does. For a remote server or a local section, SET VAR and INSTCMD
-other than the clone's own are forwarded to the source (nuttrio's extension; clone.c
-answers them unknown). A source driver that fails ends the clone's run (the supervisor
-restarts it); cancellation stops the source driver with the clone.
+and connected again, as clone.c does. For a remote server or a local section, SET VAR
+and INSTCMD other than the clone's own are forwarded to the source (nuttrio's
+extension; clone.c answers them unknown). A source driver that fails ends the clone's
+run (the supervisor restarts it); cancellation stops the source driver with the clone.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from typing import Protocol
 import attrs
 import trio
 
+from ..audit import audit
 from ..guard import AuthThrottle
 from ..nutconf.upsd_conf import IPNetwork
 from ..protocol import ErrCode, Reply, ServerConnection, quote
@@ -63,7 +64,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("nuttrio.server")
-audit_log = logging.getLogger("nuttrio.audit")
 
 #: Shown for a variable or command without a description (upsd's text).
 NO_DESCRIPTION = "Description unavailable"
@@ -506,7 +506,7 @@ class ServerCore:
         refused = refuse_value(var, request.value)
         if refused is not None:
             return rp.err(ErrCode(refused))
-        return self._submit(session, found, request, request.var, request.value)
+        return self._submit(session, found, request)
 
     def _instcmd(self, session: Session, request: ev.InstCmd, found: _Available) -> Reply:
         if not found.snap.has_command(request.cmd):
@@ -514,22 +514,24 @@ class ServerCore:
         password = session.conn.password
         if not self._authorized(session, lambda user: user.allows_instcmd(request.cmd, password)):
             return rp.err(ErrCode.ACCESS_DENIED)
-        return self._submit(session, found, request, request.cmd, request.param)
+        return self._submit(session, found, request)
 
     def _submit(
         self,
         session: Session,
         found: _Available,
         request: ev.SetVar | ev.InstCmd,
-        name: str,
-        value: str | None,
     ) -> Reply:
         """Queue a checked SET or INSTCMD for the driver: ``OK`` (``OK TRACKING id``).
 
         A full or closed queue is upsd's failed write to the driver: ``SET-FAILED`` or
         ``INSTCMD-FAILED``. The driver's answer, when it comes, is an audit line of its own.
         """
-        kind = CommandKind.SET if isinstance(request, ev.SetVar) else CommandKind.INSTCMD
+        value: str | None
+        if isinstance(request, ev.SetVar):
+            kind, name, value = CommandKind.SET, request.var, request.value
+        else:
+            kind, name, value = CommandKind.INSTCMD, request.cmd, request.param
         result = CommandResult()
         tid = self._new_tracking(session, result)
         result.on_resolve = functools.partial(
@@ -550,15 +552,13 @@ def _audited(session: Session, request: ev.Request, reply: Reply) -> Reply:
         result = f"{token} (authentication failed)" if session.auth_failed else token
     words = reply.data.split()
     tracking = words[2].decode("ascii", "replace") if words[:2] == [b"OK", b"TRACKING"] else "-"
-    what = " ".join(request.words())  # never PASSWORD: it is neither audited nor refused
-    audit_log.log(
+    audit(
         # A refusal, and any FSD (it shuts systems down), is a warning.
         logging.INFO if reply.ok and not isinstance(request, ev.Fsd) else logging.WARNING,
-        "user=%s peer=%s ups=%s request=%r result=%s tracking=%s",
         session.conn.username or "-",
         session.address,
         getattr(request, "ups", "-"),
-        what,
+        " ".join(request.words()),  # never PASSWORD: it is neither audited nor refused
         result,
         tracking,
     )
@@ -570,16 +570,9 @@ def _audit_outcome(
     user: str, peer: str, request: ev.SetVar | ev.InstCmd, tracking: str, status: CommandStatus
 ) -> None:
     """The audit line of a driver's answer to a SET or INSTCMD (``driver=SUCCESS``...)."""
-    audit_log.log(
-        logging.INFO if status is CommandStatus.SUCCESS else logging.WARNING,
-        "user=%s peer=%s ups=%s request=%r driver=%s tracking=%s",
-        user,
-        peer,
-        request.ups,
-        " ".join(request.words()),
-        status.name,
-        tracking,
-    )
+    level = logging.INFO if status is CommandStatus.SUCCESS else logging.WARNING
+    what = " ".join(request.words())
+    audit(level, user, peer, request.ups, what, status.name, tracking, field="driver")
 
 
 # -- replies computed from one snapshot -----------------------------------------------------------

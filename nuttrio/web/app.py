@@ -29,6 +29,7 @@ import trio
 import trio_websocket
 from prometheus_client import Histogram
 
+from ..audit import audit
 from ..guard import AuthThrottle
 from ..jsonshapes import (
     ClientList,
@@ -48,8 +49,6 @@ from .stream import StreamSource, serve_stream
 __all__ = ["WebApp", "WebSource", "WebUser"]
 
 log = logging.getLogger("nuttrio.web")
-#: The protocol server's audit logger (the same lines, marked ``via=web``).
-audit_log = logging.getLogger("nuttrio.audit")
 
 API = "/api/v1"
 _COOKIE = "nuttrio_session"
@@ -126,15 +125,8 @@ def _error(status: int, token: str, message: str | None = None) -> Response:
 
 def _audit(username: str, peer: str, ups: str, what: str, result: str) -> None:
     """One ``nuttrio.audit`` line for a web login or action, as the protocol server writes."""
-    audit_log.log(
-        logging.INFO if result in ("SUCCESS", "PENDING") else logging.WARNING,
-        "user=%s peer=%s ups=%s request=%r result=%s tracking=- via=web",
-        username or "-",
-        peer,
-        ups,
-        what,
-        result,
-    )
+    level = logging.INFO if result in ("SUCCESS", "PENDING") else logging.WARNING
+    audit(level, username, peer, ups, what, result, via="web")
 
 
 class _Refused(Exception):
