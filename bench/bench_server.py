@@ -389,6 +389,18 @@ class ListRun:
         return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
 
 
+def list_var(sock: socket.socket) -> bytes:
+    """Send one ``LIST VAR ups`` and read its whole reply."""
+    sock.sendall(LIST_REQUEST)
+    buf = b""
+    while not buf.endswith(LIST_END):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise BenchError("server closed the connection during LIST VAR")
+        buf += chunk
+    return buf
+
+
 def list_var_latency(port: int, seconds: float, max_requests: int = MAX_LIST_REQUESTS) -> ListRun:
     """Closed loop of ``LIST VAR ups`` on one connection; latency of each full reply.
 
@@ -400,13 +412,7 @@ def list_var_latency(port: int, seconds: float, max_requests: int = MAX_LIST_REQ
         deadline = time.perf_counter() + seconds
         while len(latencies) < max_requests and time.perf_counter() < deadline:
             t0 = time.perf_counter()
-            sock.sendall(LIST_REQUEST)
-            buf = b""
-            while not buf.endswith(LIST_END):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise BenchError("server closed the connection during LIST VAR")
-                buf += chunk
+            buf = list_var(sock)
             latencies.append(time.perf_counter() - t0)
             if not buf.startswith(b"BEGIN LIST VAR "):
                 raise BenchError(f"unexpected LIST VAR reply {buf[:200]!r}")

@@ -39,34 +39,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from _common import SIGNALS_SEEN, Stop, watchdog
+
+# bench_server puts the repository on sys.path and imports the tests' NUT helpers; the
+# names below come through it, so the two scripts set up the same way.
 from bench_server import (
     DEV_VALUES,
-    LIST_END,
-    LIST_REQUEST,
+    HOST,
+    REPO,
     UPS,
     BenchError,
+    NuttrioProcess,
+    RealNut,
+    RealNutError,
     Server,
     closed_loop,
+    free_port,
     get_var_load,
+    list_var,
     list_var_latency,
     log,
     machine_description,
+    missing_nut_binaries,
     proc_status_kib,
     wait_quiet,
     wait_served,
-)
-
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from tests.nuttrio_proc import NuttrioProcess  # noqa: E402
-from tests.realnut import (  # noqa: E402
-    HOST,
-    RealNut,
-    RealNutError,
-    free_port,
-    missing_nut_binaries,
     write_dev_file,
     write_nut_config,
 )
@@ -172,13 +168,7 @@ def _callgrind_cost(path: Path) -> int:
 
 def _list_loop(sock: socket.socket, count: int) -> None:
     for _ in range(count):
-        sock.sendall(LIST_REQUEST)
-        buf = b""
-        while not buf.endswith(LIST_END):
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise BenchError("server closed the connection during LIST VAR")
-            buf += chunk
+        list_var(sock)
 
 
 def count_instructions(tree: Path, confdir: Path, workdir: Path) -> dict[str, float]:
